@@ -1,0 +1,204 @@
+"""The `migrator` command line: parse arguments, run one command, map failures to exit codes.
+
+The only place that turns exceptions into exit codes and that prints command results to stdout. Logs (the
+Ecto-style lines) go to stderr through migrator.logs; the last word of every run goes to the termination log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from migrator import __version__, commands, errors, logs, termination
+from migrator.config import Settings, database_config, load_settings
+from migrator.errors import ConfigError, Interrupted, MigratorError, NotAtHead
+from migrator.repos import Repo, load_repos, select
+
+DESCRIPTION = """\
+Database migrations for PostgreSQL, for release images: Alembic migrations run once, under a lock, one
+transaction per migration, logged as Ecto does. Settings come from the environment (DATABASE_URL or PG*,
+DATABASE_PASSWORD_FILE, MIGRATOR_*); see the README."""
+
+EPILOG = f"""\
+exit codes:
+{errors.exit_code_table()}
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors raised as ConfigError so they get the one-line treatment and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="migrator", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"migrator {__version__}")
+    parser.add_argument("-C", "--project-dir", type=Path, default=None, metavar="DIR",
+                        help="directory holding migrations/, seeds/ and migrator.toml (default: the working directory)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
+
+    def command(name: str, text: str) -> Parser:
+        p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--repo", metavar="NAME", help="only this database (see migrator.toml); default: all")
+        return p
+
+    p = command("migrate", "upgrade to the head revision (or --to REV)")
+    p.add_argument("--to", metavar="REV", help="stop at this revision (required when there are several heads)")
+
+    p = command("rollback", "downgrade so that REV is the newest applied revision (base undoes everything)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("revision", nargs="?", metavar="REV", help="revision that stays applied, or base")
+    target.add_argument("--steps", type=_positive, metavar="N", help="undo the newest N migrations")
+    p.add_argument("--dry-run", action="store_true", help="log what would be reverted; change nothing")
+
+    p = command("seed", "run the seed files in seeds/ whose content has not run yet")
+    p.add_argument("--force", action="store_true", help="run every seed file, changed or not")
+
+    p = command("status", "show current revision(s), head(s) and pending revisions")
+    p.add_argument("--json", action="store_true", help="one JSON object per database on stdout")
+    p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head")
+    return parser
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return int(value)
+
+
+# --- signals ------------------------------------------------------------------------------------------
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    # Raise once; a second signal during cleanup (rollback, lock release) must not abort that cleanup.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if signum == signal.SIGTERM:
+        raise Interrupted("SIGTERM", errors.INTERRUPTED_SIGTERM)
+    raise Interrupted("SIGINT", errors.INTERRUPTED_SIGINT)
+
+
+def install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+# --- dispatch -----------------------------------------------------------------------------------------
+
+def _targets(args: argparse.Namespace, single: bool = False) -> list[commands.Target]:
+    """The selected repos with their database settings, all validated before any database is touched."""
+    project_dir = (args.project_dir or Path.cwd()).resolve()
+    repos: list[Repo] = select(load_repos(project_dir), args.repo)
+    if single and len(repos) > 1:
+        raise ConfigError(f"{args.command} works on one database: choose it with --repo "
+                          f"({', '.join(r.name for r in repos)})")
+    return [commands.Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
+            for repo in repos]
+
+
+def run_migrate(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    return [commands.migrate(t, settings, to=args.to) for t in _targets(args, single=args.to is not None)]
+
+
+def run_rollback(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    [target] = _targets(args, single=True)
+    return [commands.rollback(target, settings, to=args.revision, steps=args.steps, dry_run=args.dry_run)]
+
+
+def run_seed(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    return [commands.seed(t, settings, force=args.force) for t in _targets(args)]
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    found = [commands.status(t, settings) for t in _targets(args)]
+    for status in found:
+        print(_status_json(status) if args.json else _status_text(status), flush=True)
+    behind = [s for s in found if not s.at_head]
+    if args.check and behind:
+        raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {commands.describe_behind(s)}" for s in behind))
+    return []
+
+
+def _status_json(status: commands.Status) -> str:
+    return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
+                       "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
+                       "at_head": status.at_head})
+
+
+def _status_text(status: commands.Status) -> str:
+    def revs(values: Sequence[str]) -> str:
+        return ", ".join(values) or "none"
+    lines = [f"{status.repo} ({status.database})", f"  current: {revs(status.current) if status.current else 'base'}",
+             f"  heads:   {revs(status.heads)}", f"  pending: {revs(status.pending)}"]
+    if status.unknown:
+        lines.append(f"  unknown: {revs(status.unknown)} (not in these migrations: a newer release?)")
+    lines.append(f"  at head: {'yes' if status.at_head else 'no'}")
+    return "\n".join(lines)
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
+    "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status,
+}
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+def _early_logging() -> None:
+    """Logging before settings are validated, so that even a bad setting is reported in the chosen format."""
+    fmt = os.environ.get("MIGRATOR_LOG_FORMAT", "").strip().lower()
+    level = os.environ.get("MIGRATOR_LOG_LEVEL", "").strip().lower()
+    logs.configure("json" if fmt == "json" else "console", level if level in logs.LEVELS else "info")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    install_signal_handlers()
+    _early_logging()
+    started = time.monotonic()
+    command = "migrator"
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        settings = load_settings()
+        logs.configure(settings.log_format, settings.log_level)
+        outcomes = RUNNERS[command](args, settings)
+    except MigratorError as exc:
+        return _fail(command, exc.exit_code, str(exc))
+    except KeyboardInterrupt as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else errors.INTERRUPTED_SIGINT
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        return _fail(command, code, f"interrupted by {name}; the running migration, if any, was rolled back "
+                                    "and the lock released")
+    except Exception as exc:  # a bug: say so in one line, then show where
+        logs.get_logger().error(f"unexpected error ({type(exc).__name__}: {exc}); please report it",
+                                exc_info=True)
+        termination.write(f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}")
+        return errors.FAILED
+    summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
+    termination.write(f"{summary} (total {time.monotonic() - started:.1f}s)")
+    return errors.OK
+
+
+def _fail(command: str, code: int, message: str) -> int:
+    logs.get_logger().error(message, exit_code=code)
+    termination.write(f"{command} failed (exit {code}): {message}")
+    return code
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,88 @@
+"""One exception class per failure class, each carrying its exit code.
+
+The CLI is the only place that turns these into a process exit; everything below it raises. The message of
+each exception is the one actionable line printed first when the process fails.
+"""
+
+from __future__ import annotations
+
+OK = 0
+FAILED = 1
+USAGE = 2
+UNREACHABLE = 3
+LOCK_TIMEOUT = 4
+NOT_AT_HEAD = 5
+INTERRUPTED_SIGINT = 130
+INTERRUPTED_SIGTERM = 143
+
+EXIT_CODES: dict[int, str] = {
+    OK: "ok",
+    FAILED: "a migration or seed failed",
+    USAGE: "usage, configuration or revision error",
+    UNREACHABLE: "database unreachable or authentication failed",
+    LOCK_TIMEOUT: "lock wait timed out",
+    NOT_AT_HEAD: "not at head (status --check, wait timed out)",
+    INTERRUPTED_SIGINT: "interrupted by SIGINT",
+    INTERRUPTED_SIGTERM: "interrupted by SIGTERM",
+}
+
+
+class MigratorError(Exception):
+    """Base class: a failure the user can act on, with its exit code."""
+
+    exit_code = FAILED
+
+
+class MigrationFailed(MigratorError):
+    """A migration or a seed raised; its transaction was rolled back."""
+
+    exit_code = FAILED
+
+
+class ConfigError(MigratorError):
+    """Bad environment, configuration file, URL, path or value."""
+
+    exit_code = USAGE
+
+
+class RevisionError(MigratorError):
+    """Unknown, ambiguous or unusable revision; several heads; bad revision files."""
+
+    exit_code = USAGE
+
+
+class DatabaseUnreachable(MigratorError):
+    """The database did not accept a connection in time, or refused our credentials."""
+
+    exit_code = UNREACHABLE
+
+
+class LockTimeout(MigratorError):
+    """Another migrator held the migration lock longer than MIGRATOR_LOCK_TIMEOUT."""
+
+    exit_code = LOCK_TIMEOUT
+
+
+class NotAtHead(MigratorError):
+    """The database is not at the head revision of the scripts."""
+
+    exit_code = NOT_AT_HEAD
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised from the SIGTERM handler.
+
+    A KeyboardInterrupt subclass on purpose: psycopg cancels the running statement on the server when a
+    KeyboardInterrupt reaches it mid-query, and SQLAlchemy rolls the transaction back, so a terminated
+    migration leaves nothing behind.
+    """
+
+    def __init__(self, signal_name: str = "SIGTERM", exit_code: int = INTERRUPTED_SIGTERM) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+
+
+def exit_code_table() -> str:
+    """The exit codes as printed by --help and documented in the README."""
+    return "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
