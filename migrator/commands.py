@@ -159,9 +159,7 @@ def _upgrade(target: Target, settings: Settings, conn: psycopg.Connection[Any], 
         if to is None and len(script_heads) > 1:
             raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
                                 "them (alembic merge heads) or choose one with migrate --to REV")
-        destination = to or "head"
-        if to is not None and to not in ("head", "heads"):
-            destination = run.script.get_revision(to).revision
+        destination = _resolve(run.script, to) if to is not None else "head"
     steps = StepLog(FORWARD, target.repo.version_table)
     done = run.execute(steps, lambda current: run.script._upgrade_revs(destination, current),  # type: ignore[arg-type]
                        destination)
@@ -222,15 +220,22 @@ def _dry_run(target: Target, before: tuple[str, ...], plan: list[Any], started: 
 
 
 def _resolve(script: ScriptDirectory, rev: str) -> str:
-    """The full id of `rev` (a unique prefix will do), or `base`."""
-    from migrator.runner import revision_errors  # noqa: PLC0415
+    """The full id of `rev` (a unique prefix of four or more characters will do), or `base`/`head(s)`."""
+    from alembic.script.revision import ResolutionError  # noqa: PLC0415
 
-    if rev == "base":
+    if rev in ("base", "head", "heads"):
         return rev
-    with revision_errors():
-        found = script.get_revision(rev)
+    try:
+        found = script.revision_map.get_revision(rev)
+    except ResolutionError as exc:
+        if str(exc).startswith("Multiple revisions"):
+            raise RevisionError(f"revision {rev!r} is ambiguous: {str(exc).split(': ', 1)[1]} "
+                                "(give more characters)") from None
+        raise RevisionError(f"unknown revision {rev!r}: it is not in {script.versions}") from None
+    except Exception as exc:  # Alembic's own errors for malformed identifiers (relative, branch@rev)
+        raise RevisionError(f"bad revision {rev!r}: {' '.join(str(exc).split())}") from None
     if found is None:
-        raise RevisionError(f"unknown revision {rev!r}")
+        raise RevisionError(f"unknown revision {rev!r}: it is not in {script.versions}")
     return found.revision
 
 

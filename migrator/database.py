@@ -79,8 +79,19 @@ def connect(db: DatabaseConfig, connect_timeout: float, *, autocommit: bool = Fa
             delay = min(delay * 2, 2.0)
 
 
+CLIENT_CHECK_INTERVAL = "2s"
+CLIENT_CHECK_SINCE = 140000  # client_connection_check_interval exists from PostgreSQL 14
+
+
 def set_migration_timeouts(conn: psycopg.Connection[Any], timeouts: Timeouts) -> None:
-    """Session lock_timeout and statement_timeout, so a migration never queues production traffic for long."""
+    """Session settings for migrations.
+
+    lock_timeout and statement_timeout, so a migration never queues production traffic for long; and, where
+    the server has it, client_connection_check_interval, so that the statement of a migrator killed with
+    SIGKILL (OOM, node loss) is cancelled within seconds instead of holding its locks until it ends.
+    """
     conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                  (f"{round(timeouts.ddl_lock * 1000)}ms", f"{round(timeouts.statement * 1000)}ms"))
+    if conn.info.server_version >= CLIENT_CHECK_SINCE:
+        conn.execute("SELECT set_config('client_connection_check_interval', %s, false)", (CLIENT_CHECK_INTERVAL,))
     conn.commit()

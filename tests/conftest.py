@@ -117,10 +117,10 @@ def migrator_env(database_url: str | None, **extra: str) -> dict[str, str]:
 
 
 def run_migrator(args: list[str], *, cwd: Path, database_url: str | None, timeout: float = 120,
-                 **env: str) -> subprocess.CompletedProcess[str]:
+                 env: dict[str, str] | None = None, **more_env: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m migrator ARGS` the way a container runs it, and check no secret leaked."""
     proc = subprocess.run([sys.executable, "-m", "migrator", *args], cwd=cwd, capture_output=True, text=True,
-                          env=migrator_env(database_url, **env), timeout=timeout, check=False)
+                          env=migrator_env(database_url, **(env or {}), **more_env), timeout=timeout, check=False)
     assert_no_secret(proc.stdout, proc.stderr)
     return proc
 
@@ -130,6 +130,35 @@ def start_migrator(args: list[str], *, cwd: Path, database_url: str | None, **en
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=migrator_env(database_url, **env))
 
 
+def dbname(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url)["dbname"])
+
+
 def query(url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(sql, params or None).fetchall()  # type: ignore[arg-type,unused-ignore]
+        cur = conn.execute(sql, params or None)  # type: ignore[arg-type,unused-ignore]
+        return cur.fetchall() if cur.description is not None else []
+
+
+HEAD = "20211104101500"
+FIRST = "20211103022310"
+
+
+def add_revision(project: Path, revision: str, down: str | None, upgrade: str, downgrade: str = "pass",
+                 name: str = "change") -> Path:
+    """Write a revision file into `project`'s migrations; bodies are Python statements (op, sa imported)."""
+    def body(code: str) -> str:
+        return "\n".join("    " + line for line in code.strip().splitlines())
+
+    path = project / "migrations" / "versions" / f"{revision}_{name}.py"
+    path.write_text(
+        f'"""{name}"""\nimport os\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n")
+    return path
+
+
+def running_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "== Running" in line]
