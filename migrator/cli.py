@@ -18,8 +18,8 @@ from types import FrameType
 from typing import NoReturn
 
 from migrator import __version__, commands, errors, logs, termination
-from migrator.config import Settings, database_config, load_settings
-from migrator.errors import ConfigError, Interrupted, MigratorError, NotAtHead
+from migrator.config import Settings, database_config, load_settings, parse_seconds
+from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead
 from migrator.repos import Repo, load_repos, select
 
 DESCRIPTION = """\
@@ -69,7 +69,33 @@ def build_parser() -> Parser:
     p = command("status", "show current revision(s), head(s) and pending revisions")
     p.add_argument("--json", action="store_true", help="one JSON object per database on stdout")
     p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head")
+
+    p = command("wait", "wait until every database is at the head this image knows (never migrates)")
+    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="S", help="give up (exit 5) after S seconds "
+                   "(default 300)")
+    p.add_argument("--interval", type=_seconds, default=2.0, metavar="S", help="poll every S seconds (default 2)")
+    p.add_argument("--allow-newer", action="store_true", help="accept a database at a revision this image does "
+                   "not know (a newer release): only for backward-compatible (expand/contract) migrations")
+
+    p = command("sql", "print the SQL of a range of migrations, rendered offline (no database needed)")
+    p.add_argument("--from", dest="start", default="base", metavar="REV",
+                   help="start after this revision (default base; `current` asks the database)")
+    p.add_argument("--to", dest="end", default="heads", metavar="REV",
+                   help="end at this revision (default heads); below --from renders a rollback")
+
+    p = command("new", "create a revision file with a timestamp id on top of the head")
+    p.add_argument("message", help="what the migration does, e.g. \"add users.age\"")
+
+    p = command("lint", "check the migrations' SQL with squawk (dangerous locks, unsafe DDL)")
+    p.add_argument("--from", dest="start", default="base", metavar="REV", help="only revisions after REV")
     return parser
+
+
+def _seconds(value: str) -> float:
+    try:
+        return parse_seconds("value", value)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (5, 2.5, 500ms, 2m)") from None
 
 
 def _positive(value: str) -> int:
@@ -96,15 +122,19 @@ def install_signal_handlers() -> None:
 
 # --- dispatch -----------------------------------------------------------------------------------------
 
-def _targets(args: argparse.Namespace, single: bool = False) -> list[commands.Target]:
-    """The selected repos with their database settings, all validated before any database is touched."""
+def _repos(args: argparse.Namespace, single: bool = False) -> list[Repo]:
     project_dir = (args.project_dir or Path.cwd()).resolve()
     repos: list[Repo] = select(load_repos(project_dir), args.repo)
     if single and len(repos) > 1:
         raise ConfigError(f"{args.command} works on one database: choose it with --repo "
                           f"({', '.join(r.name for r in repos)})")
+    return repos
+
+
+def _targets(args: argparse.Namespace, single: bool = False) -> list[commands.Target]:
+    """The selected repos with their database settings, all validated before any database is touched."""
     return [commands.Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
-            for repo in repos]
+            for repo in _repos(args, single)]
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
@@ -147,8 +177,44 @@ def _status_text(status: commands.Status) -> str:
     return "\n".join(lines)
 
 
+def run_wait(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    deadline = time.monotonic() + args.timeout
+    return [commands.wait(t, settings, timeout=args.timeout, allow_newer=args.allow_newer, interval=args.interval,
+                          deadline=deadline) for t in _targets(args)]
+
+
+def run_sql(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    start = args.start
+    if start == "current":
+        [target] = _targets(args, single=True)
+        found = commands.status(target, settings).current
+        if len(found) > 1:
+            raise ConfigError(f"--from current: the database has several heads ({', '.join(found)}); name one")
+        start = found[0] if found else "base"
+    [repo] = _repos(args, single=True)
+    sys.stdout.write(commands.sql(repo, start, args.end))
+    return []
+
+
+def run_new(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+    [repo] = _repos(args, single=True)
+    print(commands.new(repo, args.message), flush=True)
+    return []
+
+
+def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+    [repo] = _repos(args, single=True)
+    try:
+        print(commands.lint(repo, args.start), flush=True)
+    except LintFailed as exc:
+        print(exc.report, flush=True)
+        raise
+    return []
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
-    "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status,
+    "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
+    "sql": run_sql, "new": run_new, "lint": run_lint,
 }
 
 

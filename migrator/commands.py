@@ -8,21 +8,24 @@ exit codes up to the CLI). Alembic and SQLAlchemy are imported only on the paths
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from migrator import database, heads, lock
 from migrator.config import DatabaseConfig, Settings
-from migrator.errors import NotAtHead, RevisionError
+from migrator.errors import ConfigError, NotAtHead, RevisionError
 from migrator.logs import get_logger
 from migrator.repos import Repo
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     from migrator.runner import Run
@@ -319,3 +322,171 @@ def describe_behind(status: Status) -> str:
     if status.unknown:
         return f"at unknown revision {', '.join(status.unknown)}"
     return f"{len(status.pending)} pending: {', '.join(status.pending)}"
+
+
+# --- wait ---------------------------------------------------------------------------------------------
+
+WAIT_LOG_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class Known:
+    """The revisions this image's scripts know, and their heads."""
+
+    revisions: frozenset[str]
+    heads: frozenset[str]
+
+
+def known_revisions(repo: Repo) -> Known:
+    """From the files' text when it is certain, else from Alembic."""
+    graph = _graph(repo)
+    if graph is not None:
+        return Known(frozenset(graph.parents), graph.heads)
+    from migrator import runner  # noqa: PLC0415
+
+    script = runner.load_script(runner.alembic_config(repo))
+    return Known(frozenset(s.revision for s in script.walk_revisions()), frozenset(script.get_heads()))
+
+
+def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: bool = False,
+         interval: float = 2.0, deadline: float | None = None) -> Outcome:
+    """Poll until the database is at the head this image knows; never locks, never migrates.
+
+    For app pods' init containers: the app starts only against the schema it was built for. A database at a
+    revision this image does not know means a newer release is migrating or has migrated; by default that
+    is waited out too (this pod's code may not work with the newer schema), `allow_newer` accepts it (for
+    expand/contract migrations, where old code works on the new schema). NotAtHead after `timeout`, or at
+    `deadline` (time.monotonic) when several databases share one timeout.
+    """
+    started = time.monotonic()
+    known = known_revisions(target.repo)
+    deadline = deadline if deadline is not None else started + timeout
+    conn: psycopg.Connection[Any] | None = None
+    last_log = -WAIT_LOG_EVERY
+    try:
+        while True:
+            if conn is None:
+                conn = database.connect(target.db, settings.timeouts.connect, autocommit=True, purpose="wait")
+            try:
+                current = _versions(conn, target.repo)
+            except psycopg.OperationalError:
+                conn.close()
+                conn = None
+                continue
+            ready, state = _readiness(known, current, allow_newer)
+            if ready:
+                get_logger().info(f"Schema ready: {target.db.description} {state}", repo=target.repo.name,
+                                  revision=list(current), waited=round(time.monotonic() - started, 1))
+                return Outcome(target.repo.name, "wait", current, current, [], time.monotonic() - started)
+            now = time.monotonic()
+            if now >= deadline:
+                raise NotAtHead(f"{target.db.description} not ready after {timeout:g}s: {state}")
+            if now - last_log >= WAIT_LOG_EVERY:
+                get_logger().info(f"Waiting for {target.db.description}: {state}", repo=target.repo.name)
+                last_log = now
+            time.sleep(min(interval, deadline - now))
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _readiness(known: Known, current: tuple[str, ...], allow_newer: bool) -> tuple[bool, str]:
+    heads_text = ", ".join(sorted(known.heads))
+    unknown = sorted(set(current) - known.revisions)
+    if unknown:
+        newer = f"at {', '.join(unknown)}, which this image does not know (a newer release?)"
+        if allow_newer:
+            return True, newer + "; accepted (--allow-newer)"
+        return False, newer + f"; waiting for {heads_text} (--allow-newer accepts it)"
+    if set(current) == known.heads:
+        return True, f"at {heads_text}"
+    return False, f"at {', '.join(current) or 'base'}, waiting for {heads_text}"
+
+
+# --- sql, new, lint: offline, no database -------------------------------------------------------------
+
+def sql(repo: Repo, start: str = "base", end: str = "heads") -> str:
+    """The SQL that migrating from `start` to `end` would run, rendered by Alembic offline.
+
+    Backwards (a rollback) when `end` is below `start`. Nothing connects to a database.
+    """
+    from migrator import runner  # noqa: PLC0415
+
+    config = runner.alembic_config(repo)
+    script = runner.load_script(config)
+    return render_sql(config, script, _resolve(script, start), _resolve(script, end))
+
+
+def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) -> str:
+    """Offline rendering of `start` -> `end` (resolved ids, `base` or `heads`)."""
+    from migrator import runner  # noqa: PLC0415
+
+    with runner.revision_errors():
+        if start in ("head", "heads"):
+            heads_now = script.get_heads()
+            if len(heads_now) > 1:
+                raise RevisionError(f"--from {start} is ambiguous with several heads ({', '.join(heads_now)})")
+            start = heads_now[0]
+        below = {s.revision for s in script.iterate_revisions(start, "base")} - {start} if start != "base" else set()
+        backward = (end == "base" and start != "base") or end in below
+        buffer = io.StringIO()
+
+        def plan(current: Any, _context: Any) -> Any:
+            return script._downgrade_revs(end, current) if backward else script._upgrade_revs(end, current)
+
+        runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
+                           starting_rev=None if start == "base" else start, destination_rev=end)
+    return buffer.getvalue()
+
+
+def lint(repo: Repo, start: str = "base") -> str:
+    """Run squawk on the SQL of each migration after `start`; returns its report, LintFailed on findings."""
+    from migrator import linting, runner  # noqa: PLC0415
+
+    config = runner.alembic_config(repo)
+    script = runner.load_script(config)
+    start = _resolve(script, start)
+    after = {s.revision for s in script.iterate_revisions(start, "base")} if start != "base" else set()
+    files: list[tuple[str, str]] = []
+    for revision in reversed(list(script.walk_revisions())):
+        if revision.revision in after or len(revision._versioned_down_revisions) > 1:
+            continue  # already linted, or a merge point (it runs no SQL of its own)
+        parent = revision.down_revision if isinstance(revision.down_revision, str) else "base"
+        rendered = render_sql(config, script, parent or "base", revision.revision)
+        name = f"{len(files) + 1:04d}_{revision.revision}_{runner.module_name(revision)}.sql"
+        files.append((name, linting.without_version_table(rendered, repo.version_table)))
+    return linting.squawk(files, repo.project_dir)
+
+
+TIMESTAMP = "%Y%m%d%H%M%S"
+
+
+def new(repo: Repo, message: str) -> Path:
+    """Write a revision file with a timestamp id (YYYYMMDDHHMMSS) on top of the single head."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from alembic import command  # noqa: PLC0415
+
+    from migrator import runner  # noqa: PLC0415
+
+    if not message.strip():
+        raise ConfigError("new needs a message describing the change, e.g. migrator new \"add users.age\"")
+    config = runner.alembic_config(repo)
+    script = runner.load_script(config)
+    current_heads = script.get_heads()
+    if len(current_heads) > 1:
+        raise RevisionError(f"the migrations have several heads ({', '.join(sorted(current_heads))}): merge them "
+                            "first (alembic merge heads), then add the new revision")
+    # Ids sort in creation order, as Ecto's do: a clock behind the newest existing id must not sort before it.
+    stamps = [s.revision for s in script.walk_revisions() if len(s.revision) == 14 and s.revision.isdigit()]
+    when = datetime.now(UTC).replace(microsecond=0)
+    if stamps:
+        newest = datetime.strptime(max(stamps), TIMESTAMP).replace(tzinfo=UTC)
+        when = max(when, newest + timedelta(seconds=1))
+    rev_id = when.strftime(TIMESTAMP)
+    with runner.revision_errors():
+        created = command.revision(config, message=message.strip(), rev_id=rev_id)
+    path = Path(created.path)  # type: ignore[union-attr]
+    get_logger().info(f"Created {path} ({rev_id}, on top of {', '.join(current_heads) or 'base'})",
+                      revision=rev_id, path=str(path))
+    return path

@@ -17,7 +17,7 @@ INTERRUPTED_SIGTERM = 143
 
 EXIT_CODES: dict[int, str] = {
     OK: "ok",
-    FAILED: "a migration or seed failed",
+    FAILED: "a migration or seed failed (or lint found problems)",
     USAGE: "usage, configuration or revision error",
     UNREACHABLE: "database unreachable or authentication failed",
     LOCK_TIMEOUT: "lock wait timed out",
@@ -37,6 +37,16 @@ class MigrationFailed(MigratorError):
     """A migration or a seed raised; its transaction was rolled back."""
 
     exit_code = FAILED
+
+
+class LintFailed(MigratorError):
+    """squawk reported dangerous DDL; `report` is what it said."""
+
+    exit_code = FAILED
+
+    def __init__(self, message: str, report: str) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ConfigError(MigratorError):

@@ -8,6 +8,7 @@ ended), and a SQLAlchemy hook that describes each statement in Ecto's words.
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +41,8 @@ BACKOFF_MAX = 30.0
 
 def alembic_config(repo: Repo) -> Config:
     """An Alembic Config for `repo`, built in code (no alembic.ini needed in the image)."""
-    config = Config()
+    # quiet: Alembic's own "Generating ... done" would mix into stdout, which carries command results.
+    config = Config(cmd_opts=argparse.Namespace(quiet=True))
     config.set_main_option("script_location", str(repo.script_location))
     config.set_main_option("version_table", repo.version_table)
     if repo.version_table_schema:

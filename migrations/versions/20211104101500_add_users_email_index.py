@@ -26,12 +26,18 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         # A concurrent build that failed or was interrupted (lock timeout, SIGTERM) leaves an INVALID index
         # under this name; drop it, so that the retry builds a valid one instead of tripping over it.
-        invalid = op.get_bind().execute(sa.text(
-            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relname = :name AND NOT i.indisvalid"), {"name": INDEX}).first()
-        if invalid:
+        # (Offline, in `migrator sql`, there is no database to ask.)
+        if not op.get_context().as_sql and _invalid_index_exists():
             op.drop_index(INDEX, table_name="users", postgresql_concurrently=True)
-        op.create_index(INDEX, "users", ["email"], unique=True, postgresql_concurrently=True)
+        # IF NOT EXISTS: a build that completed before the process died (version not yet stamped) is kept.
+        op.create_index(INDEX, "users", ["email"], unique=True, postgresql_concurrently=True, if_not_exists=True)
+
+
+def _invalid_index_exists() -> bool:
+    found = op.get_bind().execute(sa.text(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = :name AND NOT i.indisvalid"), {"name": INDEX}).first()
+    return found is not None
 
 
 def downgrade() -> None:

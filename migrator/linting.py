@@ -1,0 +1,54 @@
+"""`migrator lint`: squawk (PyPI squawk-cli) on the SQL each migration would run.
+
+Dangerous DDL (a NOT NULL column without a default, an index built without CONCURRENTLY, a constraint
+validated under an exclusive lock) is caught in CI instead of in production. Squawk reads the project's
+`.squawk.toml`, where rules that do not fit are excluded one by one, each with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from migrator.errors import ConfigError, LintFailed
+from migrator.operations import describe
+
+
+def without_version_table(sql: str, version_table: str) -> str:
+    """Alembic's own bookkeeping statements are not the migration's DDL: leave them out of the review."""
+    kept = []
+    for chunk in sql.split("\n\n"):
+        statement = "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
+        op = describe(statement) if statement else None
+        if op is not None and op.table is not None and op.table.rsplit(".", 1)[-1] == version_table:
+            continue
+        kept.append(chunk)
+    return "\n\n".join(kept)
+
+
+def squawk(files: list[tuple[str, str]], project_dir: Path) -> str:
+    """Write each (name, sql) and lint them together; the report, or LintFailed carrying it."""
+    # A venv's console scripts sit beside its python, whether or not the venv is on PATH.
+    executable = shutil.which("squawk") or shutil.which("squawk", path=str(Path(sys.executable).parent))
+    if executable is None:
+        raise ConfigError("squawk not found on PATH: pip install squawk-cli (lint is a CI tool, not in the image)")
+    if not files:
+        return "no migrations to lint"
+    config = project_dir / ".squawk.toml"
+    with tempfile.TemporaryDirectory(prefix="migrator-lint-") as tmp:
+        paths = []
+        for name, text in files:
+            path = Path(tmp) / name
+            path.write_text(text)
+            paths.append(str(path))
+        argv = [executable, *(["--config", str(config)] if config.is_file() else []), *paths]
+        env = {**os.environ, **({} if sys.stdout.isatty() else {"NO_COLOR": "1"})}
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp, env=env)
+    report = (result.stdout + result.stderr).replace(tmp + "/", "")
+    if result.returncode != 0:
+        raise LintFailed(f"squawk found problems in {len(files)} migration(s)", report=report)
+    return report or f"squawk: {len(files)} migration(s), no problems"

@@ -1,0 +1,274 @@
+"""Operating around a release: wait, sql, new, several databases, termination message, lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from migrator.lock import lock_key
+from tests.conftest import (
+    FIRST,
+    HEAD,
+    ROOT,
+    add_revision,
+    dbname,
+    query,
+    run_migrator,
+    running_lines,
+    start_migrator,
+)
+from tests.postgres import Server, free_port
+
+
+def versions(url: str, table: str = "alembic_version") -> list[object]:
+    return [row[0] for row in query(url, f"SELECT version_num FROM {table}")]
+
+
+# --- wait -----------------------------------------------------------------------------------------------
+
+def test_wait_returns_once_another_process_migrates(project: Path, database_url: str) -> None:
+    assert run_migrator(["migrate", "--to", FIRST], cwd=project, database_url=database_url).returncode == 0
+    waiter = start_migrator(["wait", "--timeout", "60", "--interval", "0.2"], cwd=project,
+                            database_url=database_url)
+    time.sleep(1.5)
+    assert waiter.poll() is None, "wait returned before the schema was at head"
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    migrated_at = time.monotonic()
+    assert waiter.wait(timeout=30) == 0
+    assert time.monotonic() - migrated_at < 5
+    _, err = waiter.communicate()
+    assert "Waiting for" in err and f"at {FIRST}, waiting for {HEAD}" in err
+    assert "Schema ready" in err and not running_lines(err)
+
+
+def test_wait_times_out_with_5(project: Path, database_url: str) -> None:
+    run_migrator(["migrate", "--to", FIRST], cwd=project, database_url=database_url)
+    result = run_migrator(["wait", "--timeout", "1"], cwd=project, database_url=database_url)
+    assert result.returncode == 5
+    assert result.stderr.splitlines()[-1].endswith(f"not ready after 1s: at {FIRST}, waiting for {HEAD}")
+    assert versions(database_url) == [FIRST], "wait must never migrate"
+
+
+def test_wait_on_a_newer_database_both_ways(project: Path, database_url: str) -> None:
+    run_migrator(["migrate"], cwd=project, database_url=database_url)
+    query(database_url, "UPDATE alembic_version SET version_num = '20990101000000'")
+    strict = run_migrator(["wait", "--timeout", "1"], cwd=project, database_url=database_url)
+    assert strict.returncode == 5
+    assert "which this image does not know (a newer release?)" in strict.stderr
+    allowed = run_migrator(["wait", "--timeout", "1", "--allow-newer"], cwd=project, database_url=database_url)
+    assert allowed.returncode == 0
+    assert "accepted (--allow-newer)" in allowed.stderr
+
+
+def test_wait_takes_no_lock(project: Path, database_url: str) -> None:
+    run_migrator(["migrate"], cwd=project, database_url=database_url)
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(dbname(database_url), "public", "alembic_version"),))
+        assert run_migrator(["wait", "--timeout", "5"], cwd=project, database_url=database_url).returncode == 0
+
+
+def test_wait_unreachable_exits_3(project: Path) -> None:
+    result = run_migrator(["wait", "--timeout", "30"], cwd=project,
+                          database_url=f"postgres://a:b@127.0.0.1:{free_port()}/x", MIGRATOR_CONNECT_TIMEOUT="1")
+    assert result.returncode == 3
+
+
+# --- sql ------------------------------------------------------------------------------------------------
+
+def test_sql_renders_offline_without_connecting(project: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        url = f"postgres://app:pw@127.0.0.1:{listener.getsockname()[1]}/app"
+        up = run_migrator(["sql"], cwd=project, database_url=url)
+        down = run_migrator(["sql", "--from", HEAD, "--to", FIRST], cwd=project, database_url=url)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody knocked
+    assert up.returncode == 0 and down.returncode == 0, up.stderr + down.stderr
+    assert "CREATE TABLE users (" in up.stdout
+    assert "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_index ON users (email);" in up.stdout
+    assert f"INSERT INTO alembic_version (version_num) VALUES ('{FIRST}')" in up.stdout
+    assert "DROP INDEX CONCURRENTLY IF EXISTS users_email_index;" in down.stdout
+    assert "DROP TABLE users" not in down.stdout and "CREATE TABLE" not in down.stdout
+
+
+def test_sql_from_current_reads_the_database(project: Path, database_url: str) -> None:
+    run_migrator(["migrate", "--to", FIRST], cwd=project, database_url=database_url)
+    result = run_migrator(["sql", "--from", "current"], cwd=project, database_url=database_url)
+    assert result.returncode == 0
+    assert "CREATE UNIQUE INDEX" in result.stdout and "CREATE TABLE users" not in result.stdout
+
+
+# --- new ------------------------------------------------------------------------------------------------
+
+def test_new_revision_has_a_timestamp_id_and_the_head_as_parent(project: Path, database_url: str) -> None:
+    created = run_migrator(["new", "add users age"], cwd=project, database_url=None)
+    assert created.returncode == 0, created.stderr
+    path = Path(created.stdout.strip())
+    match = re.fullmatch(r"(\d{14})_add_users_age\.py", path.name)
+    assert match and path.parent == project / "migrations" / "versions"
+    text = path.read_text()
+    assert f"revision: str = '{match[1]}'" in text and f"down_revision: str | Sequence[str] | None = '{HEAD}'" in text
+    path.write_text(text.replace("def upgrade() -> None:\n    pass",
+                                 "def upgrade() -> None:\n    op.add_column('users', sa.Column('age', sa.Integer))"))
+    result = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert result.returncode == 0, result.stderr
+    assert f"== Running {match[1]} add_users_age.upgrade forward" in result.stderr
+    assert "alter table users add column age" in result.stderr
+    assert versions(database_url) == [match[1]]
+
+
+def test_new_refuses_with_several_heads(project: Path) -> None:
+    add_revision(project, "20220101000000", HEAD, "pass", name="a")
+    add_revision(project, "20220101000001", HEAD, "pass", name="b")
+    result = run_migrator(["new", "more"], cwd=project, database_url=None)
+    assert result.returncode == 2
+    assert "several heads (20220101000000, 20220101000001)" in result.stderr
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 4
+
+
+# --- several databases ----------------------------------------------------------------------------------
+
+ANALYTICS_REVISION = "20230101000000"
+
+
+@pytest.fixture
+def two_databases(project: Path, pg_server: Server) -> tuple[Path, dict[str, str]]:
+    analytics = project / "analytics" / "migrations"
+    (analytics / "versions").mkdir(parents=True)
+    shutil.copy(ROOT / "migrations" / "env.py", analytics / "env.py")
+    shutil.copy(ROOT / "migrations" / "script.py.mako", analytics / "script.py.mako")
+    (project / "analytics" / "seeds").mkdir()
+    (analytics / "versions" / f"{ANALYTICS_REVISION}_create_events.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f"revision = '{ANALYTICS_REVISION}'\ndown_revision = None\n\n"
+        "def upgrade():\n    op.create_table('events', sa.Column('id', sa.BigInteger, primary_key=True))\n\n"
+        "def downgrade():\n    op.drop_table('events')\n")
+    (project / "migrator.toml").write_text(
+        '[[repos]]\nname = "primary"\nscript_location = "migrations"\nseeds = "seeds"\n\n'
+        '[[repos]]\nname = "analytics"\nurl_env = "ANALYTICS_DATABASE_URL"\n'
+        'script_location = "analytics/migrations"\nseeds = "analytics/seeds"\nversion_table = "analytics_version"\n')
+    urls = {"primary": pg_server.url_for(pg_server.create_database()),
+            "analytics": pg_server.url_for(pg_server.create_database())}
+    return project, urls
+
+
+def test_migrate_goes_through_every_database_in_order(two_databases: tuple[Path, dict[str, str]]) -> None:
+    project, urls = two_databases
+    result = run_migrator(["migrate"], cwd=project, database_url=urls["primary"],
+                          ANALYTICS_DATABASE_URL=urls["analytics"])
+    assert result.returncode == 0, result.stderr
+    assert versions(urls["primary"]) == [HEAD]
+    assert versions(urls["analytics"], "analytics_version") == [ANALYTICS_REVISION]
+    assert query(urls["analytics"], "SELECT to_regclass('alembic_version'), to_regclass('users')") == [(None, None)]
+    order = running_lines(result.stderr)
+    assert [FIRST in order[0], HEAD in order[1], ANALYTICS_REVISION in order[2]] == [True, True, True]
+    status = run_migrator(["status", "--json", "--check"], cwd=project, database_url=urls["primary"],
+                          ANALYTICS_DATABASE_URL=urls["analytics"])
+    assert status.returncode == 0 and len(status.stdout.splitlines()) == 2
+
+
+def test_each_database_has_its_own_lock(two_databases: tuple[Path, dict[str, str]]) -> None:
+    import psycopg
+
+    project, urls = two_databases
+    with psycopg.connect(urls["primary"], autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(dbname(urls["primary"]), "public", "alembic_version"),))
+        result = run_migrator(["migrate", "--repo", "analytics"], cwd=project, database_url=urls["primary"],
+                              ANALYTICS_DATABASE_URL=urls["analytics"], MIGRATOR_LOCK_TIMEOUT="2")
+    assert result.returncode == 0, result.stderr
+    assert versions(urls["analytics"], "analytics_version") == [ANALYTICS_REVISION]
+
+
+def test_rollback_touches_only_the_named_database(two_databases: tuple[Path, dict[str, str]]) -> None:
+    project, urls = two_databases
+    env = {"ANALYTICS_DATABASE_URL": urls["analytics"]}
+    run_migrator(["migrate"], cwd=project, database_url=urls["primary"], env=env)
+    result = run_migrator(["rollback", "--repo", "analytics", "base"], cwd=project, database_url=urls["primary"],
+                          env=env)
+    assert result.returncode == 0, result.stderr
+    assert versions(urls["analytics"], "analytics_version") == []
+    assert versions(urls["primary"]) == [HEAD]
+    bare = run_migrator(["rollback", "base"], cwd=project, database_url=urls["primary"], env=env)
+    assert bare.returncode == 2 and "choose it with --repo (primary, analytics)" in bare.stderr
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ('[[repos]]\nname = "primary"\nscript_location = "nowhere"\n', "migrations directory"),
+    ('[[repos]]\nname = "primary"\nseeds = "no-seeds"\n', "seeds directory"),
+    ('[[repos]]\nname = "primary"\nurl_env = "MISSING_URL"\n', "no database configured: set MISSING_URL"),
+    ('[[repos]]\nname = "primary"\n\n[[repos]]\nname = "primary"\n', "primary repeats"),
+    ('[[repos]]\nname = "primary"\ncolour = "blue"\n', "unknown key(s) colour"),
+    ('[[repos]]\nname = "primary"\nurl_env = "not a var"\n', "must be an environment variable name"),
+    ("[[repos]\n", "cannot be read as TOML"),
+])
+def test_bad_configurations(project: Path, database_url: str, config: str, message: str) -> None:
+    (project / "migrator.toml").write_text(config)
+    result = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert result.returncode == 2
+    assert message in result.stderr.splitlines()[0]
+    assert query(database_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_unknown_repo(project: Path, database_url: str) -> None:
+    result = run_migrator(["status", "--repo", "nope"], cwd=project, database_url=database_url)
+    assert result.returncode == 2 and "unknown repo 'nope': configured repos are default" in result.stderr
+
+
+def test_pyproject_tool_table(project: Path, database_url: str) -> None:
+    (project / "migrations").rename(project / "db")
+    (project / "pyproject.toml").write_text('[tool.migrator]\nscript_location = "db"\n')
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    assert versions(database_url) == [HEAD]
+
+
+# --- termination message --------------------------------------------------------------------------------
+
+def test_termination_message_on_success_and_failure(project: Path, database_url: str, tmp_path: Path,
+                                                    tcp_server: Server) -> None:
+    log = tmp_path / "termination-log"
+    ok = run_migrator(["migrate"], cwd=project, database_url=database_url, MIGRATOR_TERMINATION_LOG=str(log))
+    assert ok.returncode == 0
+    assert re.fullmatch(rf"migrate default: 2 applied \({FIRST}, {HEAD}\), base -> {HEAD} in \d+\.\ds "
+                        r"\(total \d+\.\ds\)\n", log.read_text())
+    assert tcp_server.password
+    bad_url = tcp_server.admin_url.replace("@", "x@")  # a wrong password that contains the real one
+    failed = run_migrator(["migrate"], cwd=project, database_url=bad_url, MIGRATOR_TERMINATION_LOG=str(log))
+    assert failed.returncode == 3
+    text = log.read_text()
+    assert text.startswith("migrate failed (exit 3): cannot connect to postgres@127.0.0.1:")
+    assert "password authentication failed" in text
+    assert tcp_server.password not in text
+    assert len(text.splitlines()) == 1
+
+
+# --- lint -----------------------------------------------------------------------------------------------
+
+def test_lint_passes_on_the_example(project: Path) -> None:
+    shutil.copy(ROOT / ".squawk.toml", project / ".squawk.toml")
+    result = run_migrator(["lint"], cwd=project, database_url=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Found 0 issues in 2 files" in result.stdout
+
+
+def test_lint_fails_on_dangerous_ddl(project: Path) -> None:
+    shutil.copy(ROOT / ".squawk.toml", project / ".squawk.toml")
+    add_revision(project, "20220101000000", HEAD,
+                 "op.add_column('users', sa.Column('age', sa.BigInteger, nullable=False))\n"
+                 "op.create_index('users_name_index', 'users', ['name'])", name="dangerous")
+    result = run_migrator(["lint"], cwd=project, database_url=None)
+    assert result.returncode == 1
+    assert "adding-required-field" in result.stdout
+    assert "require-concurrent-index-creation" in result.stdout
+    assert "20220101000000_dangerous.sql" in result.stdout
+    assert result.stderr.splitlines()[-1].endswith("squawk found problems in 3 migration(s)")
+    only_new = run_migrator(["lint", "--from", HEAD], cwd=project, database_url=None)
+    assert only_new.returncode == 1 and "in 1 migration(s)" in only_new.stderr
