@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,11 +98,12 @@ def _connection(target: Target, settings: Settings) -> Iterator[psycopg.Connecti
 
 
 @contextmanager
-def _locked(target: Target, settings: Settings, conn: psycopg.Connection[Any]) -> Iterator[None]:
+def _locked(target: Target, settings: Settings, conn: psycopg.Connection[Any],
+            satisfied: Callable[[], bool] | None = None) -> Iterator[bool]:
     dbname, schema = lock.current_schema(conn, target.repo.version_table_schema)
     key = lock.lock_key(dbname, schema, target.repo.version_table)
-    with lock.migration_lock(conn, key, settings.timeouts.lock, what=target.db.description):
-        yield
+    with lock.migration_lock(conn, key, settings.timeouts.lock, target.db.description, satisfied) as held:
+        yield held
 
 
 def _run(target: Target, settings: Settings, conn: psycopg.Connection[Any]) -> Run:
@@ -144,9 +145,14 @@ def migrate(target: Target, settings: Settings, to: str | None = None) -> Outcom
         before = _versions(conn, target.repo)
         if graph is not None and heads.at_head(graph, before):
             return _already_up(target, before, started)
-        with _locked(target, settings, conn):
-            before = _versions(conn, target.repo)  # another migrator may have finished while we waited
-            if graph is not None and heads.at_head(graph, before):
+
+        def at_head() -> bool:
+            return graph is not None and heads.at_head(graph, _versions(conn, target.repo))
+
+        # Waiting replicas stop waiting as soon as the holder's migrations reached head.
+        with _locked(target, settings, conn, satisfied=at_head) as held:
+            before = _versions(conn, target.repo)  # read again: another migrator may have finished meanwhile
+            if not held or (graph is not None and heads.at_head(graph, before)):
                 return _already_up(target, before, started)
             return _upgrade(target, settings, conn, to, before=before, started=started)
 

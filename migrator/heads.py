@@ -20,10 +20,12 @@ from psycopg import sql
 
 # The same file selection as Alembic's ScriptDirectory (non-recursive, sourceful): any *.py but __init__.
 _SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
-_ASSIGNMENT = r"^{name}[ \t]*(?::[^=\n]*)?=[ \t]*(?P<value>[^\n#]*?)[ \t]*(?:#[^\n]*)?$"
-_REVISION = re.compile(_ASSIGNMENT.format(name="revision"), re.MULTILINE)
-_DOWN_REVISION = re.compile(_ASSIGNMENT.format(name="down_revision"), re.MULTILINE)
-_DEPENDS_ON = re.compile(_ASSIGNMENT.format(name="depends_on"), re.MULTILINE)
+# Module-level (unindented) assignments of the three names Alembic reads, with or without annotations.
+_ASSIGNMENT = re.compile(r"^(?P<name>revision|down_revision|depends_on)[ \t]*(?::[^=\n]*)?=[ \t]*"
+                         r"(?P<value>[^\n#]*?)[ \t]*(?:#[^\n]*)?$", re.MULTILINE)
+# Any other statement that starts with one of them (`down_revision += ...`) makes the text unreliable.
+_MENTION = re.compile(r"^(?:revision|down_revision|depends_on)\b", re.MULTILINE)
+_PLAIN_STRING = re.compile(r"""^(['"])([^'"\\]*)\1$""")
 
 
 @dataclass(frozen=True)
@@ -43,20 +45,24 @@ class Uncertain(Exception):
     """The text alone cannot answer; Alembic's full path must."""
 
 
-def _literal(match: re.Match[str] | None, path: Path, name: str) -> Any:
-    if match is None:
-        raise Uncertain(f"{path.name}: no literal {name}")
+def _literal(values: dict[str, list[str]], path: Path, name: str, required: bool = True) -> Any:
+    found = values.get(name, [])
+    if len(found) > 1:
+        raise Uncertain(f"{path.name}: {name} is assigned more than once")
+    if not found:
+        if required:
+            raise Uncertain(f"{path.name}: no literal {name}")
+        return None
+    text = found[0]
+    plain = _PLAIN_STRING.match(text)  # the common case, without the cost of ast
+    if plain:
+        return plain[2]
+    if text == "None":
+        return None
     try:
-        return ast.literal_eval(match["value"])
+        return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise Uncertain(f"{path.name}: {name} is not a literal") from None
-
-
-def _single(pattern: re.Pattern[str], text: str, path: Path, name: str) -> re.Match[str] | None:
-    matches = list(pattern.finditer(text))
-    if len(matches) > 1:
-        raise Uncertain(f"{path.name}: {name} is assigned more than once")
-    return matches[0] if matches else None
 
 
 def _parents(value: Any, path: Path) -> tuple[str, ...]:
@@ -72,14 +78,17 @@ def _parents(value: Any, path: Path) -> tuple[str, ...]:
 def read_script(path: Path) -> tuple[str, tuple[str, ...]]:
     """(revision, parents) of one file, from its literal assignments."""
     text = path.read_text(encoding="utf-8")
-    revision = _literal(_single(_REVISION, text, path, "revision"), path, "revision")
+    values: dict[str, list[str]] = {}
+    for match in _ASSIGNMENT.finditer(text):
+        values.setdefault(match["name"], []).append(match["value"])
+    if len(_MENTION.findall(text)) != sum(map(len, values.values())):
+        raise Uncertain(f"{path.name}: revision variables are changed by other statements")
+    revision = _literal(values, path, "revision")
     if not isinstance(revision, str) or not revision:
         raise Uncertain(f"{path.name}: revision is not a non-empty string")
-    depends = _single(_DEPENDS_ON, text, path, "depends_on")
-    if depends is not None and _literal(depends, path, "depends_on") is not None:
+    if _literal(values, path, "depends_on", required=False) is not None:
         raise Uncertain(f"{path.name}: depends_on needs Alembic's dependency resolution")
-    return revision, _parents(_literal(_single(_DOWN_REVISION, text, path, "down_revision"), path,
-                                       "down_revision"), path)
+    return revision, _parents(_literal(values, path, "down_revision"), path)
 
 
 def scan(versions_dir: Path) -> ScriptGraph:

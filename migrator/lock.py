@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ from migrator.errors import LockTimeout
 from migrator.logs import get_logger
 
 NAMESPACE = b"migrator/v1"
-POLL_MIN, POLL_MAX = 0.05, 0.5
+POLL_MIN, POLL_MAX = 0.05, 0.25
 LOG_EVERY = 10.0
 
 
@@ -41,21 +41,32 @@ def current_schema(conn: psycopg.Connection[Any], schema: str | None) -> tuple[s
 
 
 @contextmanager
-def migration_lock(conn: psycopg.Connection[Any], key: int, timeout: float, what: str) -> Iterator[None]:
-    """Hold the advisory lock `key` on `conn` (autocommit) for the block; LockTimeout after `timeout` s."""
-    acquire(conn, key, timeout, what)
+def migration_lock(conn: psycopg.Connection[Any], key: int, timeout: float, what: str,
+                   satisfied: Callable[[], bool] | None = None) -> Iterator[bool]:
+    """Hold the advisory lock `key` on `conn` (autocommit) for the block; LockTimeout after `timeout` s.
+
+    Yields True when held. While waiting, `satisfied()` is asked at every poll: when the holder has already
+    done our work (the database reached head), waiting on is pointless and the block gets False, unlocked.
+    """
+    if not acquire(conn, key, timeout, what, satisfied):
+        yield False
+        return
     try:
-        yield
+        yield True
     finally:
         release(conn, key)
 
 
-def acquire(conn: psycopg.Connection[Any], key: int, timeout: float, what: str) -> None:
+def acquire(conn: psycopg.Connection[Any], key: int, timeout: float, what: str,
+            satisfied: Callable[[], bool] | None = None) -> bool:
+    """Poll for the lock; True once held, False when `satisfied()` says it is no longer needed."""
     log = get_logger()
     started = time.monotonic()
     last_log = -LOG_EVERY
     poll = POLL_MIN
     while not _try_lock(conn, key):
+        if satisfied is not None and satisfied():
+            return False
         waited = time.monotonic() - started
         if waited >= timeout:
             holders = describe_all(advisory_lock_holders(conn, key))
@@ -68,6 +79,7 @@ def acquire(conn: psycopg.Connection[Any], key: int, timeout: float, what: str) 
         time.sleep(min(poll * random.uniform(0.5, 1.5), max(timeout - waited, 0)))  # noqa: S311
         poll = min(poll * 1.5, POLL_MAX)
     get_logger().debug(f"migration lock on {what} acquired", waited=round(time.monotonic() - started, 3))
+    return True
 
 
 def _try_lock(conn: psycopg.Connection[Any], key: int) -> bool:

@@ -49,6 +49,7 @@ def alembic_config(repo: Repo) -> Config:
         config.set_main_option("version_table_schema", repo.version_table_schema)
     # env.py and revision files may import the project's own modules, as with alembic.ini's default.
     config.set_main_option("prepend_sys_path", str(repo.project_dir))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     return config
 

@@ -1,0 +1,279 @@
+"""Benchmarks for the init-container hot path and the apply path, against Alembic on the same scripts.
+
+One command (`make bench`, or `python -m bench.run`). Everything runs in this process tree on one embedded
+PostgreSQL started here, so every ratio compares runs taken side by side; runs of the two sides are
+interleaved (A B A B ...) after one warm-up each, because these machines are noisy. Prints min / median /
+max and the ratio of medians, then each goal as measured. Numbers, not assertions: nothing here fails.
+
+  B1 no-op: `migrator migrate` at head vs `alembic upgrade head`, N = 2 (the example), 200, 1000 revisions
+  B2 floor: the no-op vs a process that only imports psycopg, connects and reads one row
+  B3 apply N = 200 revisions to an empty database: migrator vs alembic
+  B4 8 `migrator migrate` at once on an empty database (N = 200) vs one alone: wall time, failures
+  B5 peak RSS of B1 (no-op) and B3 (apply), migrator vs alembic
+  B6 script-directory load at N = 1000: migrator's text scan vs Alembic's ScriptDirectory + revision map
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import psycopg
+
+from tests.postgres import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+FLOOR = ("import os, psycopg\n"
+         "with psycopg.connect(os.environ['DATABASE_URL']) as c:\n"
+         "    c.execute('SELECT version_num FROM alembic_version').fetchall()\n")
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_mb: float
+    code: int
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
+    """Wall time and peak RSS of one process (os.wait4 gives that child's own rusage)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Sample(seconds, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def stats(values: list[float]) -> str:
+    return f"{min(values):7.3f} {statistics.median(values):7.3f} {max(values):7.3f}"
+
+
+def interleave(runs: int, sides: dict[str, Callable[[], Sample]]) -> dict[str, list[Sample]]:
+    for side in sides.values():
+        side()  # warm-up: page cache, pyc files
+    results: dict[str, list[Sample]] = {name: [] for name in sides}
+    for _ in range(runs):
+        for name, side in sides.items():
+            results[name].append(side())
+    return results
+
+
+def median(samples: list[Sample], attr: str = "seconds") -> float:
+    return float(statistics.median(getattr(s, attr) for s in samples))
+
+
+# --- projects with generated revisions ----------------------------------------------------------------
+
+REVISION = '''"""create table t{n:04d}"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{rev}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "t{n:04d}",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("amount", sa.Numeric(12, 2)),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    )
+    op.create_index("t{n:04d}_name_index", "t{n:04d}", ["name"])
+
+
+def downgrade():
+    op.drop_table("t{n:04d}")
+'''
+
+
+def project(base: Path, revisions: int) -> Path:
+    """A project directory: the example's env.py, an alembic.ini, and `revisions` generated revisions."""
+    path = base / f"n{revisions}"
+    versions = path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    shutil.copy(ROOT / "migrations" / "env.py", path / "migrations" / "env.py")
+    shutil.copy(ROOT / "migrations" / "script.py.mako", path / "migrations" / "script.py.mako")
+    shutil.copy(ROOT / "alembic.ini", path / "alembic.ini")
+    if revisions == 2:
+        for example in (ROOT / "migrations" / "versions").glob("*.py"):
+            shutil.copy(example, versions / example.name)
+        return path
+    down = None
+    for n in range(revisions):
+        rev = f"2024{n // 86400:04d}{n % 86400:06d}"
+        (versions / f"{rev}_create_t{n:04d}.py").write_text(REVISION.format(n=n, rev=rev, down=down))
+        down = rev
+    return path
+
+
+def compile_all(*paths: Path) -> None:
+    """Byte-compile the package and the scripts, as the image build does."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, paths)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+class Bench:
+    def __init__(self, server: EmbeddedServer, runs: int) -> None:
+        self.server, self.runs = server, runs
+        self.rows: list[str] = []
+        self.goals: list[str] = []
+
+    def env(self, url: str) -> dict[str, str]:
+        # Byte-compiled, as in the image (built with compileall): no side pays for compiling on every start.
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("PG", "DATABASE_", "MIGRATOR_")) and k != "PYTHONDONTWRITEBYTECODE"}
+        return {**clean, "DATABASE_URL": url}
+
+    def database(self) -> str:
+        return self.server.url_for(self.server.create_database())
+
+    def migrator(self, path: Path, url: str) -> Sample:
+        return run([str(BIN / "migrator"), "migrate"], self.env(url), path)
+
+    def alembic(self, path: Path, url: str) -> Sample:
+        return run([str(BIN / "alembic"), "upgrade", "head"], self.env(url), path)
+
+    def row(self, name: str, samples: list[Sample], attr: str = "seconds") -> None:
+        values = [getattr(s, attr) for s in samples]
+        failures = sum(s.code != 0 for s in samples)
+        unit = "s" if attr == "seconds" else "MB"
+        self.rows.append(f"{name:<44} {stats(values)} {unit:<2} {failures:>3}")
+
+    def goal(self, text: str, value: float, limit: float, unit: str = "x") -> None:
+        verdict = "met" if value <= limit else "MISSED"
+        self.goals.append(f"{text:<52} {value:8.2f}{unit} (goal <= {limit:g}{unit}) {verdict}")
+
+
+def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
+    ratios: dict[int, float] = {}
+    for n in (2, 200, 1000):
+        path = project(base, n)
+        compile_all(path, ROOT / "migrator")
+        url = bench.database()
+        assert bench.migrator(path, url).code == 0, f"setup: migrate N={n} failed"
+        sides: dict[str, Callable[[], Sample]] = {"migrator": partial(bench.migrator, path, url),
+                                                  "alembic": partial(bench.alembic, path, url)}
+        if n == 2:
+            sides["floor"] = partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)
+        found = interleave(bench.runs, sides)
+        bench.row(f"B1 no-op N={n}: migrator migrate", found["migrator"])
+        bench.row(f"B1 no-op N={n}: alembic upgrade head", found["alembic"])
+        ratios[n] = median(found["migrator"]) / median(found["alembic"])
+        bench.goal(f"B1 no-op N={n}: migrator / alembic", ratios[n], 0.5)
+        if n == 2:
+            bench.row("B2 floor: import psycopg, connect, read a row", found["floor"])
+            bench.goal("B2 no-op N=2: migrator / floor", median(found["migrator"]) / median(found["floor"]), 1.3)
+        if n == 200:
+            bench.row("B5 peak RSS no-op N=200: migrator", found["migrator"], "rss_mb")
+            bench.row("B5 peak RSS no-op N=200: alembic", found["alembic"], "rss_mb")
+            bench.goal("B5 peak RSS no-op N=200: migrator", median(found["migrator"], "rss_mb"), 45, " MB")
+    return ratios
+
+
+def b3_b5_apply(bench: Bench, base: Path) -> None:
+    path = base / "n200"
+    found = interleave(bench.runs, {"migrator": lambda: bench.migrator(path, bench.database()),
+                                    "alembic": lambda: bench.alembic(path, bench.database())})
+    bench.row("B3 apply N=200: migrator migrate", found["migrator"])
+    bench.row("B3 apply N=200: alembic upgrade head", found["alembic"])
+    bench.goal("B3 apply N=200: migrator / alembic", median(found["migrator"]) / median(found["alembic"]), 1.2)
+    bench.row("B5 peak RSS apply N=200: migrator", found["migrator"], "rss_mb")
+    bench.row("B5 peak RSS apply N=200: alembic", found["alembic"], "rss_mb")
+
+
+def b4_concurrency(bench: Bench, base: Path) -> None:
+    path = base / "n200"
+
+    def together() -> Sample:
+        url = bench.database()
+        started = time.perf_counter()
+        procs = [subprocess.Popen([str(BIN / "migrator"), "migrate"], env=bench.env(url), cwd=path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(8)]
+        codes = [p.wait() for p in procs]
+        seconds = time.perf_counter() - started
+        return Sample(seconds, 0.0, sum(code != 0 for code in codes))
+
+    found = interleave(bench.runs, {"one": lambda: bench.migrator(path, bench.database()), "eight": together})
+    bench.row("B4 apply N=200: one migrator alone", found["one"])
+    bench.row("B4 apply N=200: 8 migrators at once (wall)", found["eight"])
+    failures = sum(s.code for s in found["eight"])
+    bench.goals.append(f"{'B4 8 at once: failed processes (of ' + str(8 * bench.runs) + ')':<52} {failures:8d}  "
+                       f"(goal 0) {'met' if failures == 0 else 'MISSED'}")
+    bench.goal("B4 8 at once / one alone (wall)", median(found["eight"]) / median(found["one"]), 1.5)
+
+
+def b6_load(bench: Bench, base: Path) -> None:
+    path = base / "n1000"
+    # Each in a fresh process, timed after its imports: the load itself, as a cold start pays it.
+    scan = ("import time; from pathlib import Path; from migrator import heads; t = time.perf_counter(); "
+            "heads.scan(Path('migrations/versions')).heads; print(time.perf_counter() - t)")
+    full = ("import time; from pathlib import Path; from migrator.repos import load_repos; "
+            "from migrator import runner; t = time.perf_counter(); [r] = load_repos(Path('.')); "
+            "runner.load_script(runner.alembic_config(r)).get_heads(); print(time.perf_counter() - t)")
+
+    def timed(code: str) -> Callable[[], Sample]:
+        def side() -> Sample:
+            out = subprocess.run([sys.executable, "-c", code], cwd=path, capture_output=True, text=True, check=True)
+            return Sample(float(out.stdout), 0.0, 0)
+        return side
+
+    found = interleave(bench.runs, {"scan": timed(scan), "alembic": timed(full)})
+    bench.row("B6 load N=1000: migrator text scan", found["scan"])
+    bench.row("B6 load N=1000: Alembic ScriptDirectory + map", found["alembic"])
+    ratio = median(found["scan"]) / median(found["alembic"])
+    bench.goals.append(f"{'B6 load N=1000: scan / Alembic':<52} {ratio:8.2f}x  (reported, no goal)")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    with psycopg.connect(os.environ["BENCH_ADMIN_URL"]) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+    return (f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; PostgreSQL {version[0] if version else '?'} (embedded, Unix socket)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="runs of each side (default 7)")
+    args = parser.parse_args()
+    server = EmbeddedServer()
+    os.environ["BENCH_ADMIN_URL"] = server.admin_url
+    bench = Bench(server, args.runs)
+    base = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
+    try:
+        print(machine(), flush=True)
+        b1_b2_b5_noop(bench, base)
+        b3_b5_apply(bench, base)
+        b4_concurrency(bench, base)
+        b6_load(bench, base)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"\n{args.runs} interleaved runs each, after one warm-up\n")
+    print(f"{'scenario':<44} {'min':>7} {'median':>7} {'max':>7}    fail")
+    print("\n".join(bench.rows))
+    print("\ngoals")
+    print("\n".join(bench.goals))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The no-op fast path against Alembic's full path: the same answer, or a fallback, in every shape of history.
+
+Not timing tests: they check that reading the files' text and the version table with psycopg alone never
+says "at head" when Alembic would not (and says it whenever it can).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from migrator import heads
+from migrator.repos import load_repos
+from migrator.runner import alembic_config, load_script
+from tests.conftest import HEAD, add_revision, migrator_env, query, run_migrator
+
+A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "20220101000003"
+
+
+def fast(project: Path, current: tuple[str, ...] | None) -> bool | None:
+    """The fast path's verdict: True/False, or None when it steps aside."""
+    try:
+        graph = heads.scan(project / "migrations" / "versions")
+    except heads.Uncertain:
+        return None
+    return heads.at_head(graph, current)
+
+
+def full(project: Path, current: tuple[str, ...] | None) -> bool:
+    """Alembic's verdict: the current revisions are exactly the scripts' heads."""
+    [repo] = load_repos(project)
+    script = load_script(alembic_config(repo))
+    return bool(current) and set(current or ()) == set(script.get_heads())
+
+
+def agree(project: Path, current: tuple[str, ...] | None) -> bool | None:
+    verdict = fast(project, current)
+    assert verdict is None or verdict == full(project, current)
+    return verdict
+
+
+def test_linear_at_head_and_pending(project: Path) -> None:
+    assert agree(project, (HEAD,)) is True
+    assert agree(project, ("20211103022310",)) is False
+    assert agree(project, None) is False  # no version table yet
+    assert agree(project, ()) is False
+
+
+def test_several_heads(project: Path) -> None:
+    add_revision(project, A, HEAD, "pass", name="a")
+    add_revision(project, B, HEAD, "pass", name="b")
+    assert agree(project, (A, B)) is True
+    assert agree(project, (A,)) is False
+    assert agree(project, (HEAD,)) is False
+
+
+def test_merge_revision(project: Path) -> None:
+    add_revision(project, A, HEAD, "pass", name="a")
+    add_revision(project, B, HEAD, "pass", name="b")
+    path = add_revision(project, M, None, "pass", name="merge")
+    path.write_text(path.read_text().replace("down_revision = None", f"down_revision = ({A!r}, {B!r})"))
+    assert agree(project, (M,)) is True
+    assert agree(project, (A, B)) is False
+
+
+def test_branch_label(project: Path) -> None:
+    path = add_revision(project, A, HEAD, "pass", name="labelled")
+    path.write_text(path.read_text().replace("branch_labels = None", "branch_labels = ('reporting',)"))
+    assert agree(project, (A,)) is True
+    assert agree(project, (HEAD,)) is False
+
+
+def test_non_literal_down_revision_falls_back(project: Path) -> None:
+    path = add_revision(project, A, HEAD, "pass", name="computed")
+    path.write_text(path.read_text().replace(f"down_revision = {HEAD!r}", f"down_revision = str({int(HEAD)})"))
+    assert agree(project, (A,)) is None
+    assert full(project, (A,)) is True
+
+
+@pytest.mark.parametrize("change", [
+    "depends_on = None\ndepends_on = 'x'",         # assigned twice
+    "depends_on = ('20211103022310',)",            # needs Alembic's dependency resolution
+    "depends_on = None\ndown_revision += ''",      # changed by another statement
+])
+def test_other_uncertain_shapes_fall_back(project: Path, change: str) -> None:
+    path = add_revision(project, A, HEAD, "pass", name="odd")
+    path.write_text(path.read_text().replace("depends_on = None", change))
+    assert agree(project, (A,)) is None
+
+
+def test_unknown_parent_and_duplicate_ids_fall_back(project: Path) -> None:
+    add_revision(project, A, "19990101000000", "pass", name="orphan")
+    assert fast(project, (A,)) is None
+    (project / "migrations" / "versions" / f"{A}_orphan.py").unlink()
+    add_revision(project, A, HEAD, "pass", name="one")
+    add_revision(project, A, HEAD, "pass", name="two")
+    assert fast(project, (A,)) is None
+
+
+def test_database_ahead_of_the_scripts(project: Path) -> None:
+    assert agree(project, ("20990101000000",)) is False
+
+
+def test_version_table_reads(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert heads.read_versions(conn, "alembic_version", None) is None
+        assert heads.read_versions(conn, "alembic_version", "nowhere") is None
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO app.alembic_version VALUES ('b'), ('a')")
+        assert heads.read_versions(conn, "alembic_version", "app") == ("a", "b")
+        assert heads.read_versions(conn, "alembic_version", None) is None
+
+
+def test_fast_path_does_not_import_alembic_or_sqlalchemy(project: Path, database_url: str) -> None:
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    probe = ("import sys, runpy\nsys.argv = ['migrator'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('migrator', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
+             "    print(e.code, loaded)\n")
+    for args in (["migrate"], ["status", "--check"], ["wait", "--timeout", "5"]):
+        result = subprocess.run([sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True,
+                                env=migrator_env(database_url), check=False)
+        assert result.stdout.splitlines()[-1] == "0 []", (args, result.stdout, result.stderr)
+    # ... and takes the full path when something is pending.
+    add_revision(project, A, HEAD, "pass", name="pending")
+    result = subprocess.run([sys.executable, "-c", probe, "status", "--check"], cwd=project, capture_output=True,
+                            text=True, env=migrator_env(database_url), check=False)
+    assert result.stdout.splitlines()[-1].startswith("5 [") and "'alembic'" in result.stdout
+
+
+def test_fast_and_full_status_agree_end_to_end(project: Path, database_url: str) -> None:
+    """A non-literal file forces the full path; its verdicts match the fast path's on the same database."""
+    add_revision(project, A, HEAD, "op.create_table('a', sa.Column('id', sa.Integer))", name="a")
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    fast_status = run_migrator(["status", "--json"], cwd=project, database_url=database_url)
+    path = project / "migrations" / "versions" / f"{A}_a.py"
+    path.write_text(path.read_text().replace(f"down_revision = {HEAD!r}", f"down_revision = str({int(HEAD)})"))
+    full_status = run_migrator(["status", "--json"], cwd=project, database_url=database_url)
+    assert fast_status.stdout == full_status.stdout
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [(A,)]
