@@ -1,0 +1,157 @@
+"""Run a rendered container with Docker the way the kubelet would run it: an emulation of the pod spec, not a
+cluster. What Kubernetes would provide is made from the rendered objects themselves:
+
+- env: `value`s as they are, `secretKeyRef`s from the rendered Secret (the one the pod names, so a hook Job
+  reads the hook copy) or from a Secret the test says exists already; values reach the container through
+  the docker client's environment (`-e NAME`), never through argv;
+- volumes: `emptyDir` as a tmpfs (with its sizeLimit), `secret` as a read-only bind mount of files written
+  with the volume's items, defaultMode, root owner and the pod's fsGroup as group;
+- securityContext (container over pod): runAsUser/runAsGroup as --user, fsGroup as --group-add,
+  readOnlyRootFilesystem as --read-only, capabilities.drop ALL as --cap-drop ALL, allowPrivilegeEscalation
+  false as no-new-privileges, seccomp RuntimeDefault as Docker's default profile;
+- the termination log: a file mounted at /dev/termination-log, read back after the container ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.chart.chart_render import Rendered, pod_spec
+from tests.docker import Container, run_container, start_container
+
+TERMINATION_LOG = "/dev/termination-log"
+
+
+@dataclass
+class Run:
+    """One emulated container run: its exit code, its output, and what it wrote to the termination log."""
+
+    returncode: int
+    output: str
+    termination_message: str
+    flags: list[str] = field(default_factory=list)
+
+
+def docker_quantity(quantity: str) -> str:
+    """64Mi -> 64m (docker's tmpfs size units are powers of 1024)."""
+    units = {"Ki": "k", "Mi": "m", "Gi": "g"}
+    for suffix, unit in units.items():
+        if quantity.endswith(suffix):
+            return quantity[: -len(suffix)] + unit
+    return quantity
+
+
+def security_flags(pod_ctx: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    """docker run flags for a securityContext CTX (the container's over the pod's POD_CTX)."""
+    flags: list[str] = []
+    user = ctx.get("runAsUser")
+    if ctx.get("runAsNonRoot"):
+        assert user not in (None, 0), "runAsNonRoot needs a non-zero runAsUser that the kubelet can check"
+    if user is not None:
+        flags += ["--user", f"{user}:{ctx.get('runAsGroup', user)}"]
+    if "fsGroup" in pod_ctx:
+        flags += ["--group-add", str(pod_ctx["fsGroup"])]
+    if ctx.get("readOnlyRootFilesystem"):
+        flags.append("--read-only")
+    if "ALL" in ctx.get("capabilities", {}).get("drop", []):
+        flags += ["--cap-drop", "ALL"]
+    if ctx.get("allowPrivilegeEscalation") is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    seccomp = ctx.get("seccompProfile", {}).get("type")
+    assert seccomp in (None, "RuntimeDefault"), f"no Docker equivalent for seccomp {seccomp}"
+    return flags
+
+
+@dataclass
+class PodEmulation:
+    """The pods of one render. EXTERNAL holds the data of Secrets that exist before the release."""
+
+    rendered: Rendered
+    workdir: Path
+    external: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def secret_data(self, name: str) -> dict[str, str]:
+        if name in self.external:
+            return self.external[name]
+        secret = self.rendered.get("Secret", name)
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        data.update(secret.get("stringData") or {})
+        return data
+
+    def container(self, obj: dict[str, Any], name: str) -> dict[str, Any]:
+        spec = pod_spec(obj)
+        matches = [c for c in [*spec.get("initContainers", []), *spec["containers"]] if c["name"] == name]
+        assert len(matches) == 1, f"{obj['kind']}/{obj['metadata']['name']} has no container {name}"
+        return dict(matches[0])
+
+    def docker_options(self, obj: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+        """tests.docker RunOptions for CONTAINER of OBJ's pod, derived from the spec alone."""
+        spec = pod_spec(obj)
+        pod_ctx = spec.get("securityContext", {})
+        flags = security_flags(pod_ctx, {**pod_ctx, **container.get("securityContext", {})})
+
+        env: dict[str, str] = {}
+        for var in container.get("env", []):
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            else:
+                ref = var["valueFrom"]["secretKeyRef"]
+                env[var["name"]] = self.secret_data(ref["name"])[ref["key"]]
+
+        volumes_by_name = {v["name"]: v for v in spec.get("volumes", [])}
+        binds: list[str] = []
+        for mount in container.get("volumeMounts", []):
+            volume = volumes_by_name[mount["name"]]
+            if "emptyDir" in volume:
+                size = volume["emptyDir"].get("sizeLimit")
+                flags += ["--tmpfs", mount["mountPath"] + (f":size={docker_quantity(size)}" if size else "")]
+            elif "secret" in volume:
+                directory = self.secret_volume(obj, volume, pod_ctx.get("fsGroup"))
+                binds.append(f"{directory}:{mount['mountPath']}:ro")
+            else:
+                raise AssertionError(f"no emulation for volume {volume}")
+        return {"hardening": False, "env": env, "volumes": binds, "extra": flags}
+
+    def secret_volume(self, obj: dict[str, Any], volume: dict[str, Any], fs_group: int | None) -> Path:
+        source = volume["secret"]
+        data = self.secret_data(source["secretName"])
+        directory = self.workdir / f"{obj['metadata']['name']}-{volume['name']}"
+        directory.mkdir(exist_ok=True)
+        directory.chmod(0o755)
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            path = directory / item["path"]
+            path.write_text(data[item["key"]])
+            path.chmod(item.get("mode", source.get("defaultMode", 0o644)))
+            if fs_group is not None:
+                os.chown(path, 0, fs_group)
+        return directory
+
+    def termination_log(self, obj: dict[str, Any], container: dict[str, Any]) -> Path:
+        path = self.workdir / f"{obj['metadata']['name']}-{container['name']}.termination-log"
+        path.write_text("")
+        path.chmod(0o666)
+        return path
+
+    def run(self, obj: dict[str, Any], name: str, timeout: float = 180) -> Run:
+        """Run container NAME of OBJ's pod to completion."""
+        container = self.container(obj, name)
+        options = self.docker_options(obj, container)
+        log = self.termination_log(obj, container)
+        options["volumes"] = [*options["volumes"], f"{log}:{TERMINATION_LOG}"]
+        assert "command" not in container, "the chart relies on the image's ENTRYPOINT"
+        proc: subprocess.CompletedProcess[str] = run_container(container["image"], container.get("args", []),
+                                                               timeout=timeout, **options)
+        return Run(returncode=proc.returncode, output=proc.stdout + proc.stderr,
+                   termination_message=log.read_text(), flags=list(options["extra"]))
+
+    def start(self, obj: dict[str, Any], name: str) -> Container:
+        """Start container NAME of OBJ's pod in the background (a server)."""
+        container = self.container(obj, name)
+        options = self.docker_options(obj, container)
+        return start_container(container["image"], container.get("args", []), **options)

@@ -1,0 +1,174 @@
+"""The chart and the images together, without a cluster: the rendered migrate Job, `wait` init container, seed
+step, app container, helm test pod and NOTES rollback pod, each run with Docker as the kubelet would run its
+spec (see pod_emulation.py), against the test PostgreSQL on 127.0.0.1 (host network).
+
+An emulation of the pod spec, not a cluster test: no API server, admission, scheduling or Job controller is
+involved (tests/smoke does that on kind).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.chart.chart_render import Rendered, deep_merge, render, rollback_command, rollback_pod
+from tests.chart.pod_emulation import PodEmulation
+from tests.conftest import FIRST, HEAD, assert_no_secret, query
+from tests.docker import Container, run_container, wait_for
+from tests.postgres import SUPERUSER_PASSWORD, free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def without_password(url: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}"))
+
+
+def image_values(image: str) -> dict[str, Any]:
+    repository, tag = image.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+def release(migrator_image: str, app_image: str, url: str, extra: dict[str, Any] | None = None) -> Rendered:
+    """The chart rendered for the test database: its URL without the password, which the chart keeps in
+    the Secret it makes."""
+    values = {
+        "database": {"url": without_password(url), "password": SUPERUSER_PASSWORD},
+        "migrator": {"image": image_values(migrator_image), "config": {"connectTimeout": "10"},
+                     "wait": {"timeout": 4}},
+        "app": {"image": image_values(app_image)},
+    }
+    return render(deep_merge(values, extra or {}))
+
+
+def require_wait(image: str) -> None:
+    """The app pods' init container needs `migrator wait` (issue 3); an image without it cannot pass."""
+    if run_container(image, ["wait", "--help"]).returncode != 0:
+        pytest.skip(f"{image} has no `wait` command yet, which every app pod's init container runs")
+
+
+def versions(url: str) -> list[str]:
+    return [str(row[0]) for row in query(url, "SELECT version_num FROM alembic_version")]
+
+
+def assert_ran(run: Any, code: int = 0) -> None:
+    assert_no_secret(run.output, run.termination_message)
+    assert run.returncode == code, f"exit {run.returncode}, wanted {code}:\n{run.output[-3000:]}"
+
+
+def test_hook_job_pod_migrates_then_seeds(migrator_image: str, app_image: str, tcp_database_url: str,
+                                          tmp_path: Path) -> None:
+    rendered = release(migrator_image, app_image, tcp_database_url, {"migrator": {"seed": {"enabled": True}}})
+    pods = PodEmulation(rendered, tmp_path)
+    [job] = rendered.jobs()
+    # The kubelet runs the init container (migrate) to completion before the main one (seed).
+    migrate = pods.run(job, "migrate")
+    assert_ran(migrate)
+    assert {"--read-only", "--cap-drop", "no-new-privileges", "--user", "10001:10001"} <= set(migrate.flags)
+    assert "== Migrated" in migrate.output
+    assert versions(tcp_database_url) == [HEAD]
+    seed = pods.run(job, "seed")
+    assert_ran(seed)
+    assert query(tcp_database_url, "SELECT name FROM users") == [("User1",)]
+    # The password reached the migrator as the mounted file of the hook copy of the Secret.
+    env = {v["name"]: v.get("value") for v in pods.container(job, "migrate")["env"]}
+    assert env["DATABASE_PASSWORD_FILE"] == "/var/run/secrets/database/password"
+    # What `kubectl describe pod` would show: one line, from /dev/termination-log.
+    [summary] = migrate.termination_message.strip().splitlines()
+    assert summary.startswith("migrate") and HEAD in summary, summary
+
+
+def test_wait_init_container_waits_for_the_schema(migrator_image: str, app_image: str, tcp_database_url: str,
+                                                  tmp_path: Path) -> None:
+    require_wait(migrator_image)
+    rendered = release(migrator_image, app_image, tcp_database_url)
+    pods = PodEmulation(rendered, tmp_path)
+    deployment = rendered.deployment()
+    early = pods.run(deployment, "wait-for-schema")
+    assert_ran(early, 5)  # not at head within --timeout 4: the kubelet restarts the init container
+    # `wait` only reads: it neither migrates nor creates the version table.
+    assert query(tcp_database_url, "SELECT to_regclass('alembic_version')") == [(None,)]
+    assert_ran(pods.run(rendered.jobs()[0], "migrate"))
+    assert_ran(pods.run(deployment, "wait-for-schema"))
+
+
+def test_init_container_mode_pod_runs_migrate_seed_wait_then_serves(
+        migrator_image: str, app_image: str, tcp_database_url: str, tmp_path: Path,
+        containers: list[Container]) -> None:
+    require_wait(migrator_image)
+    port = free_port()
+    rendered = release(migrator_image, app_image, tcp_database_url,
+                       {"migrator": {"mode": "initContainer", "seed": {"enabled": True}}, "app": {"port": port}})
+    assert rendered.jobs() == []
+    pods = PodEmulation(rendered, tmp_path)
+    deployment = rendered.deployment()
+    for name in ("migrate", "seed", "wait-for-schema"):
+        assert_ran(pods.run(deployment, name))
+    app = pods.start(deployment, "app")
+    containers.append(app)
+
+    def users() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/users", timeout=3) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    wait_for(users, timeout=30, what="the app container to answer /users")
+    assert "User1" in (users() or "")
+    assert_no_secret(app.logs())
+
+
+@pytest.mark.parametrize("credentials", ["pgpassword-env", "existing-secret-url"])
+def test_other_credential_forms_reach_the_database(credentials: str, migrator_image: str, app_image: str,
+                                                   tcp_database_url: str, tmp_path: Path) -> None:
+    external: dict[str, dict[str, str]] = {}
+    if credentials == "pgpassword-env":
+        extra: dict[str, Any] = {"database": {"passwordFile": {"enabled": False}}}
+    else:
+        extra = {"database": {"url": "", "password": "", "existingSecret": {"name": "app-db", "urlKey": "uri"}}}
+        external["app-db"] = {"uri": tcp_database_url}
+    rendered = release(migrator_image, app_image, tcp_database_url, extra)
+    pods = PodEmulation(rendered, tmp_path, external)
+    assert_ran(pods.run(rendered.jobs()[0], "migrate"))
+    assert versions(tcp_database_url) == [HEAD]
+
+
+def test_helm_test_pod_and_notes_rollback_pod(migrator_image: str, app_image: str, tcp_database_url: str,
+                                              tmp_path: Path) -> None:
+    rendered = release(migrator_image, app_image, tcp_database_url)
+    pods = PodEmulation(rendered, tmp_path)
+    test_pod = rendered.test_pod()
+    assert_ran(pods.run(test_pod, "status"), 5)  # not migrated: `status --check` fails the helm test
+    assert_ran(pods.run(rendered.jobs()[0], "migrate"))
+    assert_ran(pods.run(test_pod, "status"))
+    pod = rollback_pod(rollback_command(rendered.notes), FIRST)
+    name = pod["spec"]["containers"][0]["name"]
+    rollback = pods.run(pod, name)
+    assert_ran(rollback)
+    assert HEAD in rollback.output
+    assert versions(tcp_database_url) == [FIRST]
+    assert json.dumps(pod).count(SUPERUSER_PASSWORD) == 0
+
+
+def test_failed_migration_exit_code_fails_the_job_at_once(migrator_image: str, app_image: str,
+                                                          tcp_database_url: str, tmp_path: Path) -> None:
+    """An unknown revision is exit 2, the code podFailurePolicy turns into FailJob (no retry)."""
+    rendered = release(migrator_image, app_image, tcp_database_url)
+    [job] = rendered.jobs()
+    job = json.loads(json.dumps(job))
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["migrate", "--to", "19990101000000"]
+    started = time.monotonic()
+    run = PodEmulation(rendered, tmp_path).run(job, "migrate")
+    assert_ran(run, 2)
+    fail_job = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert fail_job["action"] == "FailJob" and run.returncode in fail_job["onExitCodes"]["values"]
+    assert time.monotonic() - started < 60
