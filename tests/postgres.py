@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -70,7 +71,9 @@ class EmbeddedServer(Server):
     """pgserver's PostgreSQL 16 on a Unix socket, trust authentication."""
 
     def __init__(self) -> None:
-        import pgserver  # noqa: PLC0415  (only the default fixture needs it)
+        # pgserver asks platformdirs for a runtime directory, which a root session without XDG_RUNTIME_DIR lacks.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
 
         self._dir = tempfile.mkdtemp(prefix="migrator-pg-")
         self._server = pgserver.get_server(self._dir, cleanup_mode="delete")  # type: ignore[attr-defined]
