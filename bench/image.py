@@ -4,9 +4,10 @@
 
 Sizes: each image's total, and what its own layers add (the layers after the base's, summed from
 `docker history`; the base is the image's org.opencontainers.image.base.name label). Times: wall time of
-`docker run --rm` for `python3 -c pass` in the base, `migrator --version` (imports, no database) and
-`migrator status` against a database at head, each with the chart's hardening on the host network; runs are
-interleaved (one of each per round, the order rotating) after one warm-up round; median, min and max.
+`docker run --rm` for `python3 -c pass` in the base, `migrator --version` (imports, no database),
+`migrator status` and `migrator migrate` (the init container's no-op) against a database at head, each
+with the chart's hardening on the host network; runs are interleaved (one of each per round, the order
+rotating) after one warm-up round; median, min and max.
 
 The database: $BENCH_DATABASE_URL, else a throwaway Debian PostgreSQL (tests/postgres.py, needs root); it is
 migrated by the image under test first. Build the images first (image/build.sh). Numbers, not a test.
@@ -146,8 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{base} python3 -c pass": (base, ["-c", "pass"], {}, "python3"),
             f"{args.migrator} --version": (args.migrator, ["--version"], {}, None),
             f"{args.migrator} status (at head)": (args.migrator, ["status"], env, None),
+            f"{args.migrator} migrate (no-op at head)": (args.migrator, ["migrate"], env, None),
         }
-        print_times(measure(cases, args.runs))
+        times = measure(cases, args.runs)
+        print_times(times)
+        floor = statistics.median(times[f"{base} python3 -c pass"])
+        print()
+        for name, values in list(times.items())[1:]:
+            print(f"{name:<44} {statistics.median(values) / floor:>8.2f}x the base's python3 -c pass")
     finally:
         if server is not None:
             server.destroy()
