@@ -52,6 +52,8 @@ class Outcome:
 
     def summary(self) -> str:
         at = ",".join(self.after) or "base"
+        if self.action == "wait":
+            return f"wait {self.repo}: ready at {at} after {self.seconds:.1f}s"
         if not self.changed:
             return f"{self.action} {self.repo}: nothing to do, at {at}"
         verb = {"migrate": "applied", "rollback": "rolled back", "seed": "seeded"}.get(self.action, "done")
