@@ -164,8 +164,7 @@ class Bench:
 def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
     ratios: dict[int, float] = {}
     for n in (2, 200, 1000):
-        path = project(base, n)
-        compile_all(path, ROOT / "migrator")
+        path = generated(base, n)
         url = bench.database()
         assert bench.migrator(path, url).code == 0, f"setup: migrate N={n} failed"
         sides: dict[str, Callable[[], Sample]] = {"migrator": partial(bench.migrator, path, url),
@@ -187,8 +186,17 @@ def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
     return ratios
 
 
+def generated(base: Path, revisions: int) -> Path:
+    """The project with `revisions` revisions, generated (and byte-compiled) once per run."""
+    path = base / f"n{revisions}"
+    if not path.exists():
+        project(base, revisions)
+        compile_all(path, ROOT / "migrator")
+    return path
+
+
 def b3_b5_apply(bench: Bench, base: Path) -> None:
-    path = base / "n200"
+    path = generated(base, 200)
     found = interleave(bench.runs, {"migrator": lambda: bench.migrator(path, bench.database()),
                                     "alembic": lambda: bench.alembic(path, bench.database())})
     bench.row("B3 apply N=200: migrator migrate", found["migrator"])
@@ -199,7 +207,7 @@ def b3_b5_apply(bench: Bench, base: Path) -> None:
 
 
 def b4_concurrency(bench: Bench, base: Path) -> None:
-    path = base / "n200"
+    path = generated(base, 200)
 
     def together() -> Sample:
         url = bench.database()
@@ -220,7 +228,7 @@ def b4_concurrency(bench: Bench, base: Path) -> None:
 
 
 def b6_load(bench: Bench, base: Path) -> None:
-    path = base / "n1000"
+    path = generated(base, 1000)
     # Each in a fresh process, timed after its imports: the load itself, as a cold start pays it.
     scan = ("import time; from pathlib import Path; from migrator import heads; t = time.perf_counter(); "
             "heads.scan(Path('migrations/versions')).heads; print(time.perf_counter() - t)")
@@ -241,6 +249,10 @@ def b6_load(bench: Bench, base: Path) -> None:
     bench.goals.append(f"{'B6 load N=1000: scan / Alembic':<52} {ratio:8.2f}x  (reported, no goal)")
 
 
+SCENARIOS: dict[str, Callable[[Bench, Path], object]] = {
+    "B1": b1_b2_b5_noop, "B3": b3_b5_apply, "B4": b4_concurrency, "B6": b6_load}
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -253,6 +265,8 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="runs of each side (default 7)")
+    parser.add_argument("--only", nargs="+", choices=["B1", "B3", "B4", "B6"], default=["B1", "B3", "B4", "B6"],
+                        help="scenarios to run (B2 and B5 come with B1 and B3)")
     args = parser.parse_args()
     server = EmbeddedServer()
     os.environ["BENCH_ADMIN_URL"] = server.admin_url
@@ -260,10 +274,9 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
     try:
         print(machine(), flush=True)
-        b1_b2_b5_noop(bench, base)
-        b3_b5_apply(bench, base)
-        b4_concurrency(bench, base)
-        b6_load(bench, base)
+        for name, scenario in SCENARIOS.items():
+            if name in args.only:
+                scenario(bench, base)
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)

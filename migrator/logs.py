@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -23,7 +24,7 @@ LIBRARY_LOGGERS = ("alembic", "sqlalchemy")
 
 
 def add_timestamp(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    event_dict.setdefault("timestamp", datetime.now(UTC))
+    event_dict.setdefault("timestamp", time.time())
     return event_dict
 
 
@@ -37,14 +38,16 @@ def redact_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
 
 def render_console(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     """`HH:MM:SS.mmm [level] event`, local time, as Ecto's Logger prints it."""
-    when: datetime = event_dict.pop("timestamp").astimezone()
-    line = f"{when:%H:%M:%S}.{when.microsecond // 1000:03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
+    when = event_dict.pop("timestamp")
+    clock = time.strftime("%H:%M:%S", time.localtime(when))
+    line = f"{clock}.{int(when % 1 * 1000):03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
     exception = event_dict.get("exception")
     return f"{line}\n{exception}" if exception else line
 
 
 def jsonable(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    event_dict["timestamp"] = event_dict["timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    when = datetime.fromtimestamp(event_dict["timestamp"], UTC)
+    event_dict["timestamp"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     event_dict.pop("_record", None)
     event_dict.pop("_from_structlog", None)
     return event_dict
