@@ -18,7 +18,7 @@ from types import FrameType
 from typing import NoReturn
 
 from migrator import __version__, commands, errors, logs, termination
-from migrator.config import Settings, database_config, load_settings, parse_seconds
+from migrator.config import Settings, database_config, load_settings, log_options, parse_seconds
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead
 from migrator.repos import Repo, load_repos, select
 
@@ -220,24 +220,28 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcom
 
 # --- main ---------------------------------------------------------------------------------------------
 
-def _early_logging() -> None:
-    """Logging before settings are validated, so that even a bad setting is reported in the chosen format."""
-    fmt = os.environ.get("MIGRATOR_LOG_FORMAT", "").strip().lower()
-    level = os.environ.get("MIGRATOR_LOG_LEVEL", "").strip().lower()
-    logs.configure("json" if fmt == "json" else "console", level if level in logs.LEVELS else "info")
+def _configure_logging() -> None:
+    """Logging first, so that even a bad argument or setting is reported in the chosen format.
+
+    A bad log setting itself falls back to the console here; load_settings then reports it (exit 2).
+    """
+    try:
+        log_format, log_level = log_options()
+    except ConfigError:
+        log_format, log_level = "console", "info"
+    logs.configure(log_format, log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     install_signal_handlers()
-    _early_logging()
+    _configure_logging()
     started = time.monotonic()
     command = "migrator"
     try:
         args = build_parser().parse_args(argv)
         command = args.command
         settings = load_settings()
-        logs.configure(settings.log_format, settings.log_level)
         outcomes = RUNNERS[command](args, settings)
     except MigratorError as exc:
         return _fail(command, exc.exit_code, str(exc))

@@ -82,13 +82,19 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         statement=seconds("MIGRATOR_STATEMENT_TIMEOUT", defaults.statement),
         connect=seconds("MIGRATOR_CONNECT_TIMEOUT", defaults.connect),
     )
+    log_format, log_level = log_options(env)
+    return Settings(timeouts=timeouts, log_format=log_format, log_level=log_level)
+
+
+def log_options(env: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """(MIGRATOR_LOG_FORMAT, MIGRATOR_LOG_LEVEL), validated."""
     log_format = env.get("MIGRATOR_LOG_FORMAT", "console").strip().lower() or "console"
     if log_format not in ("console", "json"):
         raise ConfigError(f"MIGRATOR_LOG_FORMAT={log_format!r} is not supported: use console or json")
     log_level = env.get("MIGRATOR_LOG_LEVEL", "info").strip().lower() or "info"
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"MIGRATOR_LOG_LEVEL={log_level!r} is not supported: use debug, info, warning or error")
-    return Settings(timeouts=timeouts, log_format=log_format, log_level=log_level)
+    return log_format, log_level
 
 
 def database_config(env: Mapping[str, str] = os.environ, url_var: str = "DATABASE_URL",
