@@ -33,7 +33,6 @@ class ScriptGraph:
     """Every revision with its parents, read from the files' text."""
 
     parents: dict[str, tuple[str, ...]]
-    files: dict[str, Path]
 
     @property
     def heads(self) -> frozenset[str]:
@@ -94,7 +93,6 @@ def read_script(path: Path) -> tuple[str, tuple[str, ...]]:
 def scan(versions_dir: Path) -> ScriptGraph:
     """The revision graph of a versions directory; raises Uncertain when the text cannot tell."""
     parents: dict[str, tuple[str, ...]] = {}
-    files: dict[str, Path] = {}
     try:
         names = sorted(p.name for p in versions_dir.iterdir() if p.is_file())
     except OSError as exc:
@@ -107,11 +105,10 @@ def scan(versions_dir: Path) -> ScriptGraph:
         if revision in parents:
             raise Uncertain(f"revision {revision} is defined twice")
         parents[revision] = down
-        files[revision] = path
     unknown = {p for down in parents.values() for p in down} - parents.keys()
     if unknown:
         raise Uncertain(f"unknown down_revision {', '.join(sorted(unknown))}")
-    return ScriptGraph(parents=parents, files=files)
+    return ScriptGraph(parents=parents)
 
 
 def read_versions(conn: psycopg.Connection[Any], table: str, schema: str | None) -> tuple[str, ...] | None:

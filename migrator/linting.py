@@ -24,7 +24,7 @@ def without_version_table(sql: str, version_table: str) -> str:
     for chunk in sql.split("\n\n"):
         statement = "\n".join(line for line in chunk.splitlines() if not line.startswith("--")).strip()
         op = describe(statement) if statement else None
-        if op is not None and op.table is not None and op.table.rsplit(".", 1)[-1] == version_table:
+        if op is not None and op.touches(version_table):
             continue
         kept.append(chunk)
     return "\n\n".join(kept)

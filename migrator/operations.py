@@ -8,7 +8,9 @@ Ecto's `execute "..."`).
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from migrator.logs import get_logger
 
 _TOKEN = re.compile(r'"(?:[^"]|"")*"(?:\.(?:"(?:[^"]|"")*"|[A-Za-z_][\w$]*))*'
                     r'|[A-Za-z_][\w$]*(?:\.(?:"(?:[^"]|"")*"|[A-Za-z_][\w$]*))*|\S')
@@ -32,6 +34,19 @@ class Operation(NamedTuple):
     text: str
     table: str | None
     quiet: bool = False
+
+    def touches(self, table: str) -> bool:
+        """True when it names `table`, schema-qualified or not."""
+        return self.table is not None and self.table.rsplit(".", 1)[-1] == table
+
+
+def log_statement(statement: str, bookkeeping_table: str, **context: Any) -> None:
+    """One log line for a statement a migration or seed executes; upkeep of `bookkeeping_table` is not one."""
+    op = describe(statement)
+    if op.touches(bookkeeping_table):
+        return
+    log = get_logger()
+    (log.debug if op.quiet else log.info)(op.text, **context)
 
 
 def _tokens(sql: str) -> list[str]:

@@ -120,13 +120,8 @@ class StepLog:
 
     def statement(self, statement: str) -> None:
         """One line per operation a migration executes; Alembic's own version-table upkeep is not one."""
-        if self.current is None:
-            return
-        op = operations.describe(statement)
-        if op.table is not None and op.table.rsplit(".", 1)[-1] == self.version_table:
-            return
-        log = get_logger()
-        (log.debug if op.quiet else log.info)(op.text, revision=self.current.revision)
+        if self.current is not None:
+            operations.log_statement(statement, self.version_table, revision=self.current.revision)
 
 
 # --- connections --------------------------------------------------------------------------------------

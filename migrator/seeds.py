@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from migrator.errors import ConfigError, MigrationFailed
 from migrator.logs import get_logger
-from migrator.operations import describe
+from migrator.operations import log_statement
 
 LEDGER_TABLE = "migrator_seeds"
 
@@ -63,13 +63,8 @@ class SeedLog:
         self.current: str | None = None
 
     def statement(self, statement: str) -> None:
-        if self.current is None:
-            return
-        op = describe(statement)
-        if op.table is not None and op.table.rsplit(".", 1)[-1] == LEDGER_TABLE:
-            return
-        log = get_logger()
-        (log.debug if op.quiet else log.info)(op.text, seed=self.current)
+        if self.current is not None:
+            log_statement(statement, LEDGER_TABLE, seed=self.current)
 
 
 def run_seeds(connection: sa.Connection, files: list[Path], schema: str | None, force: bool,
