@@ -27,12 +27,15 @@ _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """How long to wait for what, in seconds (0 means no statement timeout)."""
+    """How long to wait for what, in seconds (statement 0 means no statement timeout)."""
 
-    lock: float = 600.0
-    ddl_lock: float = 5.0
+    lock: float = 600.0  # another migrator's lock (exit 4)
+    ddl_lock: float = 5.0  # PostgreSQL lock_timeout of each migration statement
+    concurrent_lock: float = 600.0  # lock_timeout of CONCURRENTLY statements (they wait for older transactions)
     ddl_retries: int = 5
-    statement: float = 0.0
+    statement: float = 0.0  # PostgreSQL statement_timeout; 0: off
+    idle: float = 10.0  # idle_in_transaction_session_timeout of the migration session
+    stall: float = 15.0  # no answer from the server for this long: the connection is lost
     connect: float = 60.0
 
 
@@ -77,9 +80,12 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     timeouts = Timeouts(
         lock=seconds("MIGRATOR_LOCK_TIMEOUT", defaults.lock),
         ddl_lock=seconds("MIGRATOR_DDL_LOCK_TIMEOUT", defaults.ddl_lock),
+        concurrent_lock=seconds("MIGRATOR_CONCURRENT_LOCK_TIMEOUT", defaults.concurrent_lock),
         ddl_retries=parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
         if env.get("MIGRATOR_DDL_RETRIES", "").strip() else defaults.ddl_retries,
         statement=seconds("MIGRATOR_STATEMENT_TIMEOUT", defaults.statement),
+        idle=seconds("MIGRATOR_IDLE_TIMEOUT", defaults.idle),
+        stall=seconds("MIGRATOR_STALL_TIMEOUT", defaults.stall),
         connect=seconds("MIGRATOR_CONNECT_TIMEOUT", defaults.connect),
     )
     log_format, log_level = log_options(env)

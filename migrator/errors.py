@@ -12,18 +12,24 @@ USAGE = 2
 UNREACHABLE = 3
 LOCK_TIMEOUT = 4
 NOT_AT_HEAD = 5
+PARTIAL = 6
 INTERRUPTED_SIGINT = 130
 INTERRUPTED_SIGTERM = 143
 
 EXIT_CODES: dict[int, str] = {
-    OK: "ok",
-    FAILED: "a migration or seed failed (or lint found problems)",
-    USAGE: "usage, configuration or revision error",
-    UNREACHABLE: "database unreachable or authentication failed",
-    LOCK_TIMEOUT: "lock wait timed out",
-    NOT_AT_HEAD: "not at head (status --check, wait timed out)",
-    INTERRUPTED_SIGINT: "interrupted by SIGINT",
-    INTERRUPTED_SIGTERM: "interrupted by SIGTERM",
+    OK: "ok (also: already at head, nothing to roll back, a newer database accepted by --allow-newer)",
+    FAILED: "a migration or seed failed (the message says what stays applied), or lint found problems",
+    USAGE: "usage, configuration or revision error (bad argument, URL, setting or file; unknown or ambiguous "
+           "revision; several heads; an env.py that does not delegate; a pooler that does not keep the "
+           "session; a newer database without --allow-newer)",
+    UNREACHABLE: "database unreachable, refused the connection (authentication, missing database, SSL), or "
+                 "the connection was lost during the run",
+    LOCK_TIMEOUT: "the migration lock was not acquired within MIGRATOR_LOCK_TIMEOUT, or was lost during the "
+                  "run (the run stopped before its next step)",
+    NOT_AT_HEAD: "not at head (status --check, wait timed out, seed before migrate)",
+    PARTIAL: "a non-transactional migration was left part-way: an operator decides (status, resolve)",
+    INTERRUPTED_SIGINT: "interrupted by SIGINT (within 10 s of the signal)",
+    INTERRUPTED_SIGTERM: "interrupted by SIGTERM (within 10 s of the signal)",
 }
 
 
@@ -67,10 +73,28 @@ class DatabaseUnreachable(MigratorError):
     exit_code = UNREACHABLE
 
 
+class ConnectionLost(MigratorError):
+    """An established connection broke or stopped answering (reset, terminated backend, stall, failover)."""
+
+    exit_code = UNREACHABLE
+
+
 class LockTimeout(MigratorError):
     """Another migrator held the migration lock longer than MIGRATOR_LOCK_TIMEOUT."""
 
     exit_code = LOCK_TIMEOUT
+
+
+class LockLost(MigratorError):
+    """This process no longer holds the migration lock; the run stopped before its next step."""
+
+    exit_code = LOCK_TIMEOUT
+
+
+class PartiallyApplied(MigratorError):
+    """A non-transactional migration committed part of itself and did not finish: an operator decides."""
+
+    exit_code = PARTIAL
 
 
 class NotAtHead(MigratorError):
