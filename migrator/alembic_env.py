@@ -1,9 +1,11 @@
 """What a project's migrations/env.py calls, so that `migrator` and the plain `alembic` command agree.
 
-Under `migrator`, the runner hands over its own connection (lock_timeout set, statements described) in
-`config.attributes["connection"]`. Under the plain `alembic` command there is none, and this module connects
-from DATABASE_URL (or PG*) itself, with the same retries and settings but without the migration lock.
-Offline (`--sql`, `migrator sql`) it renders PostgreSQL SQL without connecting.
+Under `migrator`, the runner hands over its own connection (the locked migration session, statements
+described, every migration recorded) in `config.attributes["connection"]`. Under the plain `alembic` command
+there is none: this module connects from DATABASE_URL (or PG*) itself, refuses a pooler that does not keep
+sessions, takes the same migration lock as migrator, applies the same session settings, and releases the
+lock afterwards; it does not write migrator's history or logs. Offline (`--sql`, `migrator sql`) it renders
+PostgreSQL SQL without connecting, as Alembic's standard offline env.py does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import sqlalchemy as sa
 from alembic import context
 
 from migrator import config as settings_config
-from migrator import database
+from migrator import database, lock
+from migrator.alembic_internals import ENV_FLAG
+from migrator.errors import LockLost, MigratorError
 
 
 def _options(target_metadata: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -31,11 +35,18 @@ def _options(target_metadata: Any, extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _configure(**options: Any) -> None:
+    context.config.attributes[ENV_FLAG] = True  # tells migrator's EnvironmentContext this env.py delegates
+    context.configure(**options)
+
+
 def run_migrations(target_metadata: Any = None, **configure: Any) -> None:
     """Configure Alembic's context for this run and run the migrations; `configure` adds options."""
     options = _options(target_metadata, configure)
     if context.is_offline_mode():
-        context.configure(url="postgresql+psycopg://", dialect_name="postgresql", literal_binds=True, **options)
+        # paramstyle "named", as Alembic's own offline template: a literal % is rendered as %, not %%.
+        _configure(url="postgresql+psycopg://", dialect_name="postgresql", literal_binds=True,
+                   dialect_opts={"paramstyle": "named"}, **options)
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -43,16 +54,38 @@ def run_migrations(target_metadata: Any = None, **configure: Any) -> None:
     if connection is not None:
         _run_online(connection, options)
         return
-    settings = settings_config.load_settings()
-    db = settings_config.database_config(os.environ)
-    raw = database.connect(db, settings.timeouts.connect)
-    database.set_migration_timeouts(raw, settings.timeouts)
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=sa.NullPool)
-    with engine.connect() as own:
-        _run_online(own, options)
+    _run_standalone(options)
 
 
 def _run_online(connection: sa.Connection, options: dict[str, Any]) -> None:
-    context.configure(connection=connection, **options)
+    _configure(connection=connection, **options)
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _run_standalone(options: dict[str, Any]) -> None:
+    """The plain `alembic` command: connect, lock as migrator does, run, unlock."""
+    settings = settings_config.load_settings()
+    db = settings_config.database_config(os.environ)
+    raw = database.connect(db, settings.timeouts, autocommit=True, purpose="alembic")
+    try:
+        server = database.identify(raw, options["version_table_schema"])
+        database.require_session_pooling(raw, server, db, settings.timeouts)
+        key = lock.lock_key(server.database, server.schema, options["version_table"])
+        lock.acquire(raw, key, settings.timeouts.lock, db.description)
+        query, params = database.set_config_sql(database.session_settings(settings.timeouts, server.server_version))
+        raw.execute(query, params)
+        raw.autocommit = False
+        raw.wait_limit = settings.timeouts.statement + settings.timeouts.stall if settings.timeouts.statement else None
+        engine = sa.create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=sa.pool.StaticPool,
+                                  pool_reset_on_return=None)
+        with engine.connect() as own:
+            _run_online(own, options)
+        raw.wait_limit = settings.timeouts.stall
+        raw.autocommit = True
+        if not lock.release(raw, key):
+            raise LockLost(f"the migration lock on {db.description} was no longer held when the run ended")
+    except MigratorError as exc:
+        raise SystemExit(f"migrator: {exc}") from None
+    finally:
+        raw.close()

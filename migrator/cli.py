@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from migrator import __version__, commands, errors, logs, termination
+from migrator import __version__, commands, deadlines, errors, logs, termination
 from migrator.config import Settings, database_config, load_settings, log_options, parse_seconds
-from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead
+from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
 from migrator.repos import Repo, load_repos, select
 
 DESCRIPTION = """\
@@ -56,6 +56,7 @@ def build_parser() -> Parser:
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
     p.add_argument("--to", metavar="REV", help="stop at this revision (required when there are several heads)")
+    _allow_newer(p, "exit 0 without migrating")
 
     p = command("rollback", "downgrade so that REV is the newest applied revision (base undoes everything)")
     target = p.add_mutually_exclusive_group(required=True)
@@ -65,17 +66,18 @@ def build_parser() -> Parser:
 
     p = command("seed", "run the seed files in seeds/ whose content has not run yet")
     p.add_argument("--force", action="store_true", help="run every seed file, changed or not")
+    _allow_newer(p, "exit 0 without seeding (the newer release's seeds apply)")
 
     p = command("status", "show current revision(s), head(s) and pending revisions")
     p.add_argument("--json", action="store_true", help="one JSON object per database on stdout")
     p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head")
 
     p = command("wait", "wait until every database is at the head this image knows (never migrates)")
-    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="S", help="give up (exit 5) after S seconds "
-                   "(default 300)")
-    p.add_argument("--interval", type=_seconds, default=2.0, metavar="S", help="poll every S seconds (default 2)")
-    p.add_argument("--allow-newer", action="store_true", help="accept a database at a revision this image does "
-                   "not know (a newer release): only for backward-compatible (expand/contract) migrations")
+    p.add_argument("--timeout", type=_bounded(WAIT_TIMEOUT), default=300.0, metavar="S",
+                   help="give up (exit 5) after S seconds (default 300)")
+    p.add_argument("--interval", type=_bounded(WAIT_INTERVAL), default=2.0, metavar="S",
+                   help="poll every S seconds (default 2, at least 0.1)")
+    _allow_newer(p, "start the app")
 
     p = command("sql", "print the SQL of a range of migrations, rendered offline (no database needed)")
     p.add_argument("--from", dest="start", default="base", metavar="REV",
@@ -88,7 +90,39 @@ def build_parser() -> Parser:
 
     p = command("lint", "check the migrations' SQL with squawk (dangerous locks, unsafe DDL)")
     p.add_argument("--from", dest="start", default="base", metavar="REV", help="only revisions after REV")
+
+    p = command("history", "show the migration history: every migration and rollback, who ran it, how it ended")
+    p.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N rows (default 50)")
+
+    p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand")
+    p.add_argument("revision", metavar="REV", help="the revision `migrator status` shows as left part-way")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
+                     "committed part, or if it is safe to repeat)")
+    how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
     return parser
+
+
+def _allow_newer(parser: Parser, then: str) -> None:
+    parser.add_argument("--allow-newer", action="store_true", help="when the database is at a revision this image "
+                        "does not know (a newer release), and the migration history proves it descends from this "
+                        f"image's head(s), {then}; for expand/contract migrations (old code works on the new schema)")
+
+
+WAIT_TIMEOUT = (0.1, 86400.0)
+WAIT_INTERVAL = (0.1, 3600.0)
+
+
+def _bounded(limits: tuple[float, float]) -> Callable[[str], float]:
+    low, high = limits
+
+    def parse(value: str) -> float:
+        seconds = _seconds(value)
+        if not low <= seconds <= high:
+            raise argparse.ArgumentTypeError(f"{value!r} is out of range: use {low:g}s to {high:g}s")
+        return seconds
+    return parse
 
 
 def _seconds(value: str) -> float:
@@ -107,15 +141,16 @@ def _positive(value: str) -> int:
 # --- signals ------------------------------------------------------------------------------------------
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    # Raise once; a second signal during cleanup (rollback, lock release) must not abort that cleanup.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if signum == signal.SIGTERM:
-        raise Interrupted("SIGTERM", errors.INTERRUPTED_SIGTERM)
-    raise Interrupted("SIGINT", errors.INTERRUPTED_SIGINT)
+    """First signal: raise Interrupted (psycopg cancels the running statement, the transaction rolls back)
+    and start the bound. Later ones do not raise (that would abort the cleanup): they cut it short."""
+    name, code = ("SIGTERM", errors.INTERRUPTED_SIGTERM) if signum == signal.SIGTERM else \
+        ("SIGINT", errors.INTERRUPTED_SIGINT)
+    if deadlines.SIGNALS.signalled(name, code):
+        raise Interrupted(name, code)
 
 
 def install_signal_handlers() -> None:
+    deadlines.SIGNALS.start(last_words=lambda message, code: _fail("migrator", code, message))
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
@@ -138,7 +173,8 @@ def _targets(args: argparse.Namespace, single: bool = False) -> list[commands.Ta
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
-    return [commands.migrate(t, settings, to=args.to) for t in _targets(args, single=args.to is not None)]
+    return [commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer)
+            for t in _targets(args, single=args.to is not None)]
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
@@ -147,7 +183,7 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> list[commands.
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
-    return [commands.seed(t, settings, force=args.force) for t in _targets(args)]
+    return [commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer) for t in _targets(args)]
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
@@ -155,6 +191,9 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Ou
     for status in found:
         print(_status_json(status) if args.json else _status_text(status), flush=True)
     behind = [s for s in found if not s.at_head]
+    partial = [s for s in behind if s.partial]
+    if args.check and partial:
+        raise PartiallyApplied("left part-way: " + "; ".join(f"{s.repo} {s.partial[-1]}" for s in partial))
     if args.check and behind:
         raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {commands.describe_behind(s)}" for s in behind))
     return []
@@ -163,7 +202,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Ou
 def _status_json(status: commands.Status) -> str:
     return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
-                       "at_head": status.at_head})
+                       "partial": status.partial, "at_head": status.at_head})
 
 
 def _status_text(status: commands.Status) -> str:
@@ -173,6 +212,7 @@ def _status_text(status: commands.Status) -> str:
              f"  heads:   {revs(status.heads)}", f"  pending: {revs(status.pending)}"]
     if status.unknown:
         lines.append(f"  unknown: {revs(status.unknown)} (not in these migrations: a newer release?)")
+    lines += [f"  left part-way: {row}" for row in status.partial]
     lines.append(f"  at head: {'yes' if status.at_head else 'no'}")
     return "\n".join(lines)
 
@@ -212,9 +252,37 @@ def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Out
     return []
 
 
+def run_history(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    for target in _targets(args):
+        rows = commands.history_rows(target, settings, args.limit)
+        if args.json:
+            for row in rows:
+                print(json.dumps({"repo": target.repo.name, **row}, default=str), flush=True)
+            continue
+        print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)", flush=True)
+        for row in rows:
+            print("  " + _history_line(row), flush=True)
+    return []
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    when = row["started_at"].isoformat(timespec="seconds") if row["started_at"] else "?"
+    took = f"{row['duration_ms'] / 1000:.1f}s" if row["duration_ms"] is not None else "-"
+    who = row["pod"] or row["host"] or "?"
+    image = f" image {row['image']}" if row["image"] else ""
+    detail = f": {row['detail']}" if row["detail"] else ""
+    return (f"{when} {row['revision']} {row['direction']} {row['outcome']} in {took} by {who}{image} "
+            f"(migrator {row['migrator_version']}){detail}")
+
+
+def run_resolve(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    [target] = _targets(args, single=True)
+    return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
-    "sql": run_sql, "new": run_new, "lint": run_lint,
+    "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
 }
 
 
@@ -248,9 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else errors.INTERRUPTED_SIGINT
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-        return _fail(command, code, f"interrupted by {name}; the running migration, if any, was rolled back "
-                                    "and the lock released")
-    except Exception as exc:  # a bug: say so in one line, then show where
+        detail = exc.detail if isinstance(exc, Interrupted) else None
+        return _fail(command, code, detail or f"interrupted by {name}; no migration or seed was running")
+    except Exception as exc:
+        database_error = _database_error(exc)
+        if database_error is not None:
+            return _fail(command, database_error.exit_code, str(database_error))
+        # A bug: say so in one line, then show where.
         logs.get_logger().error(f"unexpected error ({type(exc).__name__}: {exc}); please report it",
                                 exc_info=True)
         termination.write(f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}")
@@ -258,6 +330,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
     termination.write(f"{summary} (total {time.monotonic() - started:.1f}s)")
     return errors.OK
+
+
+def _database_error(exc: Exception) -> MigratorError | None:
+    """A database error no command handled: a lost connection (exit 3) or an SQL error (exit 1), one line."""
+    import psycopg  # noqa: PLC0415  (loaded already by any command that reached a database)
+
+    from migrator import database  # noqa: PLC0415
+
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(orig, psycopg.Error):
+        return None
+    if database.is_connection_error(exc):
+        return database.lost(None, orig, "talking to the database")
+    return errors.MigrationFailed(f"database error: {database.reason(orig)}")
 
 
 def _fail(command: str, code: int, message: str) -> int:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from migrator import database, heads, lock
+from migrator import alembic_ini, database, heads, history, versions
 from migrator.config import DatabaseConfig, Settings
-from migrator.errors import ConfigError, NotAtHead, RevisionError
+from migrator.database import Connection
+from migrator.errors import ConfigError, DatabaseUnreachable, NotAtHead, PartiallyApplied, RevisionError
 from migrator.logs import get_logger
 from migrator.repos import Repo
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from migrator.runner import Run
+    from migrator.runner import MigrationSession
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,12 @@ class Outcome:
     after: tuple[str, ...] = ()
     changed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    note: str = ""
 
     def summary(self) -> str:
         at = ",".join(self.after) or "base"
+        if self.note:
+            return f"{self.action} {self.repo}: {self.note}"
         if self.action == "wait":
             return f"wait {self.repo}: ready at {at} after {self.seconds:.1f}s"
         if not self.changed:
@@ -71,113 +75,177 @@ class Status:
     heads: tuple[str, ...]
     pending: list[str]
     unknown: list[str]
+    partial: list[str] = field(default_factory=list)  # migrations left part-way, described
 
     @property
     def at_head(self) -> bool:
-        return not self.pending and not self.unknown and set(self.current) == set(self.heads)
+        return not self.pending and not self.unknown and not self.partial and set(self.current) == set(self.heads)
 
 
-# --- shared pieces ------------------------------------------------------------------------------------
+# --- what the scripts know ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Known:
+    """The revisions this image's scripts know, with their parents, and their heads."""
+
+    parents: dict[str, tuple[str, ...]]
+    heads: frozenset[str]
+
+    def unknown(self, current: tuple[str, ...]) -> list[str]:
+        return sorted(set(current) - self.parents.keys())
+
+    def at_head(self, current: tuple[str, ...]) -> bool:
+        return bool(self.heads) and set(current) == self.heads
+
+
+_deferred: set[str] = set()
+
 
 def _graph(repo: Repo) -> heads.ScriptGraph | None:
     """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside)."""
     try:
-        return heads.scan(repo.versions_dir)
+        ini = alembic_ini.read(repo.project_dir)
+        if ini is not None and ini.sourceless:
+            raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
+        dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
+        return heads.scan(dirs, recursive=bool(ini and ini.recursive))
     except heads.Uncertain as exc:
-        get_logger().debug(f"fast path not taken: {exc}")
+        if repo.name not in _deferred:  # once per repo and process
+            _deferred.add(repo.name)
+            get_logger().info(f"fast path not taken, Alembic reads the scripts: {exc}", repo=repo.name)
         return None
 
 
-def _versions(conn: psycopg.Connection[Any], repo: Repo) -> tuple[str, ...]:
-    return heads.read_versions(conn, repo.version_table, repo.version_table_schema) or ()
+def _script(repo: Repo) -> tuple[Config, ScriptDirectory]:
+    from migrator import alembic_internals as internals  # noqa: PLC0415  (Alembic only when there is work)
 
+    config = internals.alembic_config(repo)
+    return config, internals.load_script(config)
+
+
+def known_revisions(repo: Repo) -> Known:
+    """From the files' text when it is certain, else from Alembic."""
+    graph = _graph(repo)
+    if graph is not None:
+        return Known(dict(graph.parents), graph.heads)
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+
+    _, script = _script(repo)
+    return Known(internals.known_parents(script), frozenset(script.get_heads()))
+
+
+def _known_from(script: ScriptDirectory) -> Known:
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+
+    return Known(internals.known_parents(script), frozenset(script.get_heads()))
+
+
+# --- shared pieces --------------------------------------------------------------------------------------
 
 @contextmanager
-def _connection(target: Target, settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """The autocommit connection that reads the version table and holds the migration lock."""
-    with database.connect(target.db, settings.timeouts.connect, autocommit=True, purpose="lock") as conn:
+def _connection(target: Target, settings: Settings, purpose: str = "migrations") -> Iterator[Connection]:
+    """The autocommit connection that reads the state and, when there is work, becomes the migration session."""
+    with database.connect(target.db, settings.timeouts, autocommit=True, purpose=purpose) as conn:
+        conn.doing = "reading the version table"
         yield conn
 
 
-@contextmanager
-def _locked(target: Target, settings: Settings, conn: psycopg.Connection[Any],
-            satisfied: Callable[[], bool] | None = None) -> Iterator[bool]:
-    dbname, schema = lock.current_schema(conn, target.repo.version_table_schema)
-    key = lock.lock_key(dbname, schema, target.repo.version_table)
-    with lock.migration_lock(conn, key, settings.timeouts.lock, target.db.description, satisfied) as held:
-        yield held
+def _state(conn: Connection, repo: Repo) -> versions.DbState:
+    return versions.read(conn, repo.version_table, repo.version_table_schema)
 
 
-def _run(target: Target, settings: Settings, conn: psycopg.Connection[Any]) -> Run:
-    from migrator import runner  # noqa: PLC0415  (Alembic only when there is work)
-
-    config = runner.alembic_config(target.repo)
-    return runner.Run(target.repo, target.db, settings, conn, config, runner.load_script(config))
-
-
-def _unknown(script: ScriptDirectory, versions: tuple[str, ...]) -> list[str]:
-    known = {s.revision for s in script.walk_revisions()}
-    return sorted(set(versions) - known)
+def _already_up(target: Target, current: tuple[str, ...], started: float) -> Outcome:
+    get_logger().info(f"Migrations already up: {target.db.description} at {', '.join(current)}",
+                      repo=target.repo.name, revision=list(current))
+    return Outcome(target.repo.name, "migrate", current, current, [], time.monotonic() - started)
 
 
-def _refuse_unknown(target: Target, script: ScriptDirectory, versions: tuple[str, ...]) -> None:
-    unknown = _unknown(script, versions)
-    if unknown:
-        raise RevisionError(f"{target.db.description} is at revision {', '.join(unknown)}, which these migrations "
-                            "do not have (a newer release ran?); deploy that release's migrator image instead")
+def _newer(target: Target, conn: Connection, state: versions.DbState, known: Known, allow_newer: bool,
+           action: str, started: float) -> Outcome:
+    """A database at a revision this image does not know: accepted (exit 0, nothing done) when allowed and
+    the history proves it descends from this image's heads; refused otherwise (exit 2)."""
+    unknown = known.unknown(state.versions)
+    at = ", ".join(unknown)
+    if not allow_newer:
+        raise RevisionError(f"{target.db.description} is at revision {at}, which these migrations do not have (a "
+                            "newer release migrated it?): deploy that release's migrator image, or pass "
+                            "--allow-newer if your migrations are expand/contract")
+    schema = database.identify(conn, target.repo.version_table_schema).schema
+    proven, found = (history.descends_from(conn, schema, target.repo.version_table, state.versions, known.parents,
+                                           known.heads) if history.exists(conn, schema)
+                     else (False, "there is no migration history to prove its ancestry"))
+    if not proven:
+        raise RevisionError(f"{target.db.description} is at revision {at}, which these migrations do not have, "
+                            f"and --allow-newer cannot accept it: {found}; deploy the newer release's migrator "
+                            "image")
+    note = f"{target.db.description} is at newer revision {at}: {found}; nothing to do for this image"
+    get_logger().info(f"Accepted a newer database (--allow-newer): {note}", repo=target.repo.name,
+                      revision=list(state.versions))
+    return Outcome(target.repo.name, action, state.versions, state.versions, [], time.monotonic() - started,
+                   note=f"accepted newer revision {at} (--allow-newer)")
 
 
-def _already_up(target: Target, versions: tuple[str, ...], started: float) -> Outcome:
-    get_logger().info(f"Migrations already up: {target.db.description} at {', '.join(versions)}",
-                      repo=target.repo.name, revision=list(versions))
-    return Outcome(target.repo.name, "migrate", versions, versions, [], time.monotonic() - started)
+def _refuse_partial(target: Target, conn: Connection) -> None:
+    """A migration left part-way needs a decision; name it (exit 6)."""
+    schema = database.identify(conn, target.repo.version_table_schema).schema
+    rows = history.open_rows(conn, schema, target.repo.version_table)
+    if rows:
+        raise PartiallyApplied(f"{target.db.description}: migration {rows[-1].describe()}; decide with `migrator "
+                               f"resolve {rows[-1].revision} --rerun|--mark-applied` (see migrator status)")
 
 
 # --- migrate ------------------------------------------------------------------------------------------
 
-def migrate(target: Target, settings: Settings, to: str | None = None) -> Outcome:
+def migrate(target: Target, settings: Settings, to: str | None = None, allow_newer: bool = False) -> Outcome:
     """Upgrade to the head revision (or `to`), one transaction per migration, under the migration lock.
 
-    When the database already holds the scripts' heads, answer from the files' text and one query, without
-    the lock and without Alembic. Several heads are refused unless `to` names the target.
+    When the database already holds the scripts' heads (and nothing is left part-way), answer from the files'
+    text and one query, without the lock and without Alembic. Several heads are refused unless `to` names the
+    target. A database at a newer revision is refused, or with `allow_newer` accepted when the history proves
+    it descends from this image's heads.
     """
+    from migrator import runner  # noqa: PLC0415
+
     started = time.monotonic()
     graph = _graph(target.repo) if to is None else None
     with _connection(target, settings) as conn:
-        before = _versions(conn, target.repo)
-        if graph is not None and heads.at_head(graph, before):
-            return _already_up(target, before, started)
+        state = _state(conn, target.repo)
+        if graph is not None and not state.partial and heads.at_head(graph, state.versions):
+            return _already_up(target, state.versions, started)
 
-        def at_head() -> bool:
-            return graph is not None and heads.at_head(graph, _versions(conn, target.repo))
+        def done_by_another() -> bool:
+            now = _state(conn, target.repo)
+            return graph is not None and not now.partial and heads.at_head(graph, now.versions)
 
         # Waiting replicas stop waiting as soon as the holder's migrations reached head.
-        with _locked(target, settings, conn, satisfied=at_head) as held:
-            before = _versions(conn, target.repo)  # read again: another migrator may have finished meanwhile
-            if not held or (graph is not None and heads.at_head(graph, before)):
-                return _already_up(target, before, started)
-            return _upgrade(target, settings, conn, to, before=before, started=started)
+        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
+                                   target.repo.version_table_schema, satisfied=done_by_another) as session:
+            state = _state(conn, target.repo)  # read again: another migrator may have finished meanwhile
+            if session is None or (graph is not None and not state.partial and heads.at_head(graph, state.versions)):
+                return _already_up(target, state.versions, started)
+            return _upgrade(target, session, to, allow_newer, state, started)
 
 
-def _upgrade(target: Target, settings: Settings, conn: psycopg.Connection[Any], to: str | None, *,
-             before: tuple[str, ...], started: float) -> Outcome:
-    from migrator.runner import FORWARD, StepLog, revision_errors  # noqa: PLC0415
+def _upgrade(target: Target, session: MigrationSession, to: str | None, allow_newer: bool,
+             state: versions.DbState, started: float) -> Outcome:
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+    from migrator import runner  # noqa: PLC0415
 
-    run = _run(target, settings, conn)
-    _refuse_unknown(target, run.script, before)
-    with revision_errors():
-        script_heads = run.script.get_heads()
-        if to is None and len(script_heads) > 1:
-            raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
-                                "them (alembic merge heads) or choose one with migrate --to REV")
-        destination = _resolve(run.script, to) if to is not None else "head"
-    steps = StepLog(FORWARD, target.repo.version_table)
-    done = run.execute(steps, lambda current: run.script._upgrade_revs(destination, current),  # type: ignore[arg-type]
-                       destination)
-    after = _versions(conn, target.repo)
+    config, script = _script(target.repo)
+    known = _known_from(script)
+    if known.unknown(state.versions):
+        return _newer(target, session.conn, state, known, allow_newer, "migrate", started)
+    script_heads = script.get_heads()
+    if to is None and len(script_heads) > 1:
+        raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
+                            "them (alembic merge heads) or choose one with migrate --to REV")
+    destination = internals.resolve(script, to) if to is not None else "head"
+    run = runner.Migrations(session, config, script, target.repo.version_table, runner.FORWARD)
+    done = run.run(lambda current: internals.upgrade_plan(script, destination, current), destination)
+    after = _state(session.conn, target.repo).versions
     if not done:
         return _already_up(target, after, started)
-    outcome = Outcome(target.repo.name, "migrate", before, after, done, time.monotonic() - started)
+    outcome = Outcome(target.repo.name, "migrate", state.versions, after, done, time.monotonic() - started)
     get_logger().info(f"Migrated {target.db.description} to {', '.join(after)}", repo=target.repo.name,
                       revision=list(after), applied=len(done), duration=round(outcome.seconds, 3))
     return outcome
@@ -190,79 +258,81 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
     """Downgrade so that `to` is the newest applied revision (`base` undoes all), or by `steps` migrations.
 
     Alembic's meaning of `downgrade REV`: REV itself stays applied (Ecto's `to:` would revert it too).
+    `steps` is Alembic's `downgrade -N`, which refuses an ambiguous walk across a merge point (exit 2).
     A target that is not below the current revision is a revision error; being at it already is a no-op.
-    `dry_run` logs what would be reverted and changes nothing.
+    `dry_run` logs the same plan and changes nothing.
     """
-    from migrator.runner import BACKWARD, StepLog  # noqa: PLC0415
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+    from migrator import runner  # noqa: PLC0415
 
     started = time.monotonic()
+    config, script = _script(target.repo)
+    if to is not None:
+        internals.resolve(script, to)  # an unknown or ambiguous target fails before any lock or change
     with _connection(target, settings) as conn:
-        run = _run(target, settings, conn)
-        if to is not None:
-            _resolve(run.script, to)  # an unknown or ambiguous target fails before any lock or change
-        with _locked(target, settings, conn) if not dry_run else nullcontext():
-            before = _versions(conn, target.repo)
-            _refuse_unknown(target, run.script, before)
-            destination = _rollback_destination(run.script, before, to, steps)
+        state = _state(conn, target.repo)
+        if dry_run:
+            return _rollback_plan(target, script, state, to, steps, started, dry_run=True)[1]
+        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
+                                   target.repo.version_table_schema) as session:
+            assert session is not None
+            state = _state(conn, target.repo)
+            destination, outcome = _rollback_plan(target, script, state, to, steps, started)
             if destination is None:
-                get_logger().info(f"Nothing to roll back: {target.db.description} is at {to}", repo=target.repo.name)
-                return Outcome(target.repo.name, "rollback", before, before, [], time.monotonic() - started)
-            plan = run.script._downgrade_revs(destination, before)  # type: ignore[arg-type]
-            if dry_run:
-                return _dry_run(target, before, plan, started)
-            done = run.execute(StepLog(BACKWARD, target.repo.version_table),
-                               lambda current: run.script._downgrade_revs(destination, current),  # type: ignore[arg-type]
-                               destination)
-            after = _versions(conn, target.repo)
+                return outcome
+            run = runner.Migrations(session, config, script, target.repo.version_table, runner.BACKWARD)
+            done = run.run(lambda current: internals.downgrade_plan(script, destination, current), destination)
+            after = _state(conn, target.repo).versions
     get_logger().info(f"Rolled back {target.db.description} to {', '.join(after) or 'base'}",
                       repo=target.repo.name, revision=list(after), reverted=len(done))
-    return Outcome(target.repo.name, "rollback", before, after, done, time.monotonic() - started)
+    return Outcome(target.repo.name, "rollback", state.versions, after, done, time.monotonic() - started)
 
 
-def _dry_run(target: Target, before: tuple[str, ...], plan: list[Any], started: float) -> Outcome:
-    from migrator.runner import BACKWARD, StepLog  # noqa: PLC0415
+def _rollback_plan(target: Target, script: ScriptDirectory, state: versions.DbState, to: str | None,
+                   steps: int | None, started: float, dry_run: bool = False) -> tuple[str | None, Outcome]:
+    """(absolute destination, outcome so far): None as destination when there is nothing to do."""
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+    from migrator.runner import BACKWARD, module_name  # noqa: PLC0415
 
-    log = StepLog(BACKWARD, target.repo.version_table, dry_run=True)
-    for step in plan:
-        log.begin(step.revision)
-    get_logger().info(f"Dry run: {len(plan)} migration(s) would be reverted; nothing was changed",
-                      repo=target.repo.name)
-    return Outcome(target.repo.name, "rollback", before, before, [], time.monotonic() - started)
-
-
-def _resolve(script: ScriptDirectory, rev: str) -> str:
-    """The full id of `rev` (a unique prefix of four or more characters will do), or `base`/`head(s)`."""
-    from alembic.script.revision import ResolutionError  # noqa: PLC0415
-
-    if rev in ("base", "head", "heads"):
-        return rev
-    try:
-        found = script.revision_map.get_revision(rev)
-    except ResolutionError as exc:
-        if str(exc).startswith("Multiple revisions"):
-            raise RevisionError(f"revision {rev!r} is ambiguous: {str(exc).split(': ', 1)[1]} "
-                                "(give more characters)") from None
-        raise RevisionError(f"unknown revision {rev!r}: it is not in {script.versions}") from None
-    except Exception as exc:  # Alembic's own errors for malformed identifiers (relative, branch@rev)
-        raise RevisionError(f"bad revision {rev!r}: {' '.join(str(exc).split())}") from None
-    if found is None:
-        raise RevisionError(f"unknown revision {rev!r}: it is not in {script.versions}")
-    return found.revision
+    current = state.versions
+    known = _known_from(script)
+    if known.unknown(current):
+        raise RevisionError(f"{target.db.description} is at revision {', '.join(known.unknown(current))}, which "
+                            "these migrations do not have: roll back with the image that has it")
+    nothing = Outcome(target.repo.name, "rollback", current, current, [], time.monotonic() - started)
+    destination = _rollback_destination(script, current, to, steps)
+    if destination is None:
+        get_logger().info(f"Nothing to roll back: {target.db.description} is at {to}", repo=target.repo.name)
+        return None, nothing
+    plan = internals.downgrade_plan(script, destination, current)
+    if destination.startswith("-"):  # fixed now, so that a retry after a lock timeout does not walk further
+        last = plan[-1] if plan else None
+        below = tuple(last.to_revisions) if last is not None else current
+        destination = below[0] if len(below) == 1 else "base" if not below else ",".join(below)
+    if dry_run:
+        for step in plan:
+            script_ = internals.step_script(step)
+            get_logger().info(f"== Would run {script_.revision} {module_name(script_)}.downgrade {BACKWARD}",
+                              revision=script_.revision, direction=BACKWARD, dry_run=True)
+        get_logger().info(f"Dry run: {len(plan)} migration(s) would be reverted; nothing was changed",
+                          repo=target.repo.name)
+        return None, nothing
+    return destination, nothing
 
 
 def _rollback_destination(script: ScriptDirectory, current: tuple[str, ...], to: str | None,
                           steps: int | None) -> str | None:
-    """The downgrade destination, or None when already there; RevisionError when it is not below current."""
-    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
+    """The downgrade destination (`-N` for steps), or None when already there; RevisionError when the target
+    is not below current."""
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+
     if steps is not None:
-        if len(current) > 1:
-            raise RevisionError(f"--steps needs one current revision, the database has {', '.join(current)}: "
-                                "name the target revision instead")
-        if steps > len(applied):
-            raise RevisionError(f"cannot roll back {steps} migration(s): only {len(applied)} applied")
-        return applied[steps] if steps < len(applied) else "base"
+        if not current:
+            raise RevisionError(f"cannot roll back {steps} migration(s): nothing is applied")
+        return f"-{steps}"
     assert to is not None
-    target = _resolve(script, to)
+    target = internals.resolve(script, to)
+    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
     if (target == "base" and not current) or (len(current) == 1 and target == current[0]):
         return None
     if target == "base" or target in applied[1:] or (target in applied and len(current) > 1):
@@ -273,24 +343,31 @@ def _rollback_destination(script: ScriptDirectory, current: tuple[str, ...], to:
 
 # --- seed ---------------------------------------------------------------------------------------------
 
-def seed(target: Target, settings: Settings, force: bool = False) -> Outcome:
+def seed(target: Target, settings: Settings, force: bool = False, allow_newer: bool = False) -> Outcome:
     """Run the seed files whose content has not run yet (all with `force`), under the migration lock.
 
-    Seeds are written against the latest schema, so a database that is not at head is refused.
+    Seeds are written against the latest schema, so a database behind head is refused (exit 5). A newer
+    database is refused, or with `allow_newer` accepted without running this image's seeds (the newer
+    release's seeds apply there).
     """
     from migrator import runner, seeds  # noqa: PLC0415
 
     started = time.monotonic()
     files = seeds.seed_files(target.repo.seeds)
-    with _connection(target, settings) as conn, _locked(target, settings, conn):
-        status = _status(target, conn)
-        if not status.at_head:
-            raise NotAtHead(f"seed refused: {target.db.description} is not at head ({describe_behind(status)}); "
-                            "run migrate first")
-        seed_log = seeds.SeedLog()
-        with runner.migration_connection(target.db, settings, seed_log.statement) as mc:
-            ran = seeds.run_seeds(mc.connection, files, target.repo.version_table_schema, force, seed_log)
-    outcome = Outcome(target.repo.name, "seed", status.current, status.current, ran, time.monotonic() - started)
+    with _connection(target, settings) as conn:
+        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
+                                   target.repo.version_table_schema) as session:
+            assert session is not None
+            found, known = _status(target, conn)
+            if found.unknown:
+                return _newer(target, conn, _state(conn, target.repo), known, allow_newer, "seed", started)
+            if found.partial:
+                _refuse_partial(target, conn)
+            if not found.at_head:
+                raise NotAtHead(f"seed refused: {target.db.description} is not at head ({describe_behind(found)}); "
+                                "run migrate first")
+            ran = seeds.run_seeds(session, files, target.repo.version_table_schema, force)
+    outcome = Outcome(target.repo.name, "seed", found.current, found.current, ran, time.monotonic() - started)
     get_logger().info(f"Seeds done: {len(ran)} ran, {len(files) - len(ran)} unchanged", repo=target.repo.name)
     return outcome
 
@@ -298,35 +375,43 @@ def seed(target: Target, settings: Settings, force: bool = False) -> Outcome:
 # --- status -------------------------------------------------------------------------------------------
 
 def status(target: Target, settings: Settings) -> Status:
-    """Current revision(s), head(s), pending revisions and revisions the scripts do not know.
+    """Current revision(s), head(s), pending revisions, revisions the scripts do not know, and migrations
+    left part-way.
 
     At head, the answer comes from the files' text and one query (this is `status --check` in a readiness
     probe or a `helm test`); otherwise Alembic computes what is pending.
     """
     graph = _graph(target.repo)
-    with _connection(target, settings) as conn:
-        current = _versions(conn, target.repo)
-        if graph is not None and heads.at_head(graph, current):
-            return Status(target.repo.name, target.db.description, current, tuple(sorted(graph.heads)), [], [])
-        return _status(target, conn)
+    with _connection(target, settings, purpose="status") as conn:
+        state = _state(conn, target.repo)
+        if graph is not None and not state.partial and heads.at_head(graph, state.versions):
+            return Status(target.repo.name, target.db.description, state.versions, tuple(sorted(graph.heads)), [],
+                          [])
+        return _status(target, conn)[0]
 
 
-def _status(target: Target, conn: psycopg.Connection[Any]) -> Status:
-    from migrator import runner  # noqa: PLC0415
+def _status(target: Target, conn: Connection) -> tuple[Status, Known]:
+    from migrator import alembic_internals as internals  # noqa: PLC0415
 
-    script = runner.load_script(runner.alembic_config(target.repo))
-    current = _versions(conn, target.repo)
-    unknown = _unknown(script, current)
+    _, script = _script(target.repo)
+    known = _known_from(script)
+    state = _state(conn, target.repo)
+    unknown = known.unknown(state.versions)
     pending: list[str] = []
     if not unknown:
-        with runner.revision_errors():
-            steps = script._upgrade_revs("heads", current)  # type: ignore[arg-type]
-        pending = [step.revision.revision for step in steps]
-    return Status(target.repo.name, target.db.description, current, tuple(sorted(script.get_heads())),
-                  pending, unknown)
+        pending = [internals.step_script(step).revision
+                   for step in internals.upgrade_plan(script, "heads", state.versions)]
+    partial: list[str] = []
+    if state.partial:
+        schema = database.identify(conn, target.repo.version_table_schema).schema
+        partial = [row.describe() for row in history.open_rows(conn, schema, target.repo.version_table)]
+    return Status(target.repo.name, target.db.description, state.versions, tuple(sorted(known.heads)), pending,
+                  unknown, partial), known
 
 
 def describe_behind(status: Status) -> str:
+    if status.partial:
+        return f"left part-way: {status.partial[-1]}"
     if status.unknown:
         return f"at unknown revision {', '.join(status.unknown)}"
     return f"{len(status.pending)} pending: {', '.join(status.pending)}"
@@ -337,78 +422,160 @@ def describe_behind(status: Status) -> str:
 WAIT_LOG_EVERY = 5.0
 
 
-@dataclass(frozen=True)
-class Known:
-    """The revisions this image's scripts know, and their heads."""
-
-    revisions: frozenset[str]
-    heads: frozenset[str]
-
-
-def known_revisions(repo: Repo) -> Known:
-    """From the files' text when it is certain, else from Alembic."""
-    graph = _graph(repo)
-    if graph is not None:
-        return Known(frozenset(graph.parents), graph.heads)
-    from migrator import runner  # noqa: PLC0415
-
-    script = runner.load_script(runner.alembic_config(repo))
-    return Known(frozenset(s.revision for s in script.walk_revisions()), frozenset(script.get_heads()))
-
-
 def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: bool = False,
          interval: float = 2.0, deadline: float | None = None) -> Outcome:
     """Poll until the database is at the head this image knows; never locks, never migrates.
 
     For app pods' init containers: the app starts only against the schema it was built for. A database at a
     revision this image does not know means a newer release is migrating or has migrated; by default that
-    is waited out too (this pod's code may not work with the newer schema), `allow_newer` accepts it (for
-    expand/contract migrations, where old code works on the new schema). NotAtHead after `timeout`, or at
-    `deadline` (time.monotonic) when several databases share one timeout.
+    is waited out too (this pod's code may not work with the newer schema); `allow_newer` accepts it when
+    the history proves it descends from this image's heads (expand/contract migrations keep old code
+    working). A migration left part-way is waited out (an operator decides). NotAtHead after `timeout`, or at
+    `deadline` (time.monotonic) when several databases share one timeout. Every wait is bounded by the
+    deadline, also a connection attempt or a query on a server that stopped answering.
     """
     started = time.monotonic()
     known = known_revisions(target.repo)
     deadline = deadline if deadline is not None else started + timeout
-    conn: psycopg.Connection[Any] | None = None
+    conn: Connection | None = None
     last_log = -WAIT_LOG_EVERY
+    state_text = "no answer from the database yet"
     try:
         while True:
-            if conn is None:
-                conn = database.connect(target.db, settings.timeouts.connect, autocommit=True, purpose="wait")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NotAtHead(f"{target.db.description} not ready after {timeout:g}s: {state_text}")
             try:
-                current = _versions(conn, target.repo)
-            except psycopg.OperationalError:
-                conn.close()
-                conn = None
+                if conn is None:
+                    conn = database.connect(target.db, settings.timeouts, autocommit=True, purpose="wait",
+                                            connect_timeout=min(settings.timeouts.connect, remaining))
+                conn.wait_limit = min(settings.timeouts.stall, remaining)
+                conn.doing = "waiting for the schema"
+                ready, state_text, current = _readiness(conn, target, known, allow_newer)
+            except DatabaseUnreachable as exc:
+                if time.monotonic() < deadline:
+                    raise  # refused for good, or unreachable for MIGRATOR_CONNECT_TIMEOUT: exit 3
+                state_text = f"database unreachable ({exc})"
                 continue
-            ready, state = _readiness(known, current, allow_newer)
+            except psycopg.OperationalError as exc:  # lost, or no answer within the stall timeout: reconnect
+                state_text = str(database.lost(conn, exc, "polling the version table"))
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                continue
             if ready:
-                get_logger().info(f"Schema ready: {target.db.description} {state}", repo=target.repo.name,
+                get_logger().info(f"Schema ready: {target.db.description} {state_text}", repo=target.repo.name,
                                   revision=list(current), waited=round(time.monotonic() - started, 1))
                 return Outcome(target.repo.name, "wait", current, current, [], time.monotonic() - started)
             now = time.monotonic()
-            if now >= deadline:
-                raise NotAtHead(f"{target.db.description} not ready after {timeout:g}s: {state}")
             if now - last_log >= WAIT_LOG_EVERY:
-                get_logger().info(f"Waiting for {target.db.description}: {state}", repo=target.repo.name)
+                get_logger().info(f"Waiting for {target.db.description}: {state_text}", repo=target.repo.name)
                 last_log = now
-            time.sleep(min(interval, deadline - now))
+            time.sleep(max(min(interval, deadline - now), 0))
     finally:
         if conn is not None:
             conn.close()
 
 
-def _readiness(known: Known, current: tuple[str, ...], allow_newer: bool) -> tuple[bool, str]:
+def _readiness(conn: Connection, target: Target, known: Known,
+               allow_newer: bool) -> tuple[bool, str, tuple[str, ...]]:
+    state = _state(conn, target.repo)
+    current = state.versions
     heads_text = ", ".join(sorted(known.heads))
-    unknown = sorted(set(current) - known.revisions)
+    if state.partial:
+        return False, "a migration was left part-way (see migrator status); waiting for an operator", current
+    unknown = known.unknown(current)
     if unknown:
         newer = f"at {', '.join(unknown)}, which this image does not know (a newer release?)"
-        if allow_newer:
-            return True, newer + "; accepted (--allow-newer)"
-        return False, newer + f"; waiting for {heads_text} (--allow-newer accepts it)"
-    if set(current) == known.heads:
-        return True, f"at {heads_text}"
-    return False, f"at {', '.join(current) or 'base'}, waiting for {heads_text}"
+        if not allow_newer:
+            return False, newer + f"; waiting for {heads_text} (--allow-newer accepts a proven descendant)", current
+        schema = database.identify(conn, target.repo.version_table_schema).schema
+        proven, found = (history.descends_from(conn, schema, target.repo.version_table, current, known.parents,
+                                               known.heads) if history.exists(conn, schema)
+                         else (False, "there is no migration history to prove its ancestry"))
+        if proven:
+            return True, f"{newer}; accepted (--allow-newer): {found}", current
+        return False, f"{newer}; not accepted: {found}", current
+    if known.at_head(current):
+        return True, f"at {heads_text}", current
+    return False, f"at {', '.join(current) or 'base'}, waiting for {heads_text}", current
+
+
+# --- history and resolve --------------------------------------------------------------------------------
+
+def history_rows(target: Target, settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest `limit` rows of the migration history, oldest first (none when it does not exist yet)."""
+    with _connection(target, settings, purpose="history") as conn:
+        schema = database.identify(conn, target.repo.version_table_schema).schema
+        if not history.exists(conn, schema):
+            return []
+        return history.recent(conn, schema, target.repo.version_table, limit)
+
+
+def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool) -> Outcome:
+    """Decide a migration left part-way: run it again on the next migrate (`rerun`), or mark it done.
+
+    For `--mark-applied` the operator has completed the migration by hand: its version is stamped (an
+    upgrade: its parents -> it; a downgrade: it -> its parents), which needs the database at the revision
+    the interrupted step started from.
+    """
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+    from migrator import runner  # noqa: PLC0415
+
+    started = time.monotonic()
+    _, script = _script(target.repo)
+    rev = internals.resolve(script, revision)
+    with _connection(target, settings) as conn:
+        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
+                                   target.repo.version_table_schema) as session:
+            assert session is not None
+            rows = [r for r in runner.prepare_history(session, target.repo.version_table) if r.revision == rev]
+            if not rows:
+                raise RevisionError(f"nothing to resolve: {rev} is not left part-way on {target.db.description} "
+                                    "(see migrator status and migrator history)")
+            state = _state(conn, target.repo)
+            how = "operator: run it again" if rerun else "operator: marked done by hand"
+            conn.autocommit = False
+            if not rerun:
+                _stamp_done(conn, session, target, script, rows[-1], state.versions)
+            history.resolve_open(conn, session.history_schema, target.repo.version_table, rev, how)
+            conn.commit()
+            conn.autocommit = True
+    note = (f"{rev} will run again on the next migrate" if rerun else f"{rev} marked as done")
+    get_logger().info(f"Resolved {rev} on {target.db.description}: {note}", repo=target.repo.name, revision=rev)
+    after = state.versions if rerun else _state_after(target, settings)
+    return Outcome(target.repo.name, "resolve", state.versions, after, [rev], time.monotonic() - started,
+                   note=note)
+
+
+def _state_after(target: Target, settings: Settings) -> tuple[str, ...]:
+    with _connection(target, settings, purpose="status") as conn:
+        return _state(conn, target.repo).versions
+
+
+def _stamp_done(conn: Connection, session: MigrationSession, target: Target, script: ScriptDirectory,
+                row: history.OpenRow, current: tuple[str, ...]) -> None:
+    from psycopg import sql  # noqa: PLC0415
+
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+
+    revision = script.get_revision(row.revision)
+    assert revision is not None
+    parents = internals.parents(revision)
+    before, after = (parents, (row.revision,)) if row.direction == history.UP else ((row.revision,), parents)
+    if set(before) - set(current) or (set(current) & set(after)):
+        raise RevisionError(f"cannot mark {row.revision} as done: the database is at {', '.join(current) or 'base'}, "
+                            f"not at {', '.join(before) or 'base'} where that step started")
+    table = (sql.Identifier(target.repo.version_table_schema, target.repo.version_table)
+             if target.repo.version_table_schema else sql.Identifier(target.repo.version_table))
+    for old in before:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version_num = %s").format(table), (old,))
+    for new in after:
+        conn.execute(sql.SQL("INSERT INTO {} (version_num) VALUES (%s)").format(table), (new,))
+    history.insert(conn, session.history_schema, version_table=target.repo.version_table, revision=row.revision,
+                   parents=parents, direction=row.direction,
+                   outcome="applied" if row.direction == history.UP else "reverted",
+                   started_at=row.started_at, finished=True, detail="marked done by an operator (migrator resolve)")
 
 
 # --- sql, new, lint: offline, no database -------------------------------------------------------------

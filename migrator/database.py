@@ -1,23 +1,31 @@
-"""Connections: wait for the database with bounded retries, fail at once when waiting cannot help.
+"""Connections: wait for the database with bounded retries, fail at once when waiting cannot help, and never
+block on a server that stopped answering.
 
 In Kubernetes the migrator often starts before the database (or its Service, or its DNS name) is ready, so
 refused connections, unresolvable names and "the database system is starting up" are retried with backoff
-up to MIGRATOR_CONNECT_TIMEOUT. Wrong credentials, a missing database or an SSL mismatch never heal by
-waiting: they fail on the first try.
+up to MIGRATOR_CONNECT_TIMEOUT. Wrong credentials, a missing database, a missing password, an unknown server
+setting or an SSL mismatch never heal by waiting: they fail on the first try.
+
+Every connection is a `Connection`, whose every wait for the server passes through one method with a
+client-side limit (see migrator.deadlines), and carries TCP keepalives and tcp_user_timeout so that a dead
+peer is noticed by the kernel too. Migration sessions also tell the server to end them when they sit idle in a
+transaction or when their client is gone, so that a stalled migrator cannot keep application traffic queued.
 """
 
 from __future__ import annotations
 
-import random
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 
+from migrator import deadlines, retries
 from migrator.config import DatabaseConfig, Timeouts
-from migrator.errors import DatabaseUnreachable
+from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable
 from migrator.logs import get_logger
 from migrator.redaction import redact
 
@@ -25,13 +33,67 @@ from migrator.redaction import redact
 PERMANENT_FAILURES = (
     "authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects", "does not support ssl",
     "ssl was required", "certificate", "ssl error", "sslmode", "invalid connection option",
-    "invalid integer value", "channel binding",
+    "invalid integer value", "invalid port number", "channel binding", "no password supplied",
+    "password is required", "unsupported startup parameter", "invalid value for parameter",
 )
 _MISSING_ROLE_OR_DATABASE = re.compile(r'(role|database) "[^"]*" does not exist')
-PERMANENT_SQLSTATES = {"28000", "28P01", "3D000", "42501"}
+# 28xxx: authentication; 3D000: no such database; 42501: no permission to connect; 42704: unrecognized
+# configuration parameter (options=-c ...); 22023: invalid parameter value; 08P01 with a bad startup packet.
+PERMANENT_SQLSTATES = {"28000", "28P01", "3D000", "42501", "42704", "22023"}
 ATTEMPT_TIMEOUT_MAX = 10
 ATTEMPT_TIMEOUT_MIN = 2  # libpq treats connect_timeout below 2 as 2
 LOG_EVERY = 5.0
+CLIENT_CHECK_INTERVAL_MS = 2000
+SERVER_VERSION_TCP_USER_TIMEOUT = 120000  # the server-side tcp_user_timeout setting exists from PostgreSQL 12
+SERVER_VERSION_CLIENT_CHECK = 140000  # client_connection_check_interval exists from PostgreSQL 14
+
+
+class Connection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait for the server is bounded on the client side.
+
+    psycopg funnels every blocking exchange (execute, fetch, commit, rollback) through `wait`, so this is
+    the one place a stalled server is noticed: `wait_limit` seconds (None: no per-wait limit, for migration
+    statements that may legitimately run long; the monitor watches those) and `doing`, what the wait is for.
+    `waiting_since` tells the monitor thread that the client is waiting for an answer, and since when. A
+    connection shut down by the watchdog fails with psycopg's own OperationalError, as any lost connection;
+    `lost(conn, exc)` turns it into a ConnectionLost that says why.
+    """
+
+    wait_limit: float | None = None
+    doing: str = "talking to the server"
+    waiting_since: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        limit = self.wait_limit
+        armed = deadlines.WATCHDOG.arm(self, limit, self.doing) if limit is not None else None
+        self.waiting_since = time.monotonic()
+        try:
+            return super().wait(gen, interval, timeout)
+        finally:
+            self.waiting_since = None
+            if armed is not None:
+                deadlines.WATCHDOG.cancel(armed)
+
+    def close(self) -> None:
+        deadlines.untrack(self)
+        super().close()
+
+
+def lost(conn: psycopg.Connection[Any] | None, exc: BaseException, doing: str) -> ConnectionLost:
+    """A ConnectionLost for an error on an established connection, saying why when the watchdog knows."""
+    why = deadlines.lost_reason(conn) if conn is not None else None
+    return ConnectionLost(f"lost the connection to the server while {doing}: {why or reason(exc)}")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for errors that mean the connection is gone (not an SQL error on a live connection)."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, psycopg.OperationalError) and orig.sqlstate is None:
+        return True
+    # 57P01-57P03: the server terminated the session (pg_terminate_backend, shutdown, crash recovery);
+    # 08xxx: connection exceptions.
+    code = getattr(orig, "sqlstate", None) or ""
+    return code.startswith(("57P0", "08")) or getattr(exc, "connection_invalidated", False)
 
 
 def reason(exc: BaseException) -> str:
@@ -48,50 +110,140 @@ def is_permanent(exc: psycopg.Error) -> bool:
     return bool(_MISSING_ROLE_OR_DATABASE.search(text)) or any(m in text for m in PERMANENT_FAILURES)
 
 
-def connect(db: DatabaseConfig, connect_timeout: float, *, autocommit: bool = False,
-            purpose: str = "migrations") -> psycopg.Connection[Any]:
-    """A connection to `db`, retried with backoff for up to `connect_timeout` seconds."""
-    log = get_logger()
-    deadline = time.monotonic() + connect_timeout
-    delay = 0.1
+def keepalive_params(stall: float) -> dict[str, str]:
+    """libpq settings that make the client's kernel notice a dead peer within about `stall` seconds.
+
+    tcp_user_timeout bounds how long sent data may stay unacknowledged; keepalives probe an idle connection.
+    (Neither helps against a peer whose kernel still answers: that is what the client-side limits are for.)
+    """
+    idle = max(int(stall / 3), 1)
+    interval = max(int(stall / 6), 1)
+    return {"keepalives": "1", "keepalives_idle": str(idle), "keepalives_interval": str(interval),
+            "keepalives_count": "3", "tcp_user_timeout": str(int(stall * 1000))}
+
+
+def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False, purpose: str = "migrations",
+            connect_timeout: float | None = None) -> Connection:
+    """A connection to `db`, retried with backoff for up to `connect_timeout` (default MIGRATOR_CONNECT_TIMEOUT)."""
+    budget = timeouts.connect if connect_timeout is None else connect_timeout
+    deadline = time.monotonic() + budget
+    params = {**keepalive_params(timeouts.stall), **db.params}  # the URL's own settings win
+    conninfo = make_conninfo("", **params)
+    backoff = retries.connect_backoff()
     last_log = 0.0
     while True:
         remaining = deadline - time.monotonic()
         attempt_timeout = int(min(max(remaining, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX))
         try:
-            return psycopg.connect(make_conninfo("", **db.params), connect_timeout=attempt_timeout,
-                                   autocommit=autocommit)
+            conn = Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
         except psycopg.OperationalError as exc:
             if is_permanent(exc):
                 raise DatabaseUnreachable(f"cannot connect to {db.description}: {reason(exc)}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DatabaseUnreachable(
-                    f"database {db.description} unreachable after {connect_timeout:g}s: {reason(exc)} "
+                    f"database {db.description} unreachable after {budget:g}s: {reason(exc)} "
                     "(check the host and that the server is up; MIGRATOR_CONNECT_TIMEOUT sets the wait)"
                 ) from None
             now = time.monotonic()
             if now - last_log >= LOG_EVERY:
-                log.warning(f"waiting for database {db.description} ({purpose}): {reason(exc)}; "
-                            f"retrying for up to {remaining:.0f}s more", database=db.description)
+                get_logger().warning(f"waiting for database {db.description} ({purpose}): {reason(exc)}; "
+                                     f"retrying for up to {remaining:.0f}s more", database=db.description)
                 last_log = now
-            time.sleep(min(delay * random.uniform(0.8, 1.2), max(remaining, 0)))  # noqa: S311
-            delay = min(delay * 2, 2.0)
+            backoff.sleep(deadline)
+            continue
+        conn.wait_limit = timeouts.stall
+        deadlines.track(conn)
+        return conn
 
 
-CLIENT_CHECK_INTERVAL = "2s"
-CLIENT_CHECK_SINCE = 140000  # client_connection_check_interval exists from PostgreSQL 14
+# --- the migration session ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerSession:
+    """The migration session as the server sees it."""
+
+    pid: int  # pg_backend_pid(): a pooler's BackendKeyData pid is not the server's
+    database: str
+    schema: str  # where the version table lives: its configured schema, or search_path's first
+    server_version: int
 
 
-def set_migration_timeouts(conn: psycopg.Connection[Any], timeouts: Timeouts) -> None:
-    """Session settings for migrations.
+def identify(conn: Connection, schema: str | None) -> ServerSession:
+    """Who we are on the server; one round trip, nothing set."""
+    conn.doing = "identifying the session"
+    row = conn.execute("SELECT pg_backend_pid(), current_database(), coalesce(%s, current_schema(), 'public')",
+                       (schema,)).fetchone()
+    assert row is not None
+    return ServerSession(int(row[0]), str(row[1]), str(row[2]), conn.info.server_version)
 
-    lock_timeout and statement_timeout, so a migration never queues production traffic for long; and, where
-    the server has it, client_connection_check_interval, so that the statement of a migrator killed with
-    SIGKILL (OOM, node loss) is cancelled within seconds instead of holding its locks until it ends.
+
+def require_session_pooling(conn: Connection, session: ServerSession, db: DatabaseConfig,
+                            timeouts: Timeouts) -> None:
+    """Refuse a pooler that does not keep the session (PgBouncer transaction or statement pooling).
+
+    The migration lock and the session's timeouts live in a server session; transaction pooling would hand
+    that session to other clients between statements (they would inherit the lock and the timeouts) and give
+    us another one. A pooler shows itself by a BackendKeyData pid that is not the server's; whether it keeps
+    sessions is tested directly: while this connection is idle, a second client's transaction must not land
+    on this connection's server backend (a transaction pool hands the idle backend out, most recent first).
+    Nothing is set and no lock is taken before this passes.
     """
-    conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                 (f"{round(timeouts.ddl_lock * 1000)}ms", f"{round(timeouts.statement * 1000)}ms"))
-    if conn.info.server_version >= CLIENT_CHECK_SINCE:
-        conn.execute("SELECT set_config('client_connection_check_interval', %s, false)", (CLIENT_CHECK_INTERVAL,))
-    conn.commit()
+    if conn.info.backend_pid == session.pid:
+        return  # a direct connection: libpq's pid is the server's
+    for _ in range(2):
+        try:
+            with connect(db, timeouts, purpose="pooler check", connect_timeout=min(timeouts.connect, 10)) as other:
+                other.doing = "checking whether the pooler keeps sessions"
+                row = other.execute("SELECT pg_backend_pid()").fetchone()  # inside a transaction (not autocommit)
+                other.rollback()
+        except psycopg.Error as exc:
+            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=f"it rejected a transaction ({reason(exc)})")
+                              ) from None
+        if row is not None and int(row[0]) == session.pid:
+            raise ConfigError(_POOLER_REFUSAL.format(db=db.description,
+                                                     why="it gave another client this connection's server session"))
+    get_logger().info(f"connected to {db.description} through a pooler that keeps sessions (session pooling)")
+
+
+_POOLER_REFUSAL = ("{db} is reached through a connection pooler that does not keep the session ({why}): "
+                   "transaction or statement pooling would share the migration lock and settings with other "
+                   "clients. Connect the migrator directly to PostgreSQL, or through PgBouncer in session mode")
+
+
+def session_settings(timeouts: Timeouts, server_version: int) -> dict[str, str]:
+    """The settings every migration and seed starts from (set again before each one, so none leaks)."""
+    settings = {
+        "lock_timeout": f"{round(timeouts.ddl_lock * 1000)}ms",
+        "statement_timeout": f"{round(timeouts.statement * 1000)}ms",
+        # A migrator that stalls or dies while it holds locks: the server ends its transaction.
+        "idle_in_transaction_session_timeout": f"{round(timeouts.idle * 1000)}ms",
+        # The server notices a dead client too (keepalives answered by nobody, unacknowledged data).
+        "tcp_keepalives_idle": str(max(int(timeouts.stall / 3), 1)),
+        "tcp_keepalives_interval": str(max(int(timeouts.stall / 6), 1)),
+        "tcp_keepalives_count": "3",
+    }
+    if server_version >= SERVER_VERSION_TCP_USER_TIMEOUT:
+        settings["tcp_user_timeout"] = str(int(timeouts.stall * 1000))
+    if server_version >= SERVER_VERSION_CLIENT_CHECK:
+        # The statement of a client killed with SIGKILL (OOM, node loss) is cancelled within seconds.
+        settings["client_connection_check_interval"] = str(CLIENT_CHECK_INTERVAL_MS)
+    return settings
+
+
+def set_config_sql(settings: dict[str, str]) -> tuple[str, list[str]]:
+    """One SELECT that applies `settings` at session level: `(sql, params)`."""
+    calls = ", ".join("set_config(%s, %s, false)" for _ in settings)
+    params = [item for pair in settings.items() for item in pair]
+    return f"SELECT {calls}", params
+
+
+def rolled_back(conn: psycopg.Connection[Any]) -> bool:
+    """True when the server confirmed that `conn` has no open transaction (after a failure or a signal)."""
+    if conn.closed:
+        return False
+    try:
+        conn.rollback()
+    except (psycopg.Error, ConnectionLost):
+        return False
+    return not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE

@@ -111,10 +111,12 @@ class Interrupted(KeyboardInterrupt):
     migration leaves nothing behind.
     """
 
-    def __init__(self, signal_name: str = "SIGTERM", exit_code: int = INTERRUPTED_SIGTERM) -> None:
+    def __init__(self, signal_name: str = "SIGTERM", exit_code: int = INTERRUPTED_SIGTERM,
+                 detail: str | None = None) -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
         self.exit_code = exit_code
+        self.detail = detail  # what is known about the work that was running, once someone found out
 
 
 def exit_code_table() -> str:

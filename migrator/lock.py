@@ -1,29 +1,36 @@
 """The migration lock: one session advisory lock per database, schema and version table.
 
-Held on a dedicated autocommit connection and taken by polling `pg_try_advisory_lock`, so that waiting
-never happens inside a transaction, the migrations' own connection stays free to commit per migration and
-to run `CREATE INDEX CONCURRENTLY` (which waits for every open transaction, and would wait forever on a
-lock held inside one). A process that dies loses its session and with it the lock.
+It is held by the very session that runs the migrations, so that it shares their fate: when that session
+ends (pg_terminate_backend, idle_session_timeout, a reset, a failover, SIGKILL of the client) the lock and
+the migration's open transaction end together, and nothing can go on without the lock. A pooler that does not
+keep sessions is refused before the lock is taken (database.require_session_pooling).
+
+It is taken by polling `pg_try_advisory_lock` in autocommit mode, so waiting never happens inside a
+transaction (a `CREATE INDEX CONCURRENTLY` waits for every older transaction; it runs on this same session,
+which it does not wait for). Ownership is proven again before every migration and seed (`OWNED`, run as part
+of each step's first statement), and the unlock's result is checked: False means the lock was no longer
+ours, which the caller reports.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
-import psycopg
-
+from migrator import retries
 from migrator.blocking import advisory_lock_holders, describe_all
+from migrator.database import Connection
 from migrator.errors import LockTimeout
 from migrator.logs import get_logger
 
 NAMESPACE = b"migrator/v1"
-POLL_MIN, POLL_MAX = 0.05, 0.25
 LOG_EVERY = 10.0
+# True when the session running it holds the lock (classid, objid) and is still the backend `pid`.
+OWNED = ("(pg_backend_pid() = %(pid)s AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+         "AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND classid = %(classid)s::bigint::oid "
+         "AND objid = %(objid)s::bigint::oid AND database = (SELECT oid FROM pg_database "
+         "WHERE datname = current_database())))")
 
 
 def lock_key(database: str, schema: str, table: str) -> int:
@@ -33,37 +40,21 @@ def lock_key(database: str, schema: str, table: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def current_schema(conn: psycopg.Connection[Any], schema: str | None) -> tuple[str, str]:
-    """(database, schema) as the server resolves them: the version table's schema is search_path's first."""
-    row = conn.execute("SELECT current_database(), coalesce(%s, current_schema(), 'public')", (schema,)).fetchone()
-    assert row is not None
-    return str(row[0]), str(row[1])
+def key_parts(key: int) -> dict[str, int]:
+    """The (classid, objid) pair pg_locks shows for a bigint advisory key."""
+    return {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF}
 
 
-@contextmanager
-def migration_lock(conn: psycopg.Connection[Any], key: int, timeout: float, what: str,
-                   satisfied: Callable[[], bool] | None = None) -> Iterator[bool]:
-    """Hold the advisory lock `key` on `conn` (autocommit) for the block; LockTimeout after `timeout` s.
-
-    Yields True when held. While waiting, `satisfied()` is asked at every poll: when the holder has already
-    done our work (the database reached head), waiting on is pointless and the block gets False, unlocked.
-    """
-    if not acquire(conn, key, timeout, what, satisfied):
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        release(conn, key)
-
-
-def acquire(conn: psycopg.Connection[Any], key: int, timeout: float, what: str,
+def acquire(conn: Connection, key: int, timeout: float, what: str,
             satisfied: Callable[[], bool] | None = None) -> bool:
-    """Poll for the lock; True once held, False when `satisfied()` says it is no longer needed."""
+    """Poll for the lock on `conn` (autocommit); True once held, False when `satisfied()` says it is no
+    longer needed (another migrator already did the work). LockTimeout after `timeout` seconds."""
     log = get_logger()
     started = time.monotonic()
+    deadline = started + timeout
     last_log = -LOG_EVERY
-    poll = POLL_MIN
+    backoff = retries.lock_poll_backoff()
+    conn.doing = "waiting for the migration lock"
     while not _try_lock(conn, key):
         if satisfied is not None and satisfied():
             return False
@@ -76,22 +67,17 @@ def acquire(conn: psycopg.Connection[Any], key: int, timeout: float, what: str,
             holders = describe_all(advisory_lock_holders(conn, key))
             log.info(f"waiting for the migration lock on {what}, held by {holders}", waited=round(waited, 1))
             last_log = waited
-        time.sleep(min(poll * random.uniform(0.5, 1.5), max(timeout - waited, 0)))  # noqa: S311
-        poll = min(poll * 1.5, POLL_MAX)
-    get_logger().debug(f"migration lock on {what} acquired", waited=round(time.monotonic() - started, 3))
+        backoff.sleep(deadline)
+    log.debug(f"migration lock on {what} acquired", waited=round(time.monotonic() - started, 3))
     return True
 
 
-def _try_lock(conn: psycopg.Connection[Any], key: int) -> bool:
+def _try_lock(conn: Connection, key: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     return bool(row and row[0])
 
 
-def release(conn: psycopg.Connection[Any], key: int) -> None:
-    """Unlock; a broken connection has released it already, with its session."""
-    if conn.closed:
-        return
-    try:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-    except psycopg.Error:
-        conn.close()
+def release(conn: Connection, key: int) -> bool:
+    """Unlock; True when this session held the lock, False when it no longer did (the caller says so)."""
+    row = conn.execute("SELECT pg_advisory_unlock(%s)", (key,)).fetchone()
+    return bool(row and row[0])

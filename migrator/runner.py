@@ -1,246 +1,559 @@
-"""Running migrations through Alembic: one transaction per migration, Ecto-style logs, lock_timeout retries.
+"""Running migrations and seeds: the one place for the migration session, its lock, its steps and its logs.
 
-The only module (with alembic_env) that imports Alembic and SQLAlchemy, so the no-op path never pays for
-them. Alembic drives the steps; we hand it a step generator that logs `== Running` before each migration
-and `== Migrated` after its commit (Alembic resumes the generator only once the step's transaction has
-ended), and a SQLAlchemy hook that describes each statement in Ecto's words.
+Like Ecto.Migrator: one session (migrator.database.Connection) takes the migration lock and runs every
+migration and seed, so the lock shares its fate (migrator.lock). Each step:
+
+- starts from migrator's settings (lock_timeout, statement_timeout, idle_in_transaction_session_timeout,
+  keepalives) and proves the lock is still held, in the step's first statement: nothing a previous migration
+  SET leaks into the next, and no step runs without the lock;
+- runs in its own transaction (Alembic's transaction_per_migration), each statement logged in Ecto's words,
+  with a longer lock_timeout for CONCURRENTLY statements (they wait for older transactions by design, without
+  queueing application traffic);
+- is recorded in the migration history in the transaction that stamps its version.
+
+A migration that commits part of itself (Alembic's autocommit_block, an explicit COMMIT) is non-transactional
+from that point: the history records it as running first, it is never retried automatically, it may not leave
+an INVALID index behind, and when it fails the message lists what committed. The next run decides: a revision
+that declares `rerunnable = True` runs again, any other stops with exit 6 until `migrator resolve`.
+
+A monitor thread on a second connection names the sessions that block a step and notices a migration session
+that died or stopped answering (migrator.monitor). Messages say only what the server confirmed.
 """
 
 from __future__ import annotations
 
-import argparse
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
-from alembic.script.revision import RevisionError as AlembicRevisionError
-from alembic.util import CommandError
 
-from migrator import database, operations
-from migrator.blocking import BlockerWatch, describe_all
+from migrator import alembic_internals as internals
+from migrator import database, history, lock, operations, retries
+from migrator.blocking import describe_all
 from migrator.config import DatabaseConfig, Settings
-from migrator.errors import Interrupted, MigrationFailed, RevisionError
+from migrator.database import Connection, ServerSession
+from migrator.errors import (
+    ConnectionLost,
+    Interrupted,
+    LockLost,
+    MigrationFailed,
+    MigratorError,
+    PartiallyApplied,
+)
 from migrator.logs import get_logger
+from migrator.monitor import Monitor
 from migrator.redaction import redact
-from migrator.repos import Repo
 
 LOCK_NOT_AVAILABLE = "55P03"
 FORWARD, BACKWARD = "forward", "backward"
-BACKOFF_MAX = 30.0
-
-
-def alembic_config(repo: Repo) -> Config:
-    """An Alembic Config for `repo`, built in code (no alembic.ini needed in the image)."""
-    # quiet: Alembic's own "Generating ... done" would mix into stdout, which carries command results.
-    config = Config(cmd_opts=argparse.Namespace(quiet=True))
-    config.set_main_option("script_location", str(repo.script_location))
-    config.set_main_option("version_table", repo.version_table)
-    if repo.version_table_schema:
-        config.set_main_option("version_table_schema", repo.version_table_schema)
-    # env.py and revision files may import the project's own modules, as with alembic.ini's default.
-    config.set_main_option("prepend_sys_path", str(repo.project_dir))
-    config.set_main_option("path_separator", "os")
-    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
-    return config
-
-
-@contextmanager
-def revision_errors() -> Iterator[None]:
-    """Alembic's revision and script errors as our RevisionError (exit 2), in one line."""
-    try:
-        yield
-    except (CommandError, AlembicRevisionError) as exc:
-        raise RevisionError(" ".join(str(exc).split())) from None
-
-
-def load_script(config: Config) -> ScriptDirectory:
-    """The script directory with every revision file loaded; a broken file is a revision error."""
-    with revision_errors():
-        script = ScriptDirectory.from_config(config)
-        try:
-            script.revision_map.heads  # noqa: B018  (loads and checks every revision file now)
-        except (SyntaxError, ImportError, NameError, AttributeError) as exc:
-            raise RevisionError(f"cannot load the revision files in {script.versions}: "
-                                f"{type(exc).__name__}: {exc}") from None
-    return script
+_INVALID_INDEXES = ("SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE NOT i.indisvalid AND NOT i.indisready IS NULL")
 
 
 def module_name(script: Script) -> str:
-    """The revision file's name without `<rev>_`: Ecto shows CreateUsers, we show create_users."""
-    stem = Path(script.path).stem
-    return stem.removeprefix(f"{script.revision}_") or stem
+    return internals.module_name(script)
 
 
-# --- the step generator and statement logging ---------------------------------------------------------
+# The offline commands (sql, new, lint) use these through the runner.
+alembic_config = internals.alembic_config
+load_script = internals.load_script
+revision_errors = internals.revision_errors
+run_alembic = internals.run_env
+
+
+# --- the migration session ------------------------------------------------------------------------------
 
 @dataclass
-class StepLog:
-    """Logs each step in Ecto's format and remembers what completed."""
+class MigrationSession:
+    """The locked session migrations and seeds run on, with its SQLAlchemy connection."""
 
+    db: DatabaseConfig
+    settings: Settings
+    conn: Connection
+    server: ServerSession
+    key: int
+    history_schema: str
+    engine: sa.Engine | None = None
+    sa_conn: sa.Connection | None = None
+    current: Step | None = None
+    monitor: Monitor | None = None
+
+    def reset_sql(self) -> tuple[str, dict[str, Any]]:
+        """The first statement of every step: migrator's settings again, the server's clock, and whether
+        this session still is the lock's holder."""
+        settings = database.session_settings(self.settings.timeouts, self.server.server_version)
+        calls = ", ".join(f"set_config(%(k{i})s, %(v{i})s, false)" for i in range(len(settings)))
+        params: dict[str, Any] = {"pid": self.server.pid, **lock.key_parts(self.key)}
+        for i, (name, value) in enumerate(settings.items()):
+            params[f"k{i}"], params[f"v{i}"] = name, value
+        return f"SELECT now(), {lock.OWNED}, {calls}", params
+
+    def start_step(self, step: Step) -> None:
+        """Reset the session and prove the lock, in the step's transaction (SQLAlchemy autobegins it)."""
+        assert self.sa_conn is not None
+        query, params = self.reset_sql()
+        row = self.sa_conn.exec_driver_sql(query, params).fetchone()
+        assert row is not None
+        if not row[1]:
+            raise LockLost(f"the migration lock on {self.db.description} is no longer held by this session "
+                           f"(released by a statement such as pg_advisory_unlock_all() or DISCARD ALL, or the "
+                           f"session changed under a pooler); stopped before {step.label}")
+        step.server_started = row[0]
+        self.current = step
+
+
+@dataclass
+class Step:
+    """One migration (or seed) while it runs, and what it has done so far."""
+
+    revision: str
+    label: str  # `20211104101500 (add_users_email_index)` or `seed 01_users.py`
     direction: str
-    version_table: str
-    dry_run: bool = False
-    current: Script | None = None
-    done: list[str] = field(default_factory=list)
-    _started: float = 0.0
+    parents: tuple[str, ...] = ()
+    rerunnable: bool = False
+    started: float = field(default_factory=time.monotonic)
+    server_started: datetime | None = None
+    statements: list[str] = field(default_factory=list)
+    committed: int | None = None  # statements committed outside the step's transaction, once a boundary passed
+    history_id: int | None = None
+    invalid_before: frozenset[str] = frozenset()
+    indexes: set[str] = field(default_factory=set)
+    reruns: list[history.OpenRow] = field(default_factory=list)
+    allow_commit: bool = True
 
-    def steps(self, plan: Callable[[tuple[str, ...]], Sequence[RevisionStep]]) -> Callable[..., Iterator[Any]]:
-        """An Alembic `fn` that yields `plan(heads)`'s steps, logging around each one."""
-        def migrations_fn(heads: tuple[str, ...], _context: MigrationContext) -> Iterator[Any]:
-            for step in plan(heads):
-                self.begin(step.revision)
-                yield step
-                self.end()  # Alembic resumes us only after the step's transaction committed
-        return migrations_fn
+    @property
+    def partial(self) -> bool:
+        return self.committed is not None
 
-    def begin(self, script: Script) -> None:
-        self.current, self._started = script, time.monotonic()
-        phase = "upgrade" if self.direction == FORWARD else "downgrade"
-        verb = "Would run" if self.dry_run else "Running"
-        get_logger().info(f"== {verb} {script.revision} {module_name(script)}.{phase} {self.direction}",
-                          revision=script.revision, direction=self.direction, module=module_name(script))
-
-    def end(self) -> None:
-        assert self.current is not None
-        took = time.monotonic() - self._started
-        get_logger().info(f"== Migrated {self.current.revision} in {took:.1f}s", revision=self.current.revision,
-                          direction=self.direction, duration=round(took, 3))
-        self.done.append(self.current.revision)
-        self.current = None
-
-    def statement(self, statement: str) -> None:
-        """One line per operation a migration executes; Alembic's own version-table upkeep is not one."""
-        if self.current is not None:
-            operations.log_statement(statement, self.version_table, revision=self.current.revision)
+    def what_committed(self) -> str:
+        if not self.committed:
+            return "nothing before it"
+        shown = self.statements[: self.committed]
+        return "; ".join(shown[:8]) + (f"; ... ({len(shown)} in all)" if len(shown) > 8 else "")
 
 
-# --- connections --------------------------------------------------------------------------------------
-
-@dataclass
-class MigrationConnection:
-    """The SQLAlchemy connection migrations run on, and its backend pid for blocker diagnostics."""
-
-    connection: sa.Connection
-    pid: int
+def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
+    """A SQLAlchemy engine over the session's one psycopg connection, its statements seen by `hooks`."""
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: session.conn, poolclass=sa.pool.StaticPool,
+                              pool_reset_on_return=None)
+    sa.event.listen(engine, "before_cursor_execute", hooks.before)
+    sa.event.listen(engine, "after_cursor_execute", hooks.after)
+    sa.event.listen(engine, "handle_error", hooks.failed)
+    return engine
 
 
 @contextmanager
-def migration_connection(db: DatabaseConfig, settings: Settings,
-                         on_statement: Callable[[str], None]) -> Iterator[MigrationConnection]:
-    """A connection with this run's lock_timeout and statement_timeout; `on_statement` sees each statement."""
-    raw = database.connect(db, settings.timeouts.connect)
-    database.set_migration_timeouts(raw, settings.timeouts)
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=sa.NullPool)
-    sa.event.listen(engine, "before_cursor_execute",
-                    lambda _c, _cur, statement, *_: on_statement(statement))
+def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, version_table: str,
+                   schema: str | None, satisfied: Callable[[], bool] | None = None
+                   ) -> Iterator[MigrationSession | None]:
+    """Take the migration lock on `conn` (autocommit) and yield the session, or None when `satisfied()` said
+    while waiting that another migrator already did the work. The unlock's result is checked on the way out."""
+    server = database.identify(conn, schema)
+    database.require_session_pooling(conn, server, db, settings.timeouts)
+    key = lock.lock_key(server.database, server.schema, version_table)
+    if not lock.acquire(conn, key, settings.timeouts.lock, db.description, satisfied):
+        yield None
+        return
+    session = MigrationSession(db, settings, conn, server, key, server.schema)
+    failed = True
     try:
-        with engine.connect() as connection:
-            yield MigrationConnection(connection, raw.info.backend_pid)
+        yield session
+        failed = False
     finally:
-        raw.close()
-        engine.dispose()
+        _end(session, failed)
 
 
-def run_alembic(config: Config, script: ScriptDirectory, connection: sa.Connection | None,
-                fn: Callable[..., Any], **context: Any) -> None:
-    """Run env.py under an EnvironmentContext, as alembic.command does, on our connection."""
-    config.attributes["connection"] = connection
-    with EnvironmentContext(config, script, fn=fn, **context):
-        script.run_env()
+def _end(session: MigrationSession, failed: bool) -> None:
+    """Release the lock and say so truthfully; a failure already being reported is not masked."""
+    conn = session.conn
+    if session.sa_conn is not None:
+        session.sa_conn.close()
+    if session.engine is not None:
+        session.engine.dispose()
+    if conn.closed or conn.broken:
+        return  # the session is gone, and its lock with it
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True
+        conn.doing = "releasing the migration lock"
+        held = lock.release(conn, session.key)
+    except (psycopg.Error, MigratorError):
+        if failed:
+            return
+        raise
+    if not held and not failed:
+        raise LockLost(f"the migration lock on {session.db.description} was no longer held by this session when "
+                       "the run ended (a statement such as pg_advisory_unlock_all() or DISCARD ALL released it): "
+                       "another migrator may have run meanwhile; check `migrator history`")
 
 
-def current_heads(connection: sa.Connection, repo: Repo) -> tuple[str, ...]:
-    context = MigrationContext.configure(connection, opts={
-        "version_table": repo.version_table, "version_table_schema": repo.version_table_schema})
-    heads = context.get_current_heads()
-    connection.commit()  # Alembic must find the connection outside a transaction
-    return tuple(heads)
+@contextmanager
+def running(session: MigrationSession, hooks: StatementHooks) -> Iterator[sa.Connection]:
+    """The session's SQLAlchemy connection, with the monitor watching, for the steps of one command."""
+    session.conn.autocommit = False
+    session.engine = _engine(session, hooks)
+    session.sa_conn = session.engine.connect()
+    timeouts = session.settings.timeouts
+    # Statements may run long (index builds): the monitor watches them; with statement_timeout set, the
+    # client also gives up a little after the server should have.
+    session.conn.wait_limit = timeouts.statement + timeouts.stall if timeouts.statement else None
+    session.conn.doing = "running migrations"
+    with Monitor(session.db, timeouts, session.conn, session.server.pid) as monitor:
+        session.monitor = monitor
+        try:
+            yield session.sa_conn
+        finally:
+            session.monitor = None
+            session.conn.wait_limit = timeouts.stall
 
 
-# --- running steps with lock_timeout retries -----------------------------------------------------------
+def prepare_history(session: MigrationSession, version_table: str) -> list[history.OpenRow]:
+    """Create the history table when missing (in autocommit, before any step); its open rows."""
+    conn, schema = session.conn, session.history_schema
+    if not history.exists(conn, schema):
+        history.create(conn, schema)
+    return history.open_rows(conn, schema, version_table)
+
+
+# --- statements -----------------------------------------------------------------------------------------
+
+class StatementHooks:
+    """SQLAlchemy cursor events: describe and log each statement of the running step, give CONCURRENTLY
+    statements their own lock_timeout, and notice a statement that commits part of the step."""
+
+    def __init__(self, session: MigrationSession, version_table: str,
+                 on_boundary: Callable[[], None] = lambda: None) -> None:
+        self.session = session
+        self.version_table = version_table  # Alembic's bookkeeping table (or the seeds' ledger): not logged
+        self.on_boundary = on_boundary
+        self._restore_lock_timeout = False
+
+    def before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        step = self.session.current
+        if step is None:
+            return
+        op = operations.describe(statement)
+        if op.touches(self.version_table) or op.touches(history.TABLE):
+            return  # Alembic's and migrator's own bookkeeping
+        log = get_logger()
+        context = {"seed": step.revision} if step.direction == "seed" else {"revision": step.revision}
+        (log.debug if op.quiet else log.info)(op.text, **context)
+        step.statements.append(op.text)
+        if op.index:
+            step.indexes.add(op.index)
+        if op.ends_transaction:
+            self._ending(step, op)
+        if op.concurrent:
+            self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
+            self._restore_lock_timeout = True
+
+    def _ending(self, step: Step, op: operations.Operation) -> None:
+        if not step.allow_commit or not op.text.startswith(("commit", "end")):
+            step.statements.pop()
+            raise MigrationFailed(f"{step.label} executes {op.text.upper()}, which would end the transaction "
+                                  f"migrator runs it in; nothing of it was sent. "
+                                  + ("Seeds run in one transaction with their ledger row: remove it"
+                                     if step.direction == "seed" else
+                                     "Use op.get_context().autocommit_block() for statements that cannot run in "
+                                     "a transaction"))
+        self.on_boundary()
+
+    def after(self, *_: Any) -> None:
+        if self._restore_lock_timeout:
+            self._restore_lock_timeout = False
+            self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
+
+    def failed(self, _context: Any) -> None:
+        if self._restore_lock_timeout:
+            self._restore_lock_timeout = False
+            try:
+                self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
+            except psycopg.Error:
+                pass  # the connection is failing; the next step resets every setting anyway
+
+    def _set_lock_timeout(self, seconds: float) -> None:
+        self.session.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{round(seconds * 1000)}ms",))
+
+
+# --- migrations -------------------------------------------------------------------------------------------
+
+Plan = Callable[[tuple[str, ...]], Sequence[RevisionStep]]
+
 
 @dataclass
-class Run:
-    """One upgrade or downgrade of one repo."""
+class Migrations:
+    """One upgrade or downgrade of one repo on a locked session."""
 
-    repo: Repo
-    db: DatabaseConfig
-    settings: Settings
-    lock_conn: psycopg.Connection[Any]
+    session: MigrationSession
     config: Config
     script: ScriptDirectory
+    version_table: str
+    direction: str
+    open_rows: dict[str, list[history.OpenRow]] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
 
-    def execute(self, steps: StepLog, plan: Callable[[tuple[str, ...]], Sequence[RevisionStep]],
-                destination: str) -> list[str]:
-        """Run `plan`'s steps, retrying a migration that hit lock_timeout; returns the revisions done."""
-        watch_interval = min(max(self.settings.timeouts.ddl_lock / 3, 0.1), 1.0)
-        with migration_connection(self.db, self.settings, steps.statement) as mc:
+    def run(self, plan: Plan, destination: str) -> list[str]:
+        """Run `plan`'s steps, retrying a migration that hit lock_timeout and left nothing behind."""
+        session = self.session
+        self._prepare()
+        with running(session, StatementHooks(session, self.version_table, self._boundary)) as sa_conn:
             attempts: dict[str, int] = {}
             while True:
-                watch = BlockerWatch(self.lock_conn, mc.pid, interval=watch_interval)
                 try:
-                    with watch:
-                        self._once(steps, plan, destination, mc.connection)
+                    self._once(sa_conn, plan, destination)
+                    return self.done
+                except MigratorError as exc:
+                    raise self._failure(session.current, exc) from None
                 except sa.exc.DBAPIError as exc:
-                    failed = steps.current
-                    steps.current = None
-                    if failed is None or _sqlstate(exc) != LOCK_NOT_AVAILABLE:
-                        raise self._failure(failed, exc) from None
-                    attempts[failed.revision] = attempts.get(failed.revision, 0) + 1
-                    self._retry_or_give_up(failed, attempts[failed.revision], watch.last_seen)
-                else:
-                    return steps.done
+                    step = session.current
+                    if step is None or _sqlstate(exc) != LOCK_NOT_AVAILABLE or step.partial:
+                        raise self._failure(step, exc) from None
+                    blockers = session.monitor.blockers_since(step.started) if session.monitor else []
+                    self._rolled_back_or_fail(step, exc)
+                    self._record_failure(step, "failed", f"lock_timeout: {_first_line(exc)}")
+                    session.current = None
+                    attempts[step.revision] = attempts.get(step.revision, 0) + 1
+                    self._retry_or_give_up(step, attempts[step.revision], describe_all(blockers))
 
-    def _once(self, steps: StepLog, plan: Callable[[tuple[str, ...]], Sequence[RevisionStep]], destination: str,
-              connection: sa.Connection) -> None:
+    def _prepare(self) -> None:
+        """The history table (created once), and the migrations earlier runs left part-way."""
+        self.open_rows = {}
+        for row in prepare_history(self.session, self.version_table):
+            self.open_rows.setdefault(row.revision, []).append(row)
+
+    def _once(self, sa_conn: sa.Connection, plan: Plan, destination: str) -> None:
+        hooks = internals.Hooks(on_version_apply=self._on_version_apply, on_commit_boundary=self._boundary)
         try:
-            run_alembic(self.config, self.script, connection, steps.steps(plan), destination_rev=destination)
+            internals.run_env(self.config, self.script, sa_conn, self._steps(plan), hooks,
+                              destination_rev=destination)
         except KeyboardInterrupt as exc:
-            if steps.current is not None:
-                signal = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-                get_logger().error(f"{signal} during {steps.current.revision}: its statement was cancelled and "
-                                   "its transaction rolled back; run migrate again to resume",
-                                   revision=steps.current.revision)
+            raise self._interrupted(exc) from None
+        except (MigratorError, sa.exc.DBAPIError):
             raise
-        except (CommandError, AlembicRevisionError) as exc:
-            raise RevisionError(" ".join(str(exc).split())) from None
-        except sa.exc.DBAPIError:
-            raise  # execute() decides: a lock timeout is retried, anything else fails the run
         except Exception as exc:
-            failed = steps.current
-            steps.current = None
-            raise self._failure(failed, exc) from exc
+            raise self._failure(self.session.current, exc) from exc
 
-    def _retry_or_give_up(self, failed: Script, attempt: int, blockers: list[Any]) -> None:
-        timeouts = self.settings.timeouts
-        who = describe_all(blockers)
+    def _steps(self, plan: Plan) -> Callable[..., Iterator[Any]]:
+        """Alembic's `fn`: yields the plan's steps, starting and logging each one."""
+        def migrations_fn(heads: tuple[str, ...], _context: MigrationContext) -> Iterator[Any]:
+            for alembic_step in plan(heads):
+                script = internals.step_script(alembic_step)
+                step = Step(script.revision, f"{script.revision} ({module_name(script)})", self.direction,
+                            parents=internals.parents(script), rerunnable=internals.rerunnable(script))
+                self._decide_open_rows(step)
+                phase = "upgrade" if self.direction == FORWARD else "downgrade"
+                get_logger().info(f"== Running {script.revision} {module_name(script)}.{phase} {self.direction}",
+                                  revision=script.revision, direction=self.direction, module=module_name(script))
+                self.session.start_step(step)
+                yield alembic_step
+                # Alembic resumes the generator only after the step's transaction committed.
+                took = time.monotonic() - step.started
+                get_logger().info(f"== Migrated {script.revision} in {took:.1f}s", revision=script.revision,
+                                  direction=self.direction, duration=round(took, 3))
+                self.done.append(script.revision)
+                self.session.current = None
+        return migrations_fn
+
+    def _decide_open_rows(self, step: Step) -> None:
+        """A migration left part-way by an earlier run: run it again only if it says it may."""
+        rows = self.open_rows.get(step.revision, [])
+        if not rows:
+            return
+        if not step.rerunnable:
+            raise PartiallyApplied(
+                f"migration {step.label} was left part-way: {rows[-1].describe()}. Its committed part stays, so "
+                "running it again could fail or do it twice. Check the database, then either complete or undo "
+                f"it by hand and run `migrator resolve {step.revision} --mark-applied` (it is done) or "
+                f"`migrator resolve {step.revision} --rerun` (run it again), or declare `rerunnable = True` in "
+                "the revision file if it is safe to run again")
+        get_logger().warning(f"{step.label} was left part-way ({rows[-1].describe()}); it declares itself "
+                             "rerunnable, so it runs again", revision=step.revision)
+        step.reruns = rows
+
+    def _boundary(self) -> None:
+        """The running step is about to commit part of itself: record that first, in the same transaction."""
+        step = self.session.current
+        if step is None or step.partial:
+            if step is not None:
+                step.committed = len(step.statements)
+            return
+        conn = self.session.conn
+        step.invalid_before = frozenset(r[0] for r in conn.execute(_INVALID_INDEXES).fetchall())
+        assert step.server_started is not None
+        step.history_id = history.insert(
+            conn, self.session.history_schema, version_table=self.version_table, revision=step.revision,
+            parents=step.parents, direction=_history_direction(step), outcome="running",
+            started_at=step.server_started, finished=False,
+            detail="its non-transactional part began: what ran before it is committed")
+        step.committed = len(step.statements)
+        get_logger().info(f"{step.label} commits part of itself here (non-transactional from now on)",
+                          revision=step.revision)
+
+    def _on_version_apply(self, **_: Any) -> None:
+        """Inside the step's transaction, after Alembic stamped the version: check and record the step."""
+        step = self.session.current
+        assert step is not None
+        conn, schema = self.session.conn, self.session.history_schema
+        if step.partial:
+            self._check_indexes(step)
+        outcome = "applied" if step.direction == FORWARD else "reverted"
+        if step.history_id is not None:
+            history.finish(conn, schema, step.history_id, outcome, "completed")
+        else:
+            history.insert(conn, schema, version_table=self.version_table, revision=step.revision,
+                           parents=step.parents, direction=_history_direction(step), outcome=outcome,
+                           started_at=step.server_started or datetime.now().astimezone(), finished=True)
+        if step.reruns:
+            history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
+
+    def _check_indexes(self, step: Step) -> None:
+        """No exit 0 with an INVALID index the step built or touched (a concurrent build that did not finish)."""
+        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
+        touched = {name.rsplit(".", 1)[-1].strip('"') for name in step.indexes}
+        bad = sorted(r[0] for r in rows if r[0] not in step.invalid_before or r[0].rsplit(".", 1)[-1].strip('"')
+                     in touched)
+        if bad:
+            repair = " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in bad)
+            raise _IndexLeftInvalid(f"{step.label} left INVALID index(es) {', '.join(bad)} (a concurrent build "
+                                    f"that did not finish: queries do not use it, a unique one enforces "
+                                    f"nothing). Repair: `{repair}` then run the migration again")
+
+    # --- failures -------------------------------------------------------------------------------------
+
+    def _failure(self, step: Step | None, exc: BaseException) -> MigratorError:
+        """The one line for a failed run, saying only what the server confirmed."""
+        session = self.session
+        session.current = None
+        conn = session.conn
+        if isinstance(exc, MigratorError) and not isinstance(exc, _IndexLeftInvalid):
+            if step is None or isinstance(exc, ConnectionLost):
+                return exc
+        if database.is_connection_error(exc) or conn.closed or conn.broken or isinstance(exc, ConnectionLost):
+            return self._lost(step, exc)
+        cause = str(exc) if isinstance(exc, MigratorError) else _first_line(exc)
+        if step is None:
+            confirmed = database.rolled_back(conn)
+            return MigrationFailed(f"migrations on {session.db.description} failed before any step ran: {cause}"
+                                   + ("" if confirmed else "; the server did not confirm the rollback"))
+        confirmed = database.rolled_back(conn)
+        if step.partial:
+            self._record_failure(step, "partial", cause)
+            return self._partial_failure(step, cause, confirmed)
+        if not confirmed:
+            return MigrationFailed(f"migration {step.label} failed: {cause}; the server did not confirm that its "
+                                   "transaction rolled back (it ends it when it notices the lost connection)")
+        self._record_failure(step, "failed", cause)
+        earlier = "earlier migrations stay applied" if self.done else "nothing was applied"
+        return MigrationFailed(f"migration {step.label} failed and was rolled back: {cause}; {earlier}")
+
+    def _partial_failure(self, step: Step, cause: str, confirmed: bool) -> MigratorError:
+        running = "its last statement was rolled back" if confirmed else "the server did not confirm the rollback"
+        text = (f"migration {step.label} failed after part of it committed: {cause}. Committed: "
+                f"{step.what_committed()}; {running}; its version is not stamped. ")
+        if step.rerunnable:
+            return MigrationFailed(text + "It declares itself rerunnable: the next migrate runs it again")
+        return PartiallyApplied(text + f"The next migrate stops here (exit 6) until `migrator resolve "
+                                       f"{step.revision} --rerun|--mark-applied`; `migrator status` shows it")
+
+    def _lost(self, step: Step | None, exc: BaseException) -> ConnectionLost:
+        base = database.lost(self.session.conn, exc, "running migrations")
+        timeouts = self.session.settings.timeouts
+        if step is None:
+            return ConnectionLost(f"{base}; no migration was running")
+        fate = (f"the server rolls back its open transaction when it notices: within MIGRATOR_IDLE_TIMEOUT="
+                f"{timeouts.idle:g}s of its last statement, or by TCP keepalives (about {timeouts.stall:g}s) if the "
+                "network is down; not confirmed here")
+        if step.partial:
+            left = "it runs again on the next migrate" if step.rerunnable else \
+                "the next migrate stops at it (exit 6) until `migrator resolve`"
+            return ConnectionLost(f"{base}; migration {step.label} was running and had committed "
+                                  f"{step.what_committed()}: {fate}; {left}")
+        return ConnectionLost(f"{base}; migration {step.label} was running: {fate}; the next migrate runs it "
+                              "again from the start")
+
+    def _interrupted(self, exc: KeyboardInterrupt) -> Interrupted:
+        step = self.session.current
+        if step is not None and database.rolled_back(self.session.conn):
+            self._record_failure(step, "partial" if step.partial else "interrupted", "interrupted by a signal")
+        return interrupted(self.session, exc, step.label if step else None)
+
+    def _rolled_back_or_fail(self, step: Step, exc: BaseException) -> None:
+        if not database.rolled_back(self.session.conn):
+            raise self._lost(step, exc)
+
+    def _record_failure(self, step: Step, outcome: str, detail: str) -> None:
+        """Best effort: a row saying how the step ended, in its own transaction."""
+        conn, schema = self.session.conn, self.session.history_schema
+        if conn.closed or conn.broken:
+            return
+        try:
+            if step.history_id is not None:
+                history.finish(conn, schema, step.history_id, outcome, redact(detail)[:2000])
+            else:
+                history.insert(conn, schema, version_table=self.version_table, revision=step.revision,
+                               parents=step.parents, direction=_history_direction(step), outcome=outcome,
+                               started_at=step.server_started or datetime.now().astimezone(), finished=True,
+                               detail=redact(detail)[:2000])
+            conn.commit()
+        except (psycopg.Error, MigratorError):
+            database.rolled_back(conn)
+
+    def _retry_or_give_up(self, step: Step, attempt: int, who: str) -> None:
+        timeouts = self.session.settings.timeouts
         if attempt > timeouts.ddl_retries:
+            earlier = "earlier migrations stay applied" if self.done else "nothing was applied"
             raise MigrationFailed(
-                f"migration {failed.revision} ({module_name(failed)}) gave up after {attempt} tries: a lock it "
-                f"needs was held longer than MIGRATOR_DDL_LOCK_TIMEOUT={timeouts.ddl_lock:g}s, by {who}; nothing "
-                "of it was applied, earlier migrations stay applied")
-        delay = min(2.0 ** (attempt - 1), BACKOFF_MAX) * random.uniform(0.75, 1.25)  # noqa: S311
+                f"migration {step.label} gave up after {attempt} tries: a lock it needs was held longer than "
+                f"MIGRATOR_DDL_LOCK_TIMEOUT={timeouts.ddl_lock:g}s, by {who}; nothing of it was applied (the "
+                f"server confirmed the rollback), {earlier}")
+        backoff = retries.ddl_retry_backoff()
+        for _ in range(attempt - 1):
+            backoff.delay()
+        delay = backoff.delay()
         get_logger().warning(
-            f"{failed.revision} could not get a lock within {timeouts.ddl_lock:g}s (blocked by {who}); rolled back, "
-            f"retry {attempt}/{timeouts.ddl_retries} in {delay:.1f}s", revision=failed.revision, attempt=attempt)
+            f"{step.revision} could not get a lock within {timeouts.ddl_lock:g}s (blocked by {who}); rolled back, "
+            f"retry {attempt}/{timeouts.ddl_retries} in {delay:.1f}s", revision=step.revision, attempt=attempt)
         time.sleep(delay)
 
-    def _failure(self, failed: Script | None, exc: BaseException) -> MigrationFailed:
-        cause = _first_line(exc)
-        if failed is None:
-            return MigrationFailed(f"migrations on {self.db.description} failed before any step ran: {cause}")
-        return MigrationFailed(f"migration {failed.revision} ({module_name(failed)}) failed and was rolled back: "
-                               f"{cause}; earlier migrations stay applied")
+
+def interrupted(session: MigrationSession, exc: KeyboardInterrupt, what: str | None) -> Interrupted:
+    """The Interrupted to report for a signal during `what` (a step's label), saying what the server confirmed."""
+    step = session.current
+    session.current = None
+    name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+    code = exc.exit_code if isinstance(exc, Interrupted) else 130
+    if what is None:
+        return Interrupted(name, code, f"interrupted by {name} between steps; nothing was running")
+    if database.rolled_back(session.conn):
+        fate = "its running statement was cancelled and its transaction rolled back (confirmed by the server)"
+    else:
+        timeouts = session.settings.timeouts
+        fate = ("the server did not confirm the rollback; it ends the transaction when it notices the closed "
+                f"connection (within MIGRATOR_IDLE_TIMEOUT={timeouts.idle:g}s of the last statement, or about "
+                f"{timeouts.stall:g}s of TCP keepalives if the network is down)")
+    if step is not None and step.partial:
+        nxt = "it runs again on the next migrate" if step.rerunnable else \
+            "the next migrate stops at it (exit 6) until `migrator resolve`"
+        return Interrupted(name, code, f"interrupted by {name} during {what} after part of it committed "
+                                       f"({step.what_committed()}): {fate}; {nxt}")
+    return Interrupted(name, code, f"interrupted by {name} during {what}: {fate}; run it again to resume")
+
+
+class _IndexLeftInvalid(MigratorError):
+    """Raised inside the step's final transaction; reported as a failure after part of the step committed."""
+
+
+def _history_direction(step: Step) -> str:
+    return history.UP if step.direction == FORWARD else history.DOWN
 
 
 def _sqlstate(exc: sa.exc.DBAPIError) -> str | None:

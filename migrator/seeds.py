@@ -1,8 +1,10 @@
 """Seed files: `seeds/*.py` in name order, each exposing `run(session)`, each in its own transaction.
 
 A ledger table records each file's name and checksum in the same transaction as the file's work, so a file
-runs once per content: unchanged files are skipped, changed ones run again, `--force` runs all. Seeds should
-still be idempotent (INSERT ... ON CONFLICT DO NOTHING), because --force and changed files re-run them.
+runs once per content: unchanged files are skipped, changed ones run again, `--force` runs all. Seeds run on
+the locked migration session (migrator.runner), like migrations: each starts from migrator's settings and
+proves the lock first, its statements are logged, and a seed cannot end the transaction it runs in (a COMMIT
+or ROLLBACK is refused before it is sent; `session.commit()` only releases a savepoint).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from migrator.errors import ConfigError, MigrationFailed
+from migrator import database, runner
+from migrator.errors import ConfigError, ConnectionLost, LockLost, MigrationFailed, MigratorError
 from migrator.logs import get_logger
-from migrator.operations import log_statement
 
 LEDGER_TABLE = "migrator_seeds"
 
@@ -28,7 +30,10 @@ def seed_files(directory: Path) -> list[Path]:
     """The seed files in run order; names starting with `_` are helpers, not seeds."""
     if not directory.is_dir():
         raise ConfigError(f"seeds directory {directory} not found")
-    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+    try:
+        return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_") and p.is_file())
+    except OSError as exc:
+        raise ConfigError(f"seeds directory {directory} cannot be read: {exc.strerror}") from None
 
 
 def checksum(path: Path) -> str:
@@ -49,63 +54,72 @@ def _load(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
-        raise MigrationFailed(f"seed {path.name} failed to load: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise MigrationFailed(f"seed {path.name} failed to load: {type(exc).__name__}: {exc}; nothing of it ran"
+                              ) from None
     if not callable(getattr(module, "run", None)):
         raise ConfigError(f"seed {path.name} has no run(session) function")
     return module
 
 
-class SeedLog:
-    """Names the statements of the seed that is running, like a migration's operations."""
-
-    def __init__(self) -> None:
-        self.current: str | None = None
-
-    def statement(self, statement: str) -> None:
-        if self.current is not None:
-            log_statement(statement, LEDGER_TABLE, seed=self.current)
-
-
-def run_seeds(connection: sa.Connection, files: list[Path], schema: str | None, force: bool,
-              seed_log: SeedLog) -> list[str]:
+def run_seeds(session: runner.MigrationSession, files: list[Path], schema: str | None, force: bool) -> list[str]:
     """Run each file whose checksum the ledger lacks (all with `force`); returns the names that ran."""
     ledger = _ledger(schema)
-    with connection.begin():
-        ledger.create(connection, checkfirst=True)
-        done = dict(connection.execute(sa.select(ledger.c.name, ledger.c.checksum)).tuples().all())
-    ran = []
-    log = get_logger()
-    for path in files:
-        digest = checksum(path)
-        if not force and done.get(path.name) == digest:
-            log.info(f"== Skipped seed {path.name} (unchanged since it ran)", seed=path.name)
-            continue
-        _run_one(connection, ledger, path, digest, seed_log)
-        ran.append(path.name)
+    hooks = runner.StatementHooks(session, LEDGER_TABLE)
+    with runner.running(session, hooks) as connection:
+        with connection.begin():
+            ledger.create(connection, checkfirst=True)
+            done = dict(connection.execute(sa.select(ledger.c.name, ledger.c.checksum)).tuples().all())
+        ran = []
+        log = get_logger()
+        for path in files:
+            digest = checksum(path)
+            if not force and done.get(path.name) == digest:
+                log.info(f"== Skipped seed {path.name} (unchanged since it ran)", seed=path.name)
+                continue
+            _run_one(session, connection, ledger, path, digest)
+            ran.append(path.name)
     return ran
 
 
-def _run_one(connection: sa.Connection, ledger: sa.Table, path: Path, digest: str, seed_log: SeedLog) -> None:
+def _run_one(session: runner.MigrationSession, connection: sa.Connection, ledger: sa.Table, path: Path,
+             digest: str) -> None:
     log = get_logger()
     log.info(f"== Running seed {path.name}", seed=path.name)
-    started = time.monotonic()
     module = _load(path)
-    seed_log.current = path.name
+    step = runner.Step(path.name, f"seed {path.name}", "seed", allow_commit=False)
     try:
         with connection.begin():
+            session.start_step(step)  # settings and the lock, first, in the seed's transaction
             # A savepoint for the session: a seed that calls session.commit() cannot commit half of itself.
-            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-                module.run(session)
-                session.commit()  # releases the savepoint; the ledger row and the outer commit follow
+            with Session(bind=connection, join_transaction_mode="create_savepoint") as orm:
+                module.run(orm)
+                orm.commit()  # releases the savepoint; the ledger row and the outer commit follow
             upsert = pg_insert(ledger).values(name=path.name, checksum=digest)
             connection.execute(upsert.on_conflict_do_update(
                 index_elements=[ledger.c.name], set_={"checksum": digest, "applied_at": sa.func.now()}))
-    except Exception as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise MigrationFailed(f"seed {path.name} failed and was rolled back: {type(exc).__name__}"
-                              f"{': ' + cause[0] if cause else ''}") from exc
+    except KeyboardInterrupt as exc:
+        raise runner.interrupted(session, exc, f"seed {path.name}") from None
+    except (ConnectionLost, LockLost):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise _failed(session, path, exc) from None
     finally:
-        seed_log.current = None
-    took = time.monotonic() - started
+        session.current = None
+    took = time.monotonic() - step.started
     log.info(f"== Seeded {path.name} in {took:.1f}s", seed=path.name, duration=round(took, 3))
+
+
+def _failed(session: runner.MigrationSession, path: Path, exc: BaseException) -> MigratorError:
+    """Say what the server confirmed: rolled back, or the connection is gone."""
+    if database.is_connection_error(exc) or session.conn.closed or session.conn.broken:
+        return database.lost(session.conn, exc, f"running seed {path.name}")
+    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    what = f"{type(exc).__name__}{': ' + cause[0] if cause else ''}"
+    if isinstance(exc, MigratorError):
+        what = str(exc)
+    elif isinstance(exc, SystemExit):
+        what = f"it called sys.exit({exc.code!r})"
+    if not database.rolled_back(session.conn):
+        return database.lost(session.conn, exc, f"running seed {path.name}")
+    return MigrationFailed(f"seed {path.name} failed and was rolled back: {what}")

@@ -1,0 +1,102 @@
+"""A project's alembic.ini: the `[alembic]` settings that decide which scripts and version locations Alembic
+sees, so that `alembic` and `migrator` run the same migrations.
+
+Read on every start (the init container's no-op included), so the common case costs a file read and a
+substring test: configparser is imported only when the file sets something beyond the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from migrator.errors import ConfigError
+
+FILE = "alembic.ini"
+MAX_BYTES = 1 << 20
+# Keys whose presence changes where scripts are found or how they are read.
+LOCATION_KEYS = ("script_location", "version_locations", "recursive_version_locations", "sourceless",
+                 "path_separator", "version_path_separator")
+
+
+@dataclass(frozen=True)
+class AlembicIni:
+    """What alembic.ini says about script locations (paths absolute); None when it does not say."""
+
+    path: Path
+    script_location: Path | None = None
+    version_locations: tuple[Path, ...] = ()
+    recursive: bool = False
+    sourceless: bool = False
+
+
+def read(project_dir: Path) -> AlembicIni | None:
+    """The project's alembic.ini, or None when there is none."""
+    path = project_dir / FILE
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_BYTES} bytes: is it really alembic.ini?")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    if not any(key in text for key in LOCATION_KEYS):
+        return AlembicIni(path)
+    return _parse(path, text)
+
+
+def _parse(path: Path, text: str) -> AlembicIni:
+    import configparser  # noqa: PLC0415  (only for an ini that sets locations)
+
+    parser = configparser.ConfigParser(defaults={"here": str(path.parent)})
+    try:
+        parser.read_string(text, source=str(path))
+        section = parser["alembic"] if parser.has_section("alembic") else None
+        if section is None:
+            return AlembicIni(path)
+        values = {key: section.get(key) for key in LOCATION_KEYS}
+    except (configparser.Error, ValueError) as exc:
+        raise ConfigError(f"{path} cannot be parsed: {' '.join(str(exc).split())}") from None
+    return AlembicIni(
+        path=path,
+        script_location=_path(path, values["script_location"]),
+        version_locations=tuple(_path(path, p) for p in _split(values) if p) if values["version_locations"] else (),
+        recursive=_bool(path, "recursive_version_locations", values["recursive_version_locations"]),
+        sourceless=_bool(path, "sourceless", values["sourceless"]),
+    )
+
+
+def _split(values: dict[str, str | None]) -> list[str]:
+    """version_locations split as Alembic splits it (path_separator, or the legacy spellings)."""
+    raw = values["version_locations"] or ""
+    separator = values["path_separator"] or values["version_path_separator"] or "space"
+    seps = {"os": os.pathsep, ":": ":", ";": ";", "space": None, "newline": "\n"}
+    sep = seps.get(separator, separator)
+    parts = raw.split(sep) if sep is not None else raw.replace(",", " ").split()
+    return [p.strip() for p in parts]
+
+
+def _path(ini: Path, value: str | None) -> Path | None:
+    if not value:
+        return None
+    # Alembic also accepts "package:dir" resource paths; those are left to Alembic (see heads: defer).
+    path = Path(value)
+    return path if path.is_absolute() else (ini.parent / path)
+
+
+def _bool(ini: Path, key: str, value: str | None) -> bool:
+    if value is None or not value.strip():
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{ini}: {key} = {value!r} is not true or false")

@@ -1,0 +1,281 @@
+"""Every use of Alembic beyond its documented command API, in one place.
+
+migrator drives Alembic the way alembic.command does (an EnvironmentContext around the project's env.py),
+but it also needs what the commands keep to themselves: the step plans (`_upgrade_revs`, `_downgrade_revs`),
+a revision's parents, a hook at the moment a migration commits part of itself (`autocommit_block`), and a
+check that env.py hands over migrator's connection. tests/unit/test_alembic_contract.py pins each of these
+against the installed Alembic, so an upgrade that changes one fails there first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import (
+    CycleDetected,
+    MultipleHeads,
+    RangeNotAncestorError,
+    ResolutionError,
+)
+from alembic.script.revision import RevisionError as AlembicRevisionError
+from alembic.util import CommandError
+
+from migrator import alembic_ini
+from migrator.errors import ConfigError, RevisionError
+from migrator.repos import Repo
+
+ENV_FLAG = "migrator_env_configures"  # set by migrator.alembic_env right before it calls context.configure
+DELEGATE_HINT = ("replace its run_migrations_online()/offline() with `from migrator.alembic_env import "
+                 "run_migrations` and `run_migrations(target_metadata=...)`, as `migrator init --adopt` does")
+
+
+# --- configuration and scripts --------------------------------------------------------------------------
+
+def alembic_config(repo: Repo) -> Config:
+    """The Alembic Config of `repo`: the project's alembic.ini when it has one (its [alembic] settings
+    decide which scripts Alembic sees), with migrator's script location and version table on top."""
+    ini = alembic_ini.read(repo.project_dir)
+    # quiet: Alembic's own "Generating ... done" would mix into stdout, which carries command results.
+    options = argparse.Namespace(quiet=True)
+    config = Config(file_=str(ini.path), cmd_opts=options) if ini is not None else Config(cmd_opts=options)
+    config.set_main_option("script_location", str(repo.script_location).replace("%", "%%"))
+    config.set_main_option("version_table", repo.version_table)
+    if repo.version_table_schema:
+        config.set_main_option("version_table_schema", repo.version_table_schema)
+    if ini is None:
+        # env.py and revision files may import the project's own modules, as with alembic.ini's default.
+        config.set_main_option("prepend_sys_path", str(repo.project_dir).replace("%", "%%"))
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    return config
+
+
+def load_script(config: Config) -> ScriptDirectory:
+    """The script directory with every revision file loaded; a broken file is a revision error naming it."""
+    with revision_errors():
+        script = ScriptDirectory.from_config(config)
+        try:
+            script.revision_map.heads  # noqa: B018  (loads and checks every revision file now)
+        except (CommandError, AlembicRevisionError):
+            raise
+        except Exception as exc:  # a revision file that does not compile, or raises at import
+            raise RevisionError(f"cannot load revision file {_failing_file(exc, script)}: "
+                                f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    return script
+
+
+def _failing_file(exc: BaseException, script: ScriptDirectory) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return exc.filename
+    dirs = [str(Path(d)) for d in script._version_locations]
+    frames = [f.filename for f in traceback.extract_tb(exc.__traceback__)]
+    inside = [f for f in frames if any(f.startswith(d) for d in dirs)]
+    return inside[-1] if inside else f"in {', '.join(dirs)}"
+
+
+def module_name(script: Script) -> str:
+    """The revision file's name without `<rev>_`: Ecto shows CreateUsers, we show create_users."""
+    stem = Path(script.path).stem
+    return stem.removeprefix(f"{script.revision}_") or stem
+
+
+def parents(script: Script) -> tuple[str, ...]:
+    """The revisions `script` sits on (its down revisions, dependencies excluded)."""
+    return tuple(script._versioned_down_revisions)
+
+
+def known_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
+    """Every revision this image knows, with its parents."""
+    return {s.revision: parents(s) for s in script.walk_revisions()}
+
+
+def is_merge(script: Script) -> bool:
+    return len(script._versioned_down_revisions) > 1
+
+
+def rerunnable(script: Script) -> bool:
+    """`rerunnable = True` in a revision file: its non-transactional part may run again after an interruption."""
+    return getattr(script.module, "rerunnable", False) is True
+
+
+@contextmanager
+def revision_errors() -> Iterator[None]:
+    """Alembic's revision and script errors as our RevisionError (exit 2), from their attributes."""
+    try:
+        yield
+    except MultipleHeads as exc:
+        raise RevisionError(f"{exc.argument or 'the target'} is ambiguous: the migrations have several heads "
+                            f"({', '.join(sorted(exc.heads))}); name one") from None
+    except ResolutionError as exc:
+        raise RevisionError(f"revision {exc.argument!r} cannot be resolved: {_one_line(exc)}") from None
+    except RangeNotAncestorError as exc:
+        raise RevisionError(f"revision {exc.lower} is not an ancestor of {exc.upper}") from None
+    except CycleDetected as exc:
+        raise RevisionError(f"the revisions form a cycle: {', '.join(exc.revisions)}") from None
+    except (CommandError, AlembicRevisionError) as exc:
+        raise RevisionError(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def resolve(script: ScriptDirectory, rev: str) -> str:
+    """The full id of `rev` (a unique prefix of four or more characters will do), or `base`/`head(s)`."""
+    if rev in ("base", "head", "heads"):
+        return rev
+    try:
+        found = script.revision_map.get_revision(rev)
+    except MultipleHeads:
+        raise RevisionError(f"revision {rev!r} is ambiguous: give more characters") from None
+    except ResolutionError:
+        raise RevisionError(f"unknown revision {rev!r}: it is not in {', '.join(_locations(script))}") from None
+    except (CommandError, AlembicRevisionError, ValueError) as exc:  # relative or branch@rev forms, malformed ids
+        raise RevisionError(f"bad revision {rev!r}: {_one_line(exc)}") from None
+    if found is None:
+        raise RevisionError(f"unknown revision {rev!r}: it is not in {', '.join(_locations(script))}")
+    if isinstance(found, tuple):
+        raise RevisionError(f"revision {rev!r} is ambiguous: {', '.join(r.revision for r in found)}")
+    return found.revision
+
+
+def _locations(script: ScriptDirectory) -> list[str]:
+    return [str(d) for d in script._version_locations]
+
+
+def upgrade_plan(script: ScriptDirectory, destination: str, current: Sequence[str]) -> list[RevisionStep]:
+    """The steps `alembic upgrade destination` would run from `current`."""
+    with revision_errors():
+        return list(script._upgrade_revs(destination, tuple(current)))
+
+
+def downgrade_plan(script: ScriptDirectory, destination: str, current: Sequence[str]) -> list[RevisionStep]:
+    """The steps `alembic downgrade destination` would run from `current` (`-N` for N steps)."""
+    try:
+        with revision_errors():
+            return list(script._downgrade_revs(destination, tuple(current)))
+    except RevisionError as exc:
+        if destination.startswith("-"):
+            raise RevisionError(f"rollback --steps {destination[1:]} is ambiguous from {', '.join(current)}: "
+                                f"Alembic's downgrade {destination} refuses it ({exc}) because the walk crosses a "
+                                "merge or branch point; name the revision that should stay applied "
+                                "(migrator rollback REV; see migrator status and alembic history)") from None
+        raise
+
+
+def step_script(step: RevisionStep) -> Script:
+    return step.revision
+
+
+def step_is_upgrade(step: RevisionStep) -> bool:
+    return bool(step.is_upgrade)
+
+
+# --- running env.py --------------------------------------------------------------------------------------
+
+@dataclass
+class Hooks:
+    """What the runner wants told while Alembic runs: a step's version was stamped (inside the step's
+    transaction), and a migration is about to commit part of itself (inside the transaction it commits)."""
+
+    on_version_apply: Callable[..., None]
+    on_commit_boundary: Callable[[], None]
+
+
+class MigratorEnvironment(EnvironmentContext):
+    """Alembic's EnvironmentContext, refusing an env.py that does not hand over migrator's connection.
+
+    An env.py that connects by itself would run without migrator's lock, timeouts, per-migration
+    transactions and logs; one that reads `sqlalchemy.url` fails with KeyError. Either way it is refused
+    before any migration runs (exit 2), with the change to make.
+    """
+
+    hooks: Hooks | None = None
+    configured_by_migrator = False
+
+    def configure(self, connection: Any = None, url: Any = None, **kw: Any) -> None:
+        if not self.config.attributes.pop(ENV_FLAG, False):
+            raise ConfigError(f"{Path(self.script.dir) / 'env.py'} configures Alembic itself instead of handing "
+                              f"over migrator's connection, so migrator's lock, timeouts and logs would not "
+                              f"apply: {DELEGATE_HINT}")
+        self.configured_by_migrator = True
+        if not self.is_offline_mode() and self.hooks is not None:
+            kw["transaction_per_migration"] = True
+            kw["on_version_apply"] = (*_as_tuple(kw.get("on_version_apply")), self.hooks.on_version_apply)
+        super().configure(connection=connection, url=url, **kw)
+        if not self.is_offline_mode() and self.hooks is not None:
+            context = self.get_context()
+            boundary = self.hooks.on_commit_boundary
+            context.autocommit_block = lambda: autocommit_block(context, boundary)  # type: ignore[method-assign]
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def run_env(config: Config, script: ScriptDirectory, connection: sa.Connection | None, fn: Callable[..., Any],
+            hooks: Hooks | None = None, **context: Any) -> None:
+    """Run env.py under migrator's EnvironmentContext, as alembic.command does, on our connection."""
+    config.attributes["connection"] = connection
+    env = MigratorEnvironment(config, script, fn=fn, **context)
+    env.hooks = hooks
+    with env:
+        try:
+            script.run_env()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            if not env.configured_by_migrator:
+                raise ConfigError(f"{Path(script.dir) / 'env.py'} failed before handing over migrator's "
+                                  f"connection ({type(exc).__name__}: {_one_line(exc)}): it does not delegate to "
+                                  f"migrator; {DELEGATE_HINT}") from None
+            raise
+
+
+@contextmanager
+def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None]) -> Iterator[None]:
+    """Alembic's MigrationContext.autocommit_block (online), with two changes.
+
+    - `on_boundary` runs first, inside the migration's transaction that the block is about to commit, so
+      that what it records (the migration is now part-way) commits with the statements before the block.
+    - When the block fails or is interrupted, the original error propagates and the connection is put back
+      as far as it can be; Alembic's version commits its placeholder transaction in a `finally`, which
+      replaces the real error with SQLAlchemy's PendingRollbackError.
+    """
+    on_boundary()
+    connection = context.connection
+    assert connection is not None
+    if context._in_connection_transaction():
+        assert context._transaction is not None
+        context._transaction.commit()
+        context._transaction = None
+    level = connection.get_isolation_level()
+    context.connection = context.impl.connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    placeholder = context.connection.begin()  # SQLAlchemy would autobegin anyway; take control of it
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        with suppress(Exception):
+            placeholder.rollback()
+        raise
+    else:
+        placeholder.commit()
+    finally:
+        with suppress(*((Exception,) if failed else ())):
+            context.connection.execution_options(isolation_level=level)
+        context.connection = context.impl.connection = connection

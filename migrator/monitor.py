@@ -1,0 +1,121 @@
+"""Watching the migration session from a second connection, while migrations or seeds run.
+
+Two jobs, once a second (more often under a short lock_timeout):
+- Who is in the way. When PostgreSQL cancels a statement for lock_timeout the wait is over and
+  pg_blocking_pids is empty; the session in the way can only be seen while the wait lasts.
+- Whether the migration session is alive and answering. A statement may legitimately run for an hour (an
+  index build), so its client cannot put a time limit on the answer; this connection can tell the cases
+  apart: the server still runs it (fine), the session is gone (its lock went with it), the server finished
+  it long ago but the answer never arrived, or the server itself stopped answering. In the last three cases
+  the monitor shuts the migration connection down (migrator.deadlines), so the blocked client fails at once
+  with the reason, instead of waiting for a network that may never come back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from migrator import deadlines
+from migrator.blocking import Backend, blocking_backends
+from migrator.config import DatabaseConfig, Timeouts
+from migrator.database import Connection, connect
+from migrator.errors import MigratorError
+
+_STATE = "SELECT state FROM pg_stat_activity WHERE pid = %s"
+_BUSY_STATES = {"active", "fastpath function call"}
+
+
+class Monitor:
+    """A daemon thread with its own autocommit connection, watching the backend `pid` of `watched`."""
+
+    def __init__(self, db: DatabaseConfig, timeouts: Timeouts, watched: Connection, pid: int) -> None:
+        self.db, self.timeouts, self.watched, self.pid = db, timeouts, watched, pid
+        self.interval = min(max(timeouts.ddl_lock / 3, 0.1), 1.0)
+        self.last_blockers: list[Backend] = []
+        self._stop = threading.Event()
+        self._conn: Connection | None = self._connect()
+        self._thread = threading.Thread(target=self._run, name="migrator-monitor", daemon=True)
+
+    def _connect(self) -> Connection:
+        conn = connect(self.db, self.timeouts, autocommit=True, purpose="monitor",
+                       connect_timeout=min(self.timeouts.connect, self.timeouts.stall))
+        conn.doing = "watching the migration session"
+        return conn
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeouts.stall + 1)
+        if self._conn is not None and not self._thread.is_alive():
+            self._conn.close()
+
+    def blockers_since(self, since: float) -> list[Backend]:
+        """The blockers last seen, if seen after `since` (time.monotonic)."""
+        return self.last_blockers if self._seen_at >= since else []
+
+    _seen_at = 0.0
+
+    def _run(self) -> None:
+        last_answer = time.monotonic()
+        unanswered_since: float | None = None
+        while not self._stop.wait(self.interval):
+            try:
+                state = self._look()
+            except (psycopg.Error, MigratorError):
+                if time.monotonic() - last_answer > self.timeouts.stall:
+                    self._give_up(f"no answer from the server for {self.timeouts.stall:g}s (the monitoring "
+                                  "connection got none either)")
+                    return
+                self._reconnect()
+                continue
+            last_answer = time.monotonic()
+            if state is None:
+                self._give_up("the migration session no longer exists on the server (terminated, "
+                              "idle_session_timeout, a restart or a failover); the lock ended with it")
+                return
+            unanswered_since = self._unanswered(state, unanswered_since)
+            if unanswered_since is not None and time.monotonic() - unanswered_since > self.timeouts.stall:
+                self._give_up(f"the server finished the running statement {self.timeouts.stall:g}s ago but its "
+                              "answer never arrived")
+                return
+
+    def _look(self) -> str | None:
+        if self._conn is None:
+            raise psycopg.OperationalError("no monitoring connection")
+        seen = blocking_backends(self._conn, self.pid)
+        if seen:
+            self.last_blockers, self._seen_at = seen, time.monotonic()
+        row = self._conn.execute(_STATE, (self.pid,)).fetchone()
+        return None if row is None else str(row[0] or "")
+
+    def _unanswered(self, state: str, since: float | None) -> float | None:
+        """Since when the client has been waiting for an answer the server no longer works on."""
+        waiting = self.watched.waiting_since
+        if waiting is None or state in _BUSY_STATES or time.monotonic() - waiting < self.interval:
+            return None
+        return since if since is not None else time.monotonic()
+
+    def _reconnect(self) -> None:
+        if self._conn is not None:
+            deadlines.WATCHDOG.shut_down(self._conn, "monitor reconnecting")
+            self._conn.close()
+            self._conn = None
+        try:
+            self._conn = self._connect()
+        except MigratorError:
+            self._conn = None
+
+    def _give_up(self, why: str) -> None:
+        deadlines.WATCHDOG.shut_down(self.watched, why)
+
+
+def no_monitor() -> Any:
+    """For callers that run nothing long (kept for symmetry in tests)."""
+    return None

@@ -1,0 +1,60 @@
+"""What the database says about its schema: the version table's revisions, and whether a migration was left
+part-way (open rows in the migration history). Read with psycopg alone, in one query on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migrator import history
+
+
+@dataclass(frozen=True)
+class DbState:
+    """The version table's revisions (sorted; empty at base) and whether some migration is left part-way."""
+
+    versions: tuple[str, ...]
+    partial: bool = False
+
+
+def _name(schema: str | None, table: str) -> sql.Composable:
+    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+
+def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
+    """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit."""
+    query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %s AND h.outcome "
+                    "IN ('running', 'partial')) FROM {} v").format(_name(schema, history.TABLE), _name(schema, table))
+    try:
+        rows = conn.execute(query, (table,)).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return _read_apart(conn, table, schema)
+    if not rows:
+        return DbState((), _partial(conn, table, schema))
+    return DbState(tuple(sorted(row[0] for row in rows)), bool(rows[0][1]))
+
+
+def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
+    """One of the two tables is missing: a fresh database, or one migrated without migrator's history."""
+    names = [".".join(f'"{p}"' for p in (schema, name) if p) for name in (table, history.TABLE)]
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL", names).fetchone()
+    has_versions, has_history = (bool(row[0]), bool(row[1])) if row else (False, False)
+    versions: tuple[str, ...] = ()
+    if has_versions:
+        rows = conn.execute(sql.SQL("SELECT version_num FROM {}").format(_name(schema, table))).fetchall()
+        versions = tuple(sorted(r[0] for r in rows))
+    return DbState(versions, _partial(conn, table, schema) if has_history else False)
+
+
+def _partial(conn: psycopg.Connection[Any], table: str, schema: str | None) -> bool:
+    try:
+        row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE version_table = %s AND outcome IN "
+                                   "('running', 'partial'))").format(_name(schema, history.TABLE)),
+                           (table,)).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return False
+    return bool(row and row[0])
