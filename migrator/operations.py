@@ -44,7 +44,7 @@ _LEXEME = re.compile(r"[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|\"(?:[^\"]|\"\"
                      re.DOTALL)
 _MORE = re.compile(r";\s*\S")
 _VERB = re.compile(r"[A-Za-z]+")
-_NONBLANK = re.compile(r"\S")
+_PIECE = re.compile(r"\S{1,64}")  # the words of a preview, a long run of letters cut in pieces
 _LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?(?:\*/|\Z))*+", re.DOTALL)  # blanks and comments
 _PART = re.compile(r'"((?:[^"]|"")*)"?|([^."]+)')
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # PostgreSQL folds ASCII letters only
@@ -101,6 +101,7 @@ _READ_ONLY_FUNCTIONS = {
     "has_column_privilege", "has_database_privilege", "has_function_privilege", "has_sequence_privilege",
     "pg_has_role", "to_regclass", "to_regtype", "to_regproc", "to_regnamespace", "to_regrole", "pg_typeof",
     "pg_encoding_to_char", "generate_series", "generate_subscripts", "unnest", "pg_sleep",
+    "set_config",  # a setting, as SET (pg_dump's `SELECT pg_catalog.set_config('search_path', '', false)`)
     # plain value functions
     "array_length", "array_position", "array_to_string", "array_upper", "array_lower", "cardinality", "lower",
     "upper", "length", "char_length", "substr", "btrim", "ltrim", "rtrim", "replace", "split_part", "concat",
@@ -118,8 +119,9 @@ class Operation:
 
     `text` in Ecto's words; `table` the table it names; `quiet` when it certainly changes nothing (debug only);
     `concurrent` when it runs CONCURRENTLY, so that its lock waits do not queue application traffic;
-    `ends_transaction` for COMMIT, ROLLBACK and their kin; `index` the index it creates, drops, alters or
-    reindexes, folded as PostgreSQL folds names (None when it names none, or leaves the name to PostgreSQL).
+    `ends_transaction` for COMMIT, ROLLBACK and their kin; `index` the index it creates, drops, alters (by its
+    new name when renamed) or reindexes, folded and truncated as PostgreSQL does, schema-qualified only if written
+    so; None when it names none, or leaves the name to PostgreSQL (`CREATE INDEX ON t`, `REINDEX TABLE t`).
     """
 
     text: str
@@ -341,15 +343,21 @@ def _describe_one(sql: str) -> Operation:
 
 
 def _execute(w: _Words) -> str:
-    head = w.sql[w.first:w.first + EXECUTE_PREVIEW * 4]
+    """`execute "<the statement's first words>"`: one line of at most EXECUTE_PREVIEW characters."""
+    end = size = w.first
+    more = False
+    for piece in _PIECE.finditer(w.sql, w.first):
+        if size - w.first > EXECUTE_PREVIEW:
+            more = True
+            break
+        size += len(piece.group()) + 1
+        end = piece.end()
+    head = w.sql[w.first:end]
     if _has_password(head):
         head = _mask(head)
     preview = " ".join(head.split())
-    more = _NONBLANK.search(w.sql, w.first + EXECUTE_PREVIEW * 4) is not None
-    if len(preview) > EXECUTE_PREVIEW or (more and len(preview) > EXECUTE_PREVIEW - 3):
+    if more or len(preview) > EXECUTE_PREVIEW:
         preview = preview[: EXECUTE_PREVIEW - 3] + "..."
-    elif more:
-        preview += "..."
     return f'execute "{preview}"'
 
 
