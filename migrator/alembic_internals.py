@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import alembic.context  # noqa: F401  (creates the context module's proxy set-up shared below)
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
@@ -220,6 +221,11 @@ class MigratorEnvironment(EnvironmentContext):
             context.autocommit_block = lambda: autocommit_block(context, boundary)  # type: ignore[method-assign]
 
 
+# Alembic's `context` module proxies the EnvironmentContext in use, keyed by its exact class: share the proxy
+# set-up, so that env.py's `context.configure(...)` reaches MigratorEnvironment.configure.
+EnvironmentContext._setups[MigratorEnvironment] = EnvironmentContext._setups[EnvironmentContext]
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
@@ -258,7 +264,8 @@ def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None])
     on_boundary()
     connection = context.connection
     assert connection is not None
-    if context._in_connection_transaction():
+    in_transaction = context._in_connection_transaction()
+    if in_transaction:
         assert context._transaction is not None
         context._transaction.commit()
         context._transaction = None
@@ -279,3 +286,5 @@ def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None])
         with suppress(*((Exception,) if failed else ())):
             context.connection.execution_options(isolation_level=level)
         context.connection = context.impl.connection = connection
+    if in_transaction:  # the rest of the migration (and its version stamp) runs in a transaction again
+        context._transaction = connection.begin()

@@ -70,7 +70,9 @@ def build_parser() -> Parser:
 
     p = command("status", "show current revision(s), head(s) and pending revisions")
     p.add_argument("--json", action="store_true", help="one JSON object per database on stdout")
-    p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head")
+    p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head (6 when a "
+                   "migration was left part-way)")
+    _allow_newer(p, "count it as at head for --check")
 
     p = command("wait", "wait until every database is at the head this image knows (never migrates)")
     p.add_argument("--timeout", type=_bounded(WAIT_TIMEOUT), default=300.0, metavar="S",
@@ -187,7 +189,7 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> list[commands.Outc
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
-    found = [commands.status(t, settings) for t in _targets(args)]
+    found = [commands.status(t, settings, allow_newer=args.allow_newer) for t in _targets(args)]
     for status in found:
         print(_status_json(status) if args.json else _status_text(status), flush=True)
     behind = [s for s in found if not s.at_head]
@@ -321,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         database_error = _database_error(exc)
         if database_error is not None:
+            logs.get_logger().debug("where the database error surfaced", exc_info=True)
             return _fail(command, database_error.exit_code, str(database_error))
         # A bug: say so in one line, then show where.
         logs.get_logger().error(f"unexpected error ({type(exc).__name__}: {exc}); please report it",

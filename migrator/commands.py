@@ -76,10 +76,15 @@ class Status:
     pending: list[str]
     unknown: list[str]
     partial: list[str] = field(default_factory=list)  # migrations left part-way, described
+    newer: str = ""  # why a newer database is accepted (--allow-newer and a proof), else empty
 
     @property
     def at_head(self) -> bool:
-        return not self.pending and not self.unknown and not self.partial and set(self.current) == set(self.heads)
+        if self.partial:
+            return False
+        if self.newer:
+            return True
+        return not self.pending and not self.unknown and set(self.current) == set(self.heads)
 
 
 # --- what the scripts know ------------------------------------------------------------------------------
@@ -108,7 +113,9 @@ def _graph(repo: Repo) -> heads.ScriptGraph | None:
         if ini is not None and ini.sourceless:
             raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
         dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
-        return heads.scan(dirs, recursive=bool(ini and ini.recursive))
+        if len(dirs) != 1 or (ini and ini.recursive):  # TEMP until the new scan lands
+            raise heads.Uncertain("several version locations")
+        return heads.scan(dirs[0])
     except heads.Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
@@ -170,10 +177,7 @@ def _newer(target: Target, conn: Connection, state: versions.DbState, known: Kno
         raise RevisionError(f"{target.db.description} is at revision {at}, which these migrations do not have (a "
                             "newer release migrated it?): deploy that release's migrator image, or pass "
                             "--allow-newer if your migrations are expand/contract")
-    schema = database.identify(conn, target.repo.version_table_schema).schema
-    proven, found = (history.descends_from(conn, schema, target.repo.version_table, state.versions, known.parents,
-                                           known.heads) if history.exists(conn, schema)
-                     else (False, "there is no migration history to prove its ancestry"))
+    proven, found = _descends(conn, target, state.versions, known)
     if not proven:
         raise RevisionError(f"{target.db.description} is at revision {at}, which these migrations do not have, "
                             f"and --allow-newer cannot accept it: {found}; deploy the newer release's migrator "
@@ -374,9 +378,10 @@ def seed(target: Target, settings: Settings, force: bool = False, allow_newer: b
 
 # --- status -------------------------------------------------------------------------------------------
 
-def status(target: Target, settings: Settings) -> Status:
+def status(target: Target, settings: Settings, allow_newer: bool = False) -> Status:
     """Current revision(s), head(s), pending revisions, revisions the scripts do not know, and migrations
-    left part-way.
+    left part-way. With `allow_newer`, a newer database that the history proves descends from this image's
+    heads counts as at head.
 
     At head, the answer comes from the files' text and one query (this is `status --check` in a readiness
     probe or a `helm test`); otherwise Alembic computes what is pending.
@@ -387,7 +392,22 @@ def status(target: Target, settings: Settings) -> Status:
         if graph is not None and not state.partial and heads.at_head(graph, state.versions):
             return Status(target.repo.name, target.db.description, state.versions, tuple(sorted(graph.heads)), [],
                           [])
-        return _status(target, conn)[0]
+        found, known = _status(target, conn)
+        if found.unknown and allow_newer:
+            proven, why = _descends(conn, target, found.current, known)
+            if proven:
+                found.newer = why
+                get_logger().info(f"{target.db.description} is at newer revision {', '.join(found.unknown)}: {why} "
+                                  "(--allow-newer)", repo=target.repo.name)
+        return found
+
+
+def _descends(conn: Connection, target: Target, current: tuple[str, ...], known: Known) -> tuple[bool, str]:
+    """Whether the history proves that `current` descends from every head this image knows."""
+    schema = database.identify(conn, target.repo.version_table_schema).schema
+    if not history.exists(conn, schema):
+        return False, "there is no migration history to prove its ancestry"
+    return history.descends_from(conn, schema, target.repo.version_table, current, known.parents, known.heads)
 
 
 def _status(target: Target, conn: Connection) -> tuple[Status, Known]:
@@ -489,10 +509,7 @@ def _readiness(conn: Connection, target: Target, known: Known,
         newer = f"at {', '.join(unknown)}, which this image does not know (a newer release?)"
         if not allow_newer:
             return False, newer + f"; waiting for {heads_text} (--allow-newer accepts a proven descendant)", current
-        schema = database.identify(conn, target.repo.version_table_schema).schema
-        proven, found = (history.descends_from(conn, schema, target.repo.version_table, current, known.parents,
-                                               known.heads) if history.exists(conn, schema)
-                         else (False, "there is no migration history to prove its ancestry"))
+        proven, found = _descends(conn, target, current, known)
         if proven:
             return True, f"{newer}; accepted (--allow-newer): {found}", current
         return False, f"{newer}; not accepted: {found}", current
@@ -589,7 +606,7 @@ def sql(repo: Repo, start: str = "base", end: str = "heads") -> str:
 
     config = runner.alembic_config(repo)
     script = runner.load_script(config)
-    return render_sql(config, script, _resolve(script, start), _resolve(script, end))
+    return render_sql(config, script, runner.resolve(script, start), runner.resolve(script, end))
 
 
 def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) -> str:
@@ -620,7 +637,7 @@ def lint(repo: Repo, start: str = "base") -> str:
 
     config = runner.alembic_config(repo)
     script = runner.load_script(config)
-    start = _resolve(script, start)
+    start = runner.resolve(script, start)
     after = {s.revision for s in script.iterate_revisions(start, "base")} if start != "base" else set()
     files: list[tuple[str, str]] = []
     for revision in reversed(list(script.walk_revisions())):

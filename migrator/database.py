@@ -238,12 +238,20 @@ def set_config_sql(settings: dict[str, str]) -> tuple[str, list[str]]:
     return f"SELECT {calls}", params
 
 
-def rolled_back(conn: psycopg.Connection[Any]) -> bool:
-    """True when the server confirmed that `conn` has no open transaction (after a failure or a signal)."""
-    if conn.closed:
+ROLLBACK_WAIT = 5.0
+
+
+def rolled_back(conn: Connection) -> bool:
+    """True when the server confirmed that `conn` has no open transaction (after a failure or a signal);
+    waits at most ROLLBACK_WAIT seconds for the answer."""
+    if conn.closed or conn.broken:
         return False
+    limit = conn.wait_limit
+    conn.wait_limit = min(limit or ROLLBACK_WAIT, ROLLBACK_WAIT)
     try:
         conn.rollback()
     except (psycopg.Error, ConnectionLost):
         return False
+    finally:
+        conn.wait_limit = limit
     return not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE

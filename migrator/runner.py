@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,6 +67,7 @@ alembic_config = internals.alembic_config
 load_script = internals.load_script
 revision_errors = internals.revision_errors
 run_alembic = internals.run_env
+resolve = internals.resolve
 
 
 # --- the migration session ------------------------------------------------------------------------------
@@ -144,6 +145,9 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
     """A SQLAlchemy engine over the session's one psycopg connection, its statements seen by `hooks`."""
     engine = sa.create_engine("postgresql+psycopg://", creator=lambda: session.conn, poolclass=sa.pool.StaticPool,
                               pool_reset_on_return=None)
+    # The session owns the connection: SQLAlchemy closes a connection it invalidates (after a signal, or an
+    # error it takes for a disconnect), which would lose the lock and the chance to confirm the rollback.
+    engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign]
     sa.event.listen(engine, "before_cursor_execute", hooks.before)
     sa.event.listen(engine, "after_cursor_execute", hooks.after)
     sa.event.listen(engine, "handle_error", hooks.failed)
@@ -174,10 +178,6 @@ def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, ver
 def _end(session: MigrationSession, failed: bool) -> None:
     """Release the lock and say so truthfully; a failure already being reported is not masked."""
     conn = session.conn
-    if session.sa_conn is not None:
-        session.sa_conn.close()
-    if session.engine is not None:
-        session.engine.dispose()
     if conn.closed or conn.broken:
         return  # the session is gone, and its lock with it
     try:
@@ -214,6 +214,23 @@ def running(session: MigrationSession, hooks: StatementHooks) -> Iterator[sa.Con
         finally:
             session.monitor = None
             session.conn.wait_limit = timeouts.stall
+            _back_to_autocommit(session)
+
+
+def _back_to_autocommit(session: MigrationSession) -> None:
+    """After the steps: SQLAlchemy lets go of the connection, which reads and unlocks in autocommit again.
+    On a failing or lost connection this does what it can; the failure itself is reported by the caller."""
+    conn = session.conn
+    if session.sa_conn is not None:
+        with suppress(Exception):
+            session.sa_conn.close()
+        session.sa_conn = None
+    if conn.closed or conn.broken:
+        return
+    with suppress(psycopg.Error):
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True
 
 
 def prepare_history(session: MigrationSession, version_table: str) -> list[history.OpenRow]:
@@ -395,7 +412,7 @@ class Migrations:
             started_at=step.server_started, finished=False,
             detail="its non-transactional part began: what ran before it is committed")
         step.committed = len(step.statements)
-        get_logger().info(f"{step.label} commits part of itself here (non-transactional from now on)",
+        get_logger().debug(f"{step.label} commits part of itself here (non-transactional from now on)",
                           revision=step.revision)
 
     def _on_version_apply(self, **_: Any) -> None:

@@ -54,15 +54,41 @@ def test_wait_times_out_with_5(project: Path, database_url: str) -> None:
     assert versions(database_url) == [FIRST], "wait must never migrate"
 
 
-def test_wait_on_a_newer_database_both_ways(project: Path, database_url: str) -> None:
-    run_migrator(["migrate"], cwd=project, database_url=database_url)
-    query(database_url, "UPDATE alembic_version SET version_num = '20990101000000'")
+def test_wait_on_a_newer_database_both_ways(project: Path, database_url: str, tmp_path: Path) -> None:
+    """A newer release (one more migration) migrated the database: the old image waits by default, and with
+    --allow-newer accepts it because the history proves the newer revision descends from its head."""
+    newer = tmp_path / "newer"
+    shutil.copytree(project, newer)
+    add_revision(newer, "20990101000000", HEAD, "op.create_table('later', sa.Column('id', sa.Integer))")
+    assert run_migrator(["migrate"], cwd=newer, database_url=database_url).returncode == 0
     strict = run_migrator(["wait", "--timeout", "1"], cwd=project, database_url=database_url)
     assert strict.returncode == 5
     assert "which this image does not know (a newer release?)" in strict.stderr
     allowed = run_migrator(["wait", "--timeout", "1", "--allow-newer"], cwd=project, database_url=database_url)
-    assert allowed.returncode == 0
-    assert "accepted (--allow-newer)" in allowed.stderr
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"accepted (--allow-newer): it descends from {HEAD}" in allowed.stderr
+    # The old image's migrate, seed and status agree (helm rollback, old pods restarting mid-rollout).
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 2
+    assert run_migrator(["status", "--check"], cwd=project, database_url=database_url).returncode == 5
+    for args in (["migrate", "--allow-newer"], ["seed", "--allow-newer"], ["status", "--check", "--allow-newer"]):
+        result = run_migrator(args, cwd=project, database_url=database_url)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "20990101000000" in result.stderr + result.stdout
+    assert not running_lines(result.stderr)
+    assert query(database_url, "SELECT count(*) FROM users") == [(0,)], "the old image's seeds must not run"
+    assert versions(database_url) == ["20990101000000"]
+
+
+def test_allow_newer_needs_proof(project: Path, database_url: str) -> None:
+    """A revision nobody recorded (stamped by hand, another tool): --allow-newer cannot prove its ancestry."""
+    run_migrator(["migrate"], cwd=project, database_url=database_url)
+    query(database_url, "UPDATE alembic_version SET version_num = '20990101000000'")
+    for args in (["wait", "--timeout", "1", "--allow-newer"], ["migrate", "--allow-newer"],
+                 ["seed", "--allow-newer"]):
+        result = run_migrator(args, cwd=project, database_url=database_url)
+        assert result.returncode == (5 if args[0] == "wait" else 2), (args, result.stderr)
+        assert "the history has no record of revision 20990101000000" in result.stderr, (args, result.stderr)
+    assert versions(database_url) == ["20990101000000"]
 
 
 def test_wait_takes_no_lock(project: Path, database_url: str) -> None:

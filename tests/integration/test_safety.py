@@ -114,7 +114,8 @@ def test_signal_during_migration_rolls_it_back(project: Path, database_url: str,
     proc.send_signal(sig)
     assert proc.wait(timeout=15) == code
     _, err = proc.communicate()
-    assert f"during {SLOW}: its statement was cancelled and its transaction rolled back" in err
+    assert (f"during {SLOW} (slow): its running statement was cancelled and its transaction rolled back "
+            "(confirmed by the server)") in err
     assert query(database_url, "SELECT to_regclass('slow')") == [(None,)]
     assert versions(database_url) == [HEAD]
     wait_for(lambda: not sleeping(database_url), timeout=5, what="the statement to be cancelled")
