@@ -295,7 +295,7 @@ def test_fuzzed_urls_agree_with_libpq_and_never_quote_the_userinfo() -> None:
             assert ours == conninfo_to_dict(url), url
             continue
         assert "USRTOKEN" not in message and "PWDTOKEN" not in message, (url, message)
-    assert agreed > 500 and refused > 500, (agreed, refused)  # both paths were exercised
+    assert agreed > 200 and refused > 200, (agreed, refused)  # both paths were exercised
 
 
 # --- DATABASE_PASSWORD_FILE -----------------------------------------------------------------------------
