@@ -6,23 +6,66 @@ what would be accepted, before anything touches the database.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
+from migrator import database_url
 from migrator.errors import ConfigError
-from migrator.redaction import redact, register_secret
 
-SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
 # libpq reads these itself when DATABASE_URL is absent; any of them means "a database is configured".
 PG_TARGET_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 APPLICATION_NAME_MAX = 63  # PostgreSQL truncates longer names (NAMEDATALEN - 1)
-_DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|min|h)?\s*$")
+PASSWORD_FILE_MAX = 65535  # bytes: the longest password packet PostgreSQL reads (PG_MAX_AUTH_TOKEN_LENGTH)
+_DURATION = re.compile(r"^\s*(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>ms|s|m|min|h)?\s*$", re.ASCII)
+_COUNT = re.compile(r"^\s*[0-9]{1,9}\s*$", re.ASCII)
+_TEXT_MAX = 64  # characters of a duration or count worth parsing
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
+MS, SECOND, MINUTE, HOUR = 0.001, 1.0, 60.0, 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a duration in seconds, both ends included; `off` also accepts 0, meaning off."""
+
+    low: float
+    high: float
+    off: bool = False
+
+    def __contains__(self, seconds: float) -> bool:
+        # The tolerance absorbs float spelling only (0.001 vs 1ms): 0.9ms stays below a 1ms minimum.
+        return (self.off and seconds == 0) or self.low - 1e-9 <= seconds <= self.high + 1e-9
+
+    def describe(self) -> str:
+        span = f"{format_seconds(self.low)} to {format_seconds(self.high)}"
+        return f"0 (off) or {span}" if self.off else span
+
+
+# The allowed range of each duration setting; the README's settings table documents the same.
+# PostgreSQL's lock_timeout, statement_timeout and idle_in_transaction_session_timeout are whole milliseconds
+# (at most 2147483647); 0 would mean "no timeout", which only MIGRATOR_STATEMENT_TIMEOUT offers.
+DURATIONS: dict[str, tuple[str, Bounds]] = {
+    "MIGRATOR_LOCK_TIMEOUT": ("lock", Bounds(100 * MS, DAY)),
+    "MIGRATOR_DDL_LOCK_TIMEOUT": ("ddl_lock", Bounds(MS, HOUR)),
+    "MIGRATOR_CONCURRENT_LOCK_TIMEOUT": ("concurrent_lock", Bounds(MS, DAY)),
+    "MIGRATOR_STATEMENT_TIMEOUT": ("statement", Bounds(MS, DAY, off=True)),
+    "MIGRATOR_IDLE_TIMEOUT": ("idle", Bounds(100 * MS, DAY)),
+    # Also tcp_user_timeout and keepalives, which count whole seconds.
+    "MIGRATOR_STALL_TIMEOUT": ("stall", Bounds(SECOND, HOUR)),
+    # libpq's connect_timeout counts whole seconds.
+    "MIGRATOR_CONNECT_TIMEOUT": ("connect", Bounds(SECOND, DAY)),
+}
+DDL_RETRIES_MAX = 100
+# For the CLI: `wait --timeout S` and `wait --interval S`.
+WAIT_TIMEOUT = Bounds(100 * MS, DAY)
+WAIT_INTERVAL = Bounds(100 * MS, HOUR)
 
 
 @dataclass(frozen=True)
@@ -56,40 +99,51 @@ class DatabaseConfig:
     description: str
 
 
-def parse_seconds(name: str, value: str) -> float:
-    """`5`, `2.5`, `500ms`, `5s`, `2m` or `1h` as seconds."""
-    match = _DURATION.match(value)
+def format_seconds(seconds: float) -> str:
+    """The shortest exact spelling among 250ms, 5s, 10m, 24h."""
+    for unit, size in (("h", HOUR), ("m", MINUTE), ("s", SECOND)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    if seconds >= SECOND:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+def parse_seconds(name: str, value: str, bounds: Bounds | None = None) -> float:
+    """`5`, `2.5`, `500ms`, `5s`, `2m` or `1h` as seconds, within `bounds` when given."""
+    match = _DURATION.match(value) if len(value) <= _TEXT_MAX else None
     if not match:
-        raise ConfigError(f"{name}={value!r} is not a duration: use seconds (5, 2.5) or 500ms, 5s, 2m, 1h")
-    return float(match["n"]) * _UNIT_SECONDS[match["unit"]]
+        allowed = f" from {bounds.describe()}" if bounds else ""
+        raise ConfigError(f"{name}={_shown(value)} is not a duration: use seconds (5, 2.5) or 500ms, 5s, 2m, "
+                          f"1h{allowed}")
+    seconds = float(match["n"]) * _UNIT_SECONDS[match["unit"]]
+    if bounds is not None and seconds not in bounds:
+        raise ConfigError(f"{name}={_shown(value)} is out of range: use {bounds.describe()}")
+    return seconds
 
 
-def parse_count(name: str, value: str) -> int:
-    if not value.strip().isdigit():
-        raise ConfigError(f"{name}={value!r} is not a count: use a whole number >= 0")
+def parse_count(name: str, value: str, high: int = DDL_RETRIES_MAX) -> int:
+    """A whole number from 0 to `high`."""
+    if not _COUNT.match(value) or int(value) > high:
+        raise ConfigError(f"{name}={_shown(value)} is not a count from 0 to {high}: use a whole number")
     return int(value)
 
 
+def _shown(value: str) -> str:
+    """The value as typed, quoted, cut short when it is long enough to drown the message."""
+    return repr(value) if len(value) <= _TEXT_MAX else repr(value[:_TEXT_MAX]) + "..."
+
+
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
-    """Read MIGRATOR_* settings; unknown values are errors, not silent defaults."""
-    defaults = Timeouts()
-
-    def seconds(var: str, default: float) -> float:
-        return parse_seconds(var, env[var]) if env.get(var, "").strip() else default
-
-    timeouts = Timeouts(
-        lock=seconds("MIGRATOR_LOCK_TIMEOUT", defaults.lock),
-        ddl_lock=seconds("MIGRATOR_DDL_LOCK_TIMEOUT", defaults.ddl_lock),
-        concurrent_lock=seconds("MIGRATOR_CONCURRENT_LOCK_TIMEOUT", defaults.concurrent_lock),
-        ddl_retries=parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
-        if env.get("MIGRATOR_DDL_RETRIES", "").strip() else defaults.ddl_retries,
-        statement=seconds("MIGRATOR_STATEMENT_TIMEOUT", defaults.statement),
-        idle=seconds("MIGRATOR_IDLE_TIMEOUT", defaults.idle),
-        stall=seconds("MIGRATOR_STALL_TIMEOUT", defaults.stall),
-        connect=seconds("MIGRATOR_CONNECT_TIMEOUT", defaults.connect),
-    )
+    """Read MIGRATOR_* settings; unknown or out-of-range values are errors, not silent defaults."""
+    values: dict[str, Any] = {}
+    for var, (attribute, bounds) in DURATIONS.items():
+        if env.get(var, "").strip():
+            values[attribute] = parse_seconds(var, env[var], bounds)
+    if env.get("MIGRATOR_DDL_RETRIES", "").strip():
+        values["ddl_retries"] = parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
     log_format, log_level = log_options(env)
-    return Settings(timeouts=timeouts, log_format=log_format, log_level=log_level)
+    return Settings(timeouts=replace(Timeouts(), **values), log_format=log_format, log_level=log_level)
 
 
 def log_options(env: Mapping[str, str] = os.environ) -> tuple[str, str]:
@@ -108,14 +162,15 @@ def database_config(env: Mapping[str, str] = os.environ, url_var: str = "DATABAS
     """The connection keywords for the database named by `url_var`, or by libpq's PG* variables."""
     url = env.get(url_var, "").strip()
     if url:
-        params = _params_from_url(url_var, url)
+        params = database_url.parse(url_var, url)
     elif url_var == "DATABASE_URL" and any(env.get(v) for v in PG_TARGET_VARS):
         params = {}  # libpq fills in PGHOST, PGUSER, PGSSLMODE, ... from the environment itself
     else:
         hint = " (or libpq's PGHOST, PGDATABASE, ...)" if url_var == "DATABASE_URL" else ""
         raise ConfigError(f"no database configured: set {url_var}{hint}")
-    register_secret(params.get("password"))
-    register_secret(env.get("PGPASSWORD"))
+    if "port" not in params and env.get("PGPORT", "").strip():
+        database_url.check_ports("PGPORT", {"port": env["PGPORT"].strip(),
+                                            "host": params.get("host") or env.get("PGHOST", "")})
     password_file = env.get(password_file_var, "").strip()
     if password_file:
         params["password"] = read_password_file(password_file_var, password_file)
@@ -124,42 +179,60 @@ def database_config(env: Mapping[str, str] = os.environ, url_var: str = "DATABAS
     return DatabaseConfig(params=params, description=describe(params, env))
 
 
-def _params_from_url(var: str, url: str) -> dict[str, str]:
-    from psycopg import conninfo  # noqa: PLC0415  (psycopg is imported only once a URL needs parsing)
-
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigError(f"{var} is not a URL: use postgres://USER:PASSWORD@HOST:PORT/DATABASE")
-    if scheme.lower() not in SCHEMES:
-        raise ConfigError(f"{var} has the unsupported scheme {scheme!r}: use postgres://, postgresql:// "
-                          "or postgresql+psycopg://")
-    normalized = "postgresql://" + rest
-    _check_port(var, normalized)
-    try:
-        params = conninfo.conninfo_to_dict(normalized)
-    except Exception as exc:  # libpq's parser raises ProgrammingError with its own words
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{var} is malformed: {redact(reason)}") from None
-    return {k: str(v) for k, v in params.items() if v is not None}
-
-
-def _check_port(var: str, url: str) -> None:
-    try:
-        urlsplit(url).port  # noqa: B018  (the property validates)
-    except ValueError:
-        raise ConfigError(f"{var} has an invalid port: use a number between 1 and 65535") from None
-
-
 def read_password_file(var: str, path: str) -> str:
-    """The password in a mounted Secret file, without its trailing newline."""
-    try:
-        password = Path(path).read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"{var}={path} cannot be read: {exc.strerror}") from None
+    """The password in a mounted Secret file: one line of UTF-8 text; its trailing newline is not part of it."""
+    what = f"{var}={path}"
+    password = read_text_file(what, path, PASSWORD_FILE_MAX).rstrip("\r\n")
     if not password:
-        raise ConfigError(f"{var}={path} is empty")
-    register_secret(password)
+        raise ConfigError(f"{what} is empty")
+    if "\n" in password or "\r" in password:
+        raise ConfigError(f"{what} holds more than one line: put only the password in it")
+    if "\0" in password:
+        raise ConfigError(f"{what} contains a NUL character, which no PostgreSQL password can hold")
     return password
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def read_text_file(what: str, path: str | Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes; ConfigError (starting with `what`) otherwise.
+
+    Never blocks and never reads more than limit + 1 bytes: a FIFO (which would wait for a writer), a device
+    such as /dev/zero (endless) or a directory is refused before reading. Symlinks are followed (Kubernetes
+    mounts Secrets as symlinks to regular files). The content is never part of a message.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot be read: {_strerror(exc)}") from None
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            raise ConfigError(f"{what} is {_KINDS.get(kind, 'not a regular file')}: it must be a regular file")
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot be read: {_strerror(exc)}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(f"{what} is larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text") from None
+
+
+def _strerror(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    return exc.strerror or type(exc).__name__
 
 
 def application_name() -> str:
@@ -168,10 +241,14 @@ def application_name() -> str:
 
 
 def describe(params: Mapping[str, str], env: Mapping[str, str]) -> str:
-    """`user@host:port/database`, from the URL or the PG* variables; never the password."""
+    """`user@host:port/database` (`h1:5432,h2:5433` for several hosts), from the URL or PG*; never the password."""
     user = params.get("user") or env.get("PGUSER") or ""
     host = params.get("host") or params.get("hostaddr") or env.get("PGHOST") or env.get("PGHOSTADDR") or "localhost"
     port = params.get("port") or env.get("PGPORT") or "5432"
     dbname = params.get("dbname") or env.get("PGDATABASE") or user
-    where = f"{host}:{port}" if not host.startswith("/") else host
+    hosts, ports = host.split(","), port.split(",")
+    if len(ports) != len(hosts):
+        ports = ports[:1] * len(hosts)
+    where = ",".join(h if h.startswith("/") else f"{h or 'localhost'}:{p or '5432'}"
+                     for h, p in zip(hosts, ports, strict=True))
     return f"{user + '@' if user else ''}{where}/{dbname}"

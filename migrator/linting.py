@@ -8,10 +8,12 @@ validated under an exclusive lock) is caught in CI instead of in production. Squ
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from migrator.errors import ConfigError, LintFailed
@@ -30,6 +32,23 @@ def without_version_table(sql: str, version_table: str) -> str:
     return "\n\n".join(kept)
 
 
+# squawk needs only where to find programs, a home, the locale and a temporary directory; it reads the SQL
+# files and .squawk.toml it is given, never a database. Anything naming a database or a secret stays out,
+# also under an allowed prefix (SQUAWK_GITHUB_TOKEN is for its GitHub comments, which lint does not use).
+SQUAWK_ENV = ("PATH", "HOME", "LANG", "TMPDIR", "NO_COLOR")
+SQUAWK_ENV_PREFIXES = ("LC_", "SQUAWK_")
+_SECRET_NAME = re.compile(r"^(?:DATABASE_|PG|MIGRATOR_)|_URL$|PASSWORD|SECRET|TOKEN|CREDENTIAL|KEY", re.IGNORECASE)
+
+
+def squawk_environment(env: Mapping[str, str], *, color: bool) -> dict[str, str]:
+    """The environment squawk runs in: the variables it needs and nothing that names a database or a secret."""
+    kept = {name: value for name, value in env.items()
+            if (name in SQUAWK_ENV or name.startswith(SQUAWK_ENV_PREFIXES)) and not _SECRET_NAME.search(name)}
+    if not color:
+        kept["NO_COLOR"] = "1"
+    return kept
+
+
 def squawk(files: list[tuple[str, str]], project_dir: Path) -> str:
     """Write each (name, sql) and lint them together; the report, or LintFailed carrying it."""
     # A venv's console scripts sit beside its python, whether or not the venv is on PATH.
@@ -46,7 +65,7 @@ def squawk(files: list[tuple[str, str]], project_dir: Path) -> str:
             path.write_text(text)
             paths.append(str(path))
         argv = [executable, *(["--config", str(config)] if config.is_file() else []), *paths]
-        env = {**os.environ, **({} if sys.stdout.isatty() else {"NO_COLOR": "1"})}
+        env = squawk_environment(os.environ, color=sys.stdout.isatty())
         result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp, env=env)
     report = (result.stdout + result.stderr).replace(tmp + "/", "")
     if result.returncode != 0:

@@ -22,13 +22,16 @@ A table without `repos` configures the single default repo (e.g. just `script_lo
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrator.config import read_text_file
 from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"
@@ -36,6 +39,7 @@ KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "ver
         "version_table_schema"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONFIG_FILE_MAX = 1024 * 1024  # bytes of migrator.toml or pyproject.toml read, at most
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -87,27 +91,92 @@ def _config_table(project_dir: Path, env: Mapping[str, str]) -> tuple[str, dict[
     explicit = env.get("MIGRATOR_CONFIG", "").strip()
     if explicit:
         path = Path(explicit) if Path(explicit).is_absolute() else project_dir / explicit
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ConfigError(f"MIGRATOR_CONFIG={explicit} not found")
-        return str(path), _read_toml(path)
+        return str(path), _read_toml(f"MIGRATOR_CONFIG={explicit}", path)
+    # Whatever carries the name is the config file: a FIFO or a dangling link is an error, not "no file".
     toml_file = project_dir / "migrator.toml"
-    if toml_file.is_file():
-        return str(toml_file), _read_toml(toml_file)
+    if os.path.lexists(toml_file):
+        return str(toml_file), _read_toml(str(toml_file), toml_file)
     pyproject = project_dir / "pyproject.toml"
-    if pyproject.is_file():
-        tool = _read_toml(pyproject).get("tool", {}).get("migrator")
-        if tool is not None:
-            return f"{pyproject} [tool.migrator]", tool
+    if os.path.lexists(pyproject):
+        tool = _read_toml(str(pyproject), pyproject).get("tool", {})
+        section = tool.get("migrator") if isinstance(tool, dict) else None
+        if section is not None:
+            if not isinstance(section, dict):
+                raise ConfigError(f"{pyproject}: [tool.migrator] must be a table")
+            return f"{pyproject} [tool.migrator]", section
     return "defaults", {}
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(what: str, path: Path) -> dict[str, Any]:
     import tomllib  # noqa: PLC0415  (only projects with a config file pay for it)
 
+    text = read_text_file(what, path, CONFIG_FILE_MAX)
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} cannot be read as TOML: {exc}") from None
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} cannot be read as TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} cannot be read as TOML: nested too deeply") from None
+
+
+def project_directory(path: Path | None) -> Path:
+    """The project directory (default: the working directory), absolute; ConfigError when unusable."""
+    where = _resolve(path if path is not None else Path.cwd(), "project directory")
+    kind = _kind(where)
+    if kind != "directory":
+        raise ConfigError(f"project directory {where} {_problem(kind, 'directory')}")
+    return where
+
+
+def _script_location(path: Path, prefix: str) -> Path:
+    """The Alembic script directory at `path`, resolved; it must hold an env.py."""
+    where = _resolve(path, prefix + "migrations directory")
+    kind, env_py = _kind(where), _kind(where / "env.py")
+    if kind == "directory" and env_py == "file":
+        return where
+    hint = "; run from the project directory or pass --project-dir"
+    if kind == "missing":
+        problem = "not found" + hint
+    elif kind != "directory":
+        problem = _problem(kind, "directory")
+    elif env_py == "missing":
+        problem = "has no env.py (not an Alembic script directory)" + hint
+    else:
+        problem = f"has an env.py that {_problem(env_py, 'file')}"
+    raise ConfigError(f"{prefix}migrations directory {where} {problem}")
+
+
+def _resolve(path: Path, what: str) -> Path:
+    """`path` made absolute with its symlinks resolved; a symlink loop is a ConfigError naming the path."""
+    loop = f"{what} {path.absolute()} is a symlink loop (too many levels of symbolic links)"
+    try:
+        resolved = path.resolve()
+    except RuntimeError:  # how Python before 3.13 reports a loop, even when not strict
+        raise ConfigError(loop) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path.absolute()} cannot be read: {exc.strerror}") from None
+    if _kind(resolved) == "loop":  # Python 3.13 returns the path where the loop starts
+        raise ConfigError(loop)
+    return resolved
+
+
+def _kind(path: Path) -> str:
+    """directory, file, missing, loop, other or unreadable: what `path` is, its symlinks followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return {errno.ENOENT: "missing", errno.ENOTDIR: "missing", errno.ELOOP: "loop"}.get(exc.errno or 0,
+                                                                                            "unreadable")
+    return "directory" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _problem(kind: str, wanted: str) -> str:
+    """Why a path of this `kind` is not the `wanted` directory or file, in words."""
+    return {"missing": "not found", "loop": "is a symlink loop (too many levels of symbolic links)",
+            "unreadable": "cannot be read", "directory": "is a directory",
+            "file": "is a file", "other": f"is not a {wanted}"}[kind]
 
 
 def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
@@ -129,14 +198,13 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
     for key in ("version_table", "version_table_schema"):
         if key in strings and not _SQL_NAME.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be a plain SQL identifier, not {strings[key]!r}")
-    script_location = (project_dir / strings.get("script_location", "migrations")).resolve()
-    if not (script_location / "env.py").is_file():
-        missing = "not found" if not script_location.is_dir() else "has no env.py (not an Alembic script directory)"
-        raise ConfigError(f"{'' if source == 'defaults' else where + ': '}migrations directory {script_location} "
-                          f"{missing}; run from the project directory or pass --project-dir")
-    seeds = (project_dir / strings.get("seeds", "seeds")).resolve()
-    if "seeds" in strings and not seeds.is_dir():
-        raise ConfigError(f"{where}: seeds directory {seeds} not found")
+    prefix = "" if source == "defaults" else where + ": "
+    script_location = _script_location(project_dir / strings.get("script_location", "migrations"), prefix)
+    seeds = _resolve(project_dir / strings.get("seeds", "seeds"), prefix + "seeds directory")
+    seeds_kind = _kind(seeds)
+    # The default seeds/ may be absent (or something else: `seed` says so); a configured one must be there.
+    if seeds_kind == "loop" or ("seeds" in strings and seeds_kind != "directory"):
+        raise ConfigError(f"{prefix}seeds directory {seeds} {_problem(seeds_kind, 'directory')}")
     return Repo(
         name=name, project_dir=project_dir, script_location=script_location, seeds=seeds,
         url_env=strings.get("url_env", "DATABASE_URL"),
