@@ -138,9 +138,14 @@ def resolve(script: ScriptDirectory, rev: str) -> str:
         return rev
     try:
         found = script.revision_map.get_revision(rev)
-    except MultipleHeads:
-        raise RevisionError(f"revision {rev!r} is ambiguous: give more characters") from None
+    except MultipleHeads as exc:
+        raise RevisionError(f"revision {rev!r} is ambiguous: {', '.join(repr(h) for h in sorted(exc.heads))} "
+                            "(give more characters)") from None
     except ResolutionError:
+        matches = sorted(s.revision for s in script.walk_revisions() if s.revision.startswith(rev))
+        if len(matches) > 1:
+            raise RevisionError(f"revision {rev!r} is ambiguous: {', '.join(repr(m) for m in matches)} "
+                                "(give more characters)") from None
         raise RevisionError(f"unknown revision {rev!r}: it is not in {', '.join(_locations(script))}") from None
     except (CommandError, AlembicRevisionError, ValueError) as exc:  # relative or branch@rev forms, malformed ids
         raise RevisionError(f"bad revision {rev!r}: {_one_line(exc)}") from None

@@ -18,9 +18,18 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from migrator import __version__, commands, deadlines, errors, logs, termination
-from migrator.config import Settings, database_config, load_settings, log_options, parse_seconds
+from migrator.config import (
+    WAIT_INTERVAL,
+    WAIT_TIMEOUT,
+    Bounds,
+    Settings,
+    database_config,
+    load_settings,
+    log_options,
+    parse_seconds,
+)
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
-from migrator.repos import Repo, load_repos, select
+from migrator.repos import Repo, load_repos, project_directory, select
 
 DESCRIPTION = """\
 Database migrations for PostgreSQL, for release images: Alembic migrations run once, under a lock, one
@@ -112,18 +121,13 @@ def _allow_newer(parser: Parser, then: str) -> None:
                         f"image's head(s), {then}; for expand/contract migrations (old code works on the new schema)")
 
 
-WAIT_TIMEOUT = (0.1, 86400.0)
-WAIT_INTERVAL = (0.1, 3600.0)
-
-
-def _bounded(limits: tuple[float, float]) -> Callable[[str], float]:
-    low, high = limits
-
+def _bounded(bounds: Bounds) -> Callable[[str], float]:
+    """An argparse type: a duration within `bounds`, the message saying the allowed range."""
     def parse(value: str) -> float:
-        seconds = _seconds(value)
-        if not low <= seconds <= high:
-            raise argparse.ArgumentTypeError(f"{value!r} is out of range: use {low:g}s to {high:g}s")
-        return seconds
+        try:
+            return parse_seconds("value", value, bounds)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value=")) from None
     return parse
 
 
@@ -160,7 +164,7 @@ def install_signal_handlers() -> None:
 # --- dispatch -----------------------------------------------------------------------------------------
 
 def _repos(args: argparse.Namespace, single: bool = False) -> list[Repo]:
-    project_dir = (args.project_dir or Path.cwd()).resolve()
+    project_dir = project_directory(args.project_dir)
     repos: list[Repo] = select(load_repos(project_dir), args.repo)
     if single and len(repos) > 1:
         raise ConfigError(f"{args.command} works on one database: choose it with --repo "
