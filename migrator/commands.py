@@ -21,7 +21,14 @@ import psycopg
 from migrator import alembic_ini, database, heads, history, versions
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
-from migrator.errors import ConfigError, DatabaseUnreachable, NotAtHead, PartiallyApplied, RevisionError
+from migrator.errors import (
+    ConfigError,
+    DatabaseUnreachable,
+    MigratorError,
+    NotAtHead,
+    PartiallyApplied,
+    RevisionError,
+)
 from migrator.logs import get_logger
 from migrator.repos import Repo
 
@@ -626,8 +633,17 @@ def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) ->
         def plan(current: Any, _context: Any) -> Any:
             return script._downgrade_revs(end, current) if backward else script._upgrade_revs(end, current)
 
-        runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
-                           starting_rev=None if start == "base" else start, destination_rev=end)
+        try:
+            runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
+                               starting_rev=None if start == "base" else start, destination_rev=end)
+        except (MigratorError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the migration's own code: it reads the database, or fails without one
+            running = [line for line in buffer.getvalue().splitlines() if line.startswith("-- Running ")]
+            where = running[-1].removeprefix("-- Running ") if running else "a migration"
+            raise RevisionError(f"{where} cannot be rendered offline ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}): it needs a database (it reads data, or "
+                                "branches on what it finds); review it in the migration file instead") from None
     return buffer.getvalue()
 
 
