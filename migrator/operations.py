@@ -335,8 +335,8 @@ def _describe_one(sql: str) -> Operation:
     if op is None:
         op = Operation(_execute(w), None, quiet=_quiet(verb, w))
     text = op.text
-    if not text.isprintable():
-        text = " ".join(text.split())
+    if not text.isprintable():  # one line, and no terminal control characters in a log
+        text = " ".join("".join(char if char.isprintable() else " " for char in text).split())
     if _has_password(text):
         text = _mask(text)
     return op if text is op.text else replace(op, text=text)
@@ -601,6 +601,8 @@ def _dml(w: _Words, i: int = 0) -> Operation | None:
     if not w.has(k):
         return None
     names = [w.name(w.skip(a, {"ONLY"})) for a, _ in _split(w, k)] if verb == "TRUNCATE" else [w.name(k)]
+    if not names or not all(names):
+        return None
     text = f"{verb.lower()}{' ' + keyword.lower() if keyword else ''} {', '.join(names)}"
     return Operation(text, names[0])
 
