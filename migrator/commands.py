@@ -215,14 +215,13 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
     target. A database at a newer revision is refused, or with `allow_newer` accepted when the history proves
     it descends from this image's heads.
     """
-    from migrator import runner  # noqa: PLC0415
-
     started = time.monotonic()
     graph = _graph(target.repo) if to is None else None
     with _connection(target, settings) as conn:
         state = _state(conn, target.repo)
         if graph is not None and not state.partial and heads.at_head(graph, state.versions):
             return _already_up(target, state.versions, started)
+        from migrator import runner  # noqa: PLC0415  (SQLAlchemy and Alembic only when there is work)
 
         def done_by_another() -> bool:
             now = _state(conn, target.repo)
@@ -337,13 +336,13 @@ def _rollback_destination(script: ScriptDirectory, current: tuple[str, ...], to:
     is not below current."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
 
+    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
     if steps is not None:
-        if not current:
-            raise RevisionError(f"cannot roll back {steps} migration(s): nothing is applied")
+        if steps > len(applied):
+            raise RevisionError(f"cannot roll back {steps} migration(s): only {len(applied)} applied")
         return f"-{steps}"
     assert to is not None
     target = internals.resolve(script, to)
-    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
     if (target == "base" and not current) or (len(current) == 1 and target == current[0]):
         return None
     if target == "base" or target in applied[1:] or (target in applied and len(current) > 1):

@@ -104,7 +104,7 @@ def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str
 
 def resolve_open(conn: psycopg.Connection[Any], schema: str, version_table: str, revision: str, how: str) -> int:
     """Close every open row of `revision` as resolved (`how` says by what); the number closed."""
-    cur = conn.execute(sql.SQL("UPDATE {} SET outcome = 'resolved', detail = concat_ws('; ', detail, %s) "
+    cur = conn.execute(sql.SQL("UPDATE {} SET outcome = 'resolved', detail = concat_ws('; ', detail, %s::text) "
                                "WHERE version_table = %s AND revision = %s AND outcome IN ('running', 'partial')"
                                ).format(qualified(schema)), (how, version_table, revision))
     return cur.rowcount

@@ -22,6 +22,7 @@ that died or stopped answering (migrator.monitor). Messages say only what the se
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -54,8 +55,10 @@ from migrator.redaction import redact
 
 LOCK_NOT_AVAILABLE = "55P03"
 FORWARD, BACKWARD = "forward", "backward"
+# INVALID plain indexes (a failed or interrupted concurrent build); a partitioned table's index made ON ONLY
+# is invalid by design until its partitions' indexes are attached, and is not counted.
 _INVALID_INDEXES = ("SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                    "WHERE NOT i.indisvalid AND NOT i.indisready IS NULL")
+                    "WHERE NOT i.indisvalid AND c.relkind = 'i' AND c.relpersistence <> 't'")
 
 
 def module_name(script: Script) -> str:
@@ -241,6 +244,9 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
     return history.open_rows(conn, schema, version_table)
 
 
+_LEADING_WORDS = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/)*(\w+)(?:\s+(\w+))?", re.DOTALL)
+
+
 # --- statements -----------------------------------------------------------------------------------------
 
 class StatementHooks:
@@ -268,16 +274,18 @@ class StatementHooks:
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
-            self._ending(step, op)
+            self._ending(step, statement)
         if op.concurrent:
             self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
             self._restore_lock_timeout = True
 
-    def _ending(self, step: Step, op: operations.Operation) -> None:
-        if not step.allow_commit or not op.text.startswith(("commit", "end")):
+    def _ending(self, step: Step, statement: str) -> None:
+        words = _LEADING_WORDS.match(statement)
+        verb = " ".join(w for w in words.groups() if w).upper() if words else "a transaction control statement"
+        if not step.allow_commit or not verb.startswith(("COMMIT", "END")) or "PREPARED" in verb:
             step.statements.pop()
-            raise MigrationFailed(f"{step.label} executes {op.text.upper()}, which would end the transaction "
-                                  f"migrator runs it in; nothing of it was sent. "
+            raise MigrationFailed(f"{step.label} executes {verb}, which would end the transaction migrator runs it "
+                                  "in (it was not sent). "
                                   + ("Seeds run in one transaction with their ledger row: remove it"
                                      if step.direction == "seed" else
                                      "Use op.get_context().autocommit_block() for statements that cannot run in "
@@ -434,15 +442,15 @@ class Migrations:
 
     def _check_indexes(self, step: Step) -> None:
         """No exit 0 with an INVALID index the step built or touched (a concurrent build that did not finish)."""
-        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
-        touched = {name.rsplit(".", 1)[-1].strip('"') for name in step.indexes}
-        bad = sorted(r[0] for r in rows if r[0] not in step.invalid_before or r[0].rsplit(".", 1)[-1].strip('"')
-                     in touched)
+        bad = self._invalid_indexes(step)
         if bad:
-            repair = " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in bad)
-            raise _IndexLeftInvalid(f"{step.label} left INVALID index(es) {', '.join(bad)} (a concurrent build "
-                                    f"that did not finish: queries do not use it, a unique one enforces "
-                                    f"nothing). Repair: `{repair}` then run the migration again")
+            raise _IndexLeftInvalid(f"{step.label} left {_invalid_text(bad)}")
+
+    def _invalid_indexes(self, step: Step) -> list[str]:
+        """INVALID indexes that appeared during the step, or that its statements named."""
+        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
+        touched = {_bare(name) for name in step.indexes}
+        return sorted(r[0] for r in rows if r[0] not in step.invalid_before or _bare(r[0]) in touched)
 
     # --- failures -------------------------------------------------------------------------------------
 
@@ -463,6 +471,11 @@ class Migrations:
                                    + ("" if confirmed else "; the server did not confirm the rollback"))
         confirmed = database.rolled_back(conn)
         if step.partial:
+            if confirmed and not isinstance(exc, _IndexLeftInvalid):
+                with suppress(psycopg.Error):
+                    bad = self._invalid_indexes(step)
+                    if bad:
+                        cause += f"; it left {_invalid_text(bad)}"
             self._record_failure(step, "partial", cause)
             return self._partial_failure(step, cause, confirmed)
         if not confirmed:
@@ -567,6 +580,16 @@ def interrupted(session: MigrationSession, exc: KeyboardInterrupt, what: str | N
 
 class _IndexLeftInvalid(MigratorError):
     """Raised inside the step's final transaction; reported as a failure after part of the step committed."""
+
+
+def _bare(name: str) -> str:
+    return name.rsplit(".", 1)[-1].strip('"')
+
+
+def _invalid_text(indexes: list[str]) -> str:
+    repair = " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in indexes)
+    return (f"INVALID index(es) {', '.join(indexes)} (a concurrent build that did not finish: queries do not use "
+            f"it, and a unique one enforces nothing); repair with `{repair}` before running it again")
 
 
 def _history_direction(step: Step) -> str:
