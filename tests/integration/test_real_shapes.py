@@ -113,6 +113,44 @@ op.alter_column("users", "bio", existing_type=sa.Text(), nullable=False)
     assert outcomes(database_url, NEXT) == ["applied"]
 
 
+# --- hypothesis/h: op.execute("COMMIT"), then a concurrent index outside any autocommit block -------------
+
+def test_explicit_commit_then_concurrent_index_fails_truthfully(project: Path, database_url: str,
+                                                               other_url: str) -> None:
+    """Written for psycopg2, which sends no BEGIN after a COMMIT it did not issue; psycopg 3 sees the session
+    idle and begins again, so the build fails under plain Alembic too. migrator says what happened, keeps
+    its word about the next run, and `resolve --rerun` after the fix (an autocommit block) completes it."""
+    h_style = """
+# Creating a concurrent index does not work inside a transaction
+op.execute("COMMIT")
+op.create_index(op.f("ix__users_name"), "users", ["name"], postgresql_concurrently=True)
+"""
+    path = add_revision(project, NEXT, HEAD, h_style, name="users_name_index")
+    result = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    reference = alembic(["upgrade", "head"], cwd=project, database_url=other_url)
+    assert reference.returncode != 0 and "cannot run inside a transaction block" in reference.stderr
+    assert result.returncode == 6, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert f"migration {NEXT} (users_name_index) failed after part of it committed" in last
+    assert "CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in last
+    assert versions(database_url) == versions(other_url) == [HEAD]
+    status = run_migrator(["status"], cwd=project, database_url=database_url)
+    assert f"left part-way: {NEXT} (upgrade)" in status.stdout
+    again = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert again.returncode == 6 and f"migration {NEXT} (users_name_index) was left part-way" in again.stderr
+    assert "create index" not in again.stderr  # refused before running anything
+
+    path.write_text(path.read_text().replace('    op.execute("COMMIT")\n    op.create_index',
+                                             "    with op.get_context().autocommit_block():\n"
+                                             "        op.create_index"))
+    assert run_migrator(["resolve", NEXT, "--rerun"], cwd=project, database_url=database_url).returncode == 0
+    fixed = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert fixed.returncode == 0, fixed.stderr
+    assert versions(database_url) == [NEXT]
+    assert ("ix__users_name", "CREATE INDEX ix__users_name ON public.users USING btree (name)", True) \
+        in indexes(database_url)
+
+
 # --- pypi/warehouse: a data migration that reads rows cannot be rendered offline --------------------------
 
 def test_a_data_migration_that_reads_rows_is_refused_offline(project: Path) -> None:
