@@ -82,7 +82,7 @@ class Status:
 def _graph(repo: Repo) -> heads.ScriptGraph | None:
     """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside)."""
     try:
-        return heads.scan(repo.versions_dir)
+        return heads.scan([repo.versions_dir])
     except heads.Uncertain as exc:
         get_logger().debug(f"fast path not taken: {exc}")
         return None

@@ -24,7 +24,7 @@ A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "202201010000
 def fast(project: Path, current: tuple[str, ...] | None) -> bool | None:
     """The fast path's verdict: True/False, or None when it steps aside."""
     try:
-        graph = heads.scan(project / "migrations" / "versions")
+        graph = heads.scan([project / "migrations" / "versions"])
     except heads.Uncertain:
         return None
     return heads.at_head(graph, current)
