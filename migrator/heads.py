@@ -78,6 +78,7 @@ _NEEDLES = ("revision", "branch_labels", "depends_on", "globals", "locals", "var
             "__import__", "importlib", "__getattr", "__class__", "builtins")
 _WATCHED = frozenset(_NAMES + _DYNAMIC)
 _PREFIX_LETTERS = frozenset("rRbBuUfF")
+_FSTRING_ENDS = ("f\0", "F\0", "fr\0", "fR\0", "Fr\0", "FR\0")  # how the code before an f-string's quote ends
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _STAR = re.compile(r"(?:[ \t]|\\\n)*\*")
 _ANY_WORD = re.compile(rf"\b(?:{'|'.join(_NAMES + _DYNAMIC)})\b|\bimport\b")
@@ -355,7 +356,7 @@ def parse_script(text: str, shown: str) -> RevisionFile:
             raise Uncertain(f"{shown}: line {_token_line(text, index)}: {name} = ... is inside brackets, not an "
                             f"assignment")
         values.setdefault(name, []).append(parts[3 * index + 2])
-    if "f\0" in code or "F\0" in code:  # maybe an f-string (or a name ending in f before a comment)
+    if any(end in code for end in _FSTRING_ENDS):  # maybe an f-string (or a name ending so before a comment)
         _check_fstrings(text, shown)
     _check_code(code, text, shown)
     return _revision_file(values, shown)

@@ -112,6 +112,8 @@ BASE = 'revision = "b1"\ndown_revision = "a1"\n'
     (BASE + 'x = dict(\nrevision="c1"\n)\n', "line 4: revision = ... is inside brackets, not an assignment"),
     (BASE + 'if True:\n    x = \\\nrevision = "c1"\n', "line 5: revision follows a backslash continuation"),
     (BASE + 'x = f"{globals().update(revision=1)}"\n', "line 3: an f-string uses globals"),
+    (BASE + 'x = fr"{globals()}"\n', "line 3: an f-string uses globals"),
+    (BASE + "x = Rf'''{vars()}'''\n", "line 3: an f-string uses vars"),
     (BASE + "\uff52evision = 'c1'\n", "non-ASCII characters outside strings and comments"),
     (BASE + 'revision = "c1"\n', "revision is assigned more than once"),
     ('revision = "b1"\n', "no module-level down_revision assignment"),
