@@ -56,35 +56,35 @@ _STRINGS = (r"'''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''"
             r'|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""'
             r"|'(?:[^'\\\n]++|\\[\s\S])*+'"
             r'|"(?:[^"\\\n]++|\\[\s\S])*+"')
-_BODY = f"(?:{_STRINGS})"
 _SEP = r"(?:\s++|\#[^\n]*+)*+"  # inside brackets: whitespace, newlines and comments
-_LITERAL = rf"[rRuU]?{_BODY}"
-_VALUE = (rf"None|{_LITERAL}"
-          rf"|\({_SEP}(?:(?:{_LITERAL}|,){_SEP})*+\)"
-          rf"|\[{_SEP}(?:(?:{_LITERAL}|,){_SEP})*+\]")
+_LITERAL = r"""[rRuU]?(?:'(?:[^'\\\n]++|\\.)*+'|"(?:[^"\\\n]++|\\.)*+")"""  # an id: one line, not triple-quoted
+# a tuple or list of strings: the closing bracket is the opening one's (the file compiles)
+_VALUE = rf"None|{_LITERAL}|[(\[]{_SEP}(?:(?:{_LITERAL}|,){_SEP})*+[)\]]"
 _TOKEN = re.compile(
     # a module-level literal assignment, optionally annotated (no strings in the annotation), alone on its line
     rf"\n(?P<name>{'|'.join(_NAMES)})[ \t]*(?::[ \t]*\w[\w.\[\], |]*?[ \t]*)?=[ \t]*(?P<value>{_VALUE})"
     r"[ \t]*(?:\#[^\n]*)?(?=\n|\Z)"
     rf"|{_STRINGS}"
     r"|\#[^\n]*")
-# The same scan, slower but with positions, only to say where a deferring word is (the readable assignments
-# are skipped as in _TOKEN, so what it finds is an occurrence the fast pass refused).
-_SLOW_TOKEN = re.compile(rf"{_TOKEN.pattern}|\b(?P<word>{'|'.join(_NAMES + _DYNAMIC)})\b"
-                         r"|(?P<star>\bimport(?:[ \t]|\\\n)*\*)")
+# Compiled when first needed (re caches it): patterns that only deferrals, f-strings, encoding cookies and
+# tuples need, so that the start-up of a process that finds nothing to do does not pay for them.
+# The same scan as _TOKEN, slower but with positions, to say where a deferring word is (the readable
+# assignments are skipped as in _TOKEN, so what it finds is an occurrence the fast pass refused):
+_SLOW_TOKEN = (rf"{_TOKEN.pattern}|\b(?P<word>{'|'.join(_NAMES + _DYNAMIC)})\b"
+               r"|(?P<star>\bimport(?:[ \t]|\\\n)*\*)")
 # Substrings that find every identifier of _NAMES and _DYNAMIC (then checked as whole identifiers).
 _NEEDLES = ("revision", "branch_labels", "depends_on", "globals", "locals", "vars", "setattr", "delattr", "exec",
             "eval", "__dict__", "_getframe", "currentframe", "get_referrers", "get_objects", "modules",
             "__import__", "importlib", "__getattr", "__class__", "builtins")
 _WATCHED = frozenset(_NAMES + _DYNAMIC)
 _PREFIX_LETTERS = frozenset("rRbBuUfF")
-_FSTRING_ENDS = ("f\0", "F\0", "fr\0", "fR\0", "Fr\0", "FR\0")  # how the code before an f-string's quote ends
+_CONTINUED = re.compile(r"[()\[\]{}\\]")  # brackets, or a backslash
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-_STAR = re.compile(r"(?:[ \t]|\\\n)*\*")
-_ANY_WORD = re.compile(rf"\b(?:{'|'.join(_NAMES + _DYNAMIC)})\b|\bimport\b")
+_STAR = r"(?:[ \t]|\\\n)*\*"
+_ANY_WORD = rf"\b(?:{'|'.join(_NAMES + _DYNAMIC)})\b|\bimport\b"
 _PLAIN_STRING = re.compile(r"""(['"])([^'"\\\n]*)\1""")
-_SEQUENCE_ITEM = re.compile(r"""\s+|\#[^\n]*|(,)|(['"])([^'"\\\n]*)\2""")
-_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+_SEQUENCE_ITEM = r"""\s+|\#[^\n]*|(,)|(['"])([^'"\\\n]*)\2"""
+_COOKIE = rb"(?m)^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)"
 _BLOCK = {"if": "an if block", "elif": "an if block", "else": "an if or try block", "try": "a try statement",
           "except": "a try statement", "finally": "a try statement", "for": "a loop", "while": "a loop",
           "with": "a with block", "def": "a function", "async": "a function", "class": "a class",
@@ -319,7 +319,7 @@ def _decode(data: bytes, shown: str) -> str:
         data = data[3:]
     elif b"coding" in data[:400]:
         head = b"\n".join(data.split(b"\n", 2)[:2])
-        cookie = _COOKIE.search(head)
+        cookie = re.search(_COOKIE, head)
         if cookie and cookie[1].lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
             raise Uncertain(f"{shown}: declares the encoding {cookie[1].decode('ascii', 'replace')}")
     try:
@@ -342,12 +342,23 @@ def parse_script(text: str, shown: str) -> RevisionFile:
     parts = _TOKEN.split(text)
     segments = parts[0::3]
     code = "\0".join(segments)
+    found = [(index, name) for index, name in enumerate(parts[1::3]) if name is not None]
+    # A line-start `name = literal` is a module-level statement unless a bracket or a backslash before it
+    # continues the line; most files have neither before their last assignment, and need no closer look.
+    if found and _CONTINUED.search("\0".join(segments[:found[-1][0] + 1])):
+        _check_module_level(text, segments, found, shown)
     values: dict[str, list[str]] = {}
-    done, balance = 0, 0
-    for index, name in enumerate(parts[1::3]):
-        if name is None:
-            continue
-        # A line-start `name = literal` is a module-level statement unless a bracket or a backslash continues
+    for index, name in found:
+        values.setdefault(name, []).append(parts[3 * index + 2])
+    if "f\0" in code or "F\0" in code or "r\0" in code or "R\0" in code:  # maybe an f-string (fr"...")
+        _check_fstrings(text, shown)
+    _check_code(code, text, shown)
+    return _revision_file(values, shown)
+
+
+def _check_module_level(text: str, segments: list[str], found: list[tuple[int, str]], shown: str) -> None:
+    balance, done = 0, 0
+    for index, name in found:
         if segments[index].endswith("\\"):
             raise Uncertain(f"{shown}: line {_token_line(text, index)}: {name} follows a backslash continuation")
         balance += _balance("".join(segments[done:index + 1]))
@@ -355,11 +366,6 @@ def parse_script(text: str, shown: str) -> RevisionFile:
         if balance:
             raise Uncertain(f"{shown}: line {_token_line(text, index)}: {name} = ... is inside brackets, not an "
                             f"assignment")
-        values.setdefault(name, []).append(parts[3 * index + 2])
-    if any(end in code for end in _FSTRING_ENDS):  # maybe an f-string (or a name ending so before a comment)
-        _check_fstrings(text, shown)
-    _check_code(code, text, shown)
-    return _revision_file(values, shown)
 
 
 def _balance(code: str) -> int:
@@ -398,7 +404,7 @@ def _check_fstrings(text: str, shown: str) -> None:
         if body.count("{") != body.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
             raise Uncertain(f"{shown}: line {line}: an f-string the text scan cannot delimit")
         fields = body[body.index("{"):body.rindex("}") + 1]
-        found = _ANY_WORD.search(fields)  # strings nested in the fields included: rare enough to defer on
+        found = re.search(_ANY_WORD, fields)  # strings nested in the fields included: rare enough to defer on
         if found:
             raise Uncertain(f"{shown}: line {line}: an f-string uses {found[0]}")
         if not fields.isascii():
@@ -422,7 +428,7 @@ def _check_code(code: str, text: str, shown: str) -> None:
     if "*" in code:
         at = code.find("import")
         while at >= 0:
-            if _identifier_at(code, at, 6) == "import" and _STAR.match(code, at + 6):
+            if _identifier_at(code, at, 6) == "import" and re.compile(_STAR).match(code, at + 6):
                 raise Uncertain(f"{shown}: {_locate(text, 'import *')}")
             at = code.find("import", at + 6)
 
@@ -438,7 +444,7 @@ def _identifier_at(code: str, at: int, length: int) -> str:
 
 def _locate(text: str, word: str) -> str:
     """Where `word` first occurs outside strings and comments, and what that does, for the reason."""
-    for match in _SLOW_TOKEN.finditer(text):
+    for match in re.compile(_SLOW_TOKEN).finditer(text):
         kind = match.lastgroup
         if (kind == "star" and word == "import *") or (kind == "word" and match[kind] == word):
             return _describe(text, match.start(), word)
@@ -459,17 +465,17 @@ def _revision_file(values: dict[str, list[str]], shown: str) -> RevisionFile:
     if _literal(values, "depends_on", shown) is not None:
         raise Uncertain(f"{shown}: depends_on needs Alembic's dependency resolution")
     labels = _strings(_literal(values, "branch_labels", shown), "branch_labels", shown)
-    return RevisionFile(revision, tuple(dict.fromkeys(parents)), labels)
+    return RevisionFile(revision, parents if len(parents) < 2 else tuple(dict.fromkeys(parents)), labels)
 
 
 def _literal(values: dict[str, list[str]], name: str, shown: str, required: bool = False) -> Any:
-    found = values.get(name, ())
-    if len(found) > 1:
-        raise Uncertain(f"{shown}: {name} is assigned more than once")
-    if not found:
+    found = values.get(name)
+    if found is None:
         if required:
             raise Uncertain(f"{shown}: no module-level {name} assignment")
-        return None  # Alembic reads these two with getattr(module, name, None)
+        return None  # Alembic reads branch_labels and depends_on with getattr(module, name, None)
+    if len(found) > 1:
+        raise Uncertain(f"{shown}: {name} is assigned more than once")
     text = found[0]
     if text == "None":
         return None
@@ -490,11 +496,12 @@ def _literal(values: dict[str, list[str]], name: str, shown: str, required: bool
 
 def _plain_sequence(text: str) -> tuple[str, ...] | list[str] | str | None:
     """A tuple or list of plain strings (black's multi-line layout included), or None to let ast decide."""
+    item = re.compile(_SEQUENCE_ITEM)
     items: list[str] = []
     commas = 0
     pos, end = 1, len(text) - 1
     while pos < end:
-        match = _SEQUENCE_ITEM.match(text, pos, end)
+        match = item.match(text, pos, end)
         if not match:
             return None
         if match[1]:
