@@ -214,8 +214,9 @@ def _walk(top: str, recursive: bool) -> Iterator[tuple[str, str, list[os.DirEntr
             elif not entry.is_symlink():
                 if recursive:
                     pending.append((entry.path, f"{real}/{entry.name}", f"{prefix}{entry.name}/"))
-            elif _SCRIPT_FILE.match(entry.name):
-                # os.walk (3.11) lists a linked directory as a directory, Path.walk (3.12) as a file
+            elif _SCRIPT_FILE.match(os.path.basename(os.path.realpath(entry.path))):
+                # os.walk (3.11) lists a linked directory as a directory; Path.walk (3.12) as a file, which
+                # Alembic then selects by its real name and fails to load
                 raise Uncertain(f"{prefix}{entry.name}: a symbolic link to a directory named like a script")
         if not os.path.basename(path).endswith("__pycache__"):  # Alembic skips these files, not their subdirs
             yield real, prefix, files
@@ -284,6 +285,7 @@ def _pyc_header(path: str) -> bytes | None:
 
 
 def _pyc_path(path: str) -> str:
+    """Where CPython's import looks for the byte-compiled `path` (importlib.util.cache_from_source)."""
     if _PLAIN_CACHE:  # cache_from_source's answer in the common case, without its cost
         head, sep, name = path.rpartition(os.sep)
         return f"{head}{sep}__pycache__{os.sep}{name[:-3]}.{_CACHE_TAG}.pyc"
@@ -357,6 +359,7 @@ def parse_script(text: str, shown: str) -> RevisionFile:
 
 
 def _check_module_level(text: str, segments: list[str], found: list[tuple[int, str]], shown: str) -> None:
+    """No assignment read follows a backslash continuation or sits inside brackets (a keyword argument)."""
     balance, done = 0, 0
     for index, name in found:
         if segments[index].endswith("\\"):
@@ -434,6 +437,7 @@ def _check_code(code: str, text: str, shown: str) -> None:
 
 
 def _identifier_at(code: str, at: int, length: int) -> str:
+    """The whole identifier around code[at:at + length]."""
     start, end = at, at + length
     while start and code[start - 1] in _IDENTIFIER_CHARS:
         start -= 1
@@ -452,6 +456,7 @@ def _locate(text: str, word: str) -> str:
 
 
 def _revision_file(values: dict[str, list[str]], shown: str) -> RevisionFile:
+    """The literals' values, checked as Alembic's Script and Revision check them."""
     revision = _literal(values, "revision", shown, required=True)
     if not isinstance(revision, str) or not revision:
         raise Uncertain(f"{shown}: revision is not a non-empty string")
@@ -469,6 +474,7 @@ def _revision_file(values: dict[str, list[str]], shown: str) -> RevisionFile:
 
 
 def _literal(values: dict[str, list[str]], name: str, shown: str, required: bool = False) -> Any:
+    """The value of the one assignment of `name`, from its literal text."""
     found = values.get(name)
     if found is None:
         if required:
@@ -580,6 +586,7 @@ def _use(before: str, after: str) -> str:
 
 
 def _enclosing_block(text: str, line_start: int, indent: int) -> str:
+    """What kind of block the line at `line_start` is in: the first line above it that is less indented."""
     end = line_start - 1
     while end > 0:
         start = text.rfind("\n", 0, end) + 1

@@ -214,6 +214,18 @@ def test_several_version_locations_and_links(tmp_path: Path) -> None:
     assert graph.parents == {"a1": (), "b1": ("a1",), "c1": ("b1",)}
 
 
+def test_linked_directories_are_not_walked(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    write(versions, "a1", None)
+    write(tmp_path / "elsewhere", "b1", "a1")
+    (versions / "linked").symlink_to(tmp_path / "elsewhere")  # os.walk does not follow it, nor does Alembic
+    assert scan([versions], recursive=True).parents == {"a1": ()}
+    (tmp_path / "odd.py").mkdir()
+    (versions / "odd_link").symlink_to(tmp_path / "odd.py")  # Python 3.12's Path.walk would list it as a file
+    with pytest.raises(Uncertain, match="odd_link: a symbolic link to a directory named like a script"):
+        scan([versions])
+
+
 def test_unreadable_and_special_files_defer(tmp_path: Path) -> None:
     write(tmp_path, "a1", None)
     os.mkfifo(tmp_path / "b1_pipe.py")  # reading it must not block the start
