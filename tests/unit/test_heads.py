@@ -6,9 +6,11 @@ the shapes one by one (including those found on real histories) and the reason e
 
 from __future__ import annotations
 
+import _imp
 import os
 import py_compile
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -294,6 +296,28 @@ def test_a_stale_unchecked_pyc_defers(tmp_path: Path) -> None:
     write(tmp_path, "a1", None, extra="# changed\n")
     with pytest.raises(Uncertain, match=r"its unchecked \.pyc was compiled from another version of the file"):
         scan([tmp_path])
+
+
+def test_a_stale_unchecked_pyc_is_checked_when_python_is_told_to(tmp_path: Path, compiles: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """python --check-hash-based-pycs always: CPython recompiles the changed file, and so does scan."""
+    path = write(tmp_path, "a1", None)
+    py_compile.compile(str(path), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    write(tmp_path, "a1", None, extra="# changed\n")
+    monkeypatch.setattr(_imp, "check_hash_based_pycs", "always")
+    assert scan([tmp_path]).heads == {"a1"}
+    assert compiles == ["a1_change.py"]
+
+
+def test_a_pyc_under_pycache_prefix_is_found(tmp_path: Path, compiles: list[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONPYCACHEPREFIX moves the .pyc files out of __pycache__; scan looks where import looks."""
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))
+    monkeypatch.setattr(heads, "_PLAIN_CACHE", False)
+    path = write(tmp_path / "versions", "a1", None)
+    assert str(py_compile.compile(str(path), doraise=True)).startswith(str(tmp_path / "prefix"))
+    assert scan([tmp_path / "versions"]).heads == {"a1"}
+    assert compiles == []
 
 
 def test_a_pyc_from_another_python_is_no_proof(tmp_path: Path, compiles: list[str]) -> None:
