@@ -77,7 +77,6 @@ _NEEDLES = ("revision", "branch_labels", "depends_on", "globals", "locals", "var
             "eval", "__dict__", "_getframe", "currentframe", "get_referrers", "get_objects", "modules",
             "__import__", "importlib", "__getattr", "__class__", "builtins")
 _WATCHED = frozenset(_NAMES + _DYNAMIC)
-_PREFIX_LETTERS = frozenset("rRbBuUfF")
 _CONTINUED = re.compile(r"[()\[\]{}\\]")  # brackets, or a backslash
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _STAR = r"(?:[ \t]|\\\n)*\*"
@@ -384,34 +383,33 @@ def _token_line(text: str, index: int) -> int:
     return 0
 
 
-def _prefix(text: str, quote: int) -> str:
-    """The string prefix before the quote at `quote` (a run of letters is a prefix only if nothing else)."""
-    if text[quote - 1] not in _PREFIX_LETTERS:
-        return ""
-    if text[quote - 2] not in _IDENTIFIER_CHARS:
-        return text[quote - 1]
-    if text[quote - 2] in _PREFIX_LETTERS and text[quote - 3] not in _IDENTIFIER_CHARS:
-        return text[quote - 2:quote]
-    return ""  # an identifier or keyword followed by a string (`if"x"`)
-
-
 def _check_fstrings(text: str, shown: str) -> None:
     """An f-string's replacement fields are code: the same names must not hide there."""
-    for match in _TOKEN.finditer(text):
-        if text[match.start()] not in "'\"" or "f" not in _prefix(text, match.start()).lower():
+    for match in _TOKEN.finditer(text):  # the same tokens as parse_script's, now with their positions
+        quote = match.start()
+        if text[quote - 1] not in "fFrR" or "f" not in _prefix(text, quote).lower():
             continue
-        line = _line(text, match.start())
-        body = match[0].replace("{{", "").replace("}}", "")
-        if "{" not in body and "}" not in body:
+        fields = match[0].replace("{{", "").replace("}}", "")
+        if "{" not in fields and "}" not in fields:
             continue
-        if body.count("{") != body.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
+        line = _line(text, quote)
+        if fields.count("{") != fields.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
             raise Uncertain(f"{shown}: line {line}: an f-string the text scan cannot delimit")
-        fields = body[body.index("{"):body.rindex("}") + 1]
+        fields = fields[fields.index("{"):fields.rindex("}") + 1]
         found = re.search(_ANY_WORD, fields)  # strings nested in the fields included: rare enough to defer on
         if found:
             raise Uncertain(f"{shown}: line {line}: an f-string uses {found[0]}")
         if not fields.isascii():
             raise Uncertain(f"{shown}: line {line}: non-ASCII characters in an f-string")
+
+
+def _prefix(text: str, quote: int) -> str:
+    """The string prefix before the quote at `quote`: the letters before it, if they are nothing else."""
+    if text[quote - 2] not in _IDENTIFIER_CHARS:
+        return text[quote - 1]
+    if text[quote - 2] in "rRbBuUfF" and text[quote - 3] not in _IDENTIFIER_CHARS:
+        return text[quote - 2:quote]
+    return ""  # an identifier or keyword followed by a string (`elif"x"`)
 
 
 def _check_code(code: str, text: str, shown: str) -> None:
