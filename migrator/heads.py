@@ -310,7 +310,8 @@ def _pyc_is_fresh(header: bytes, data: bytes, status: os.stat_result, shown: str
     checked = _imp.check_hash_based_pycs != "never" and (flags & 0b10 or _imp.check_hash_based_pycs == "always")
     if not checked:
         # CPython would run the stale bytecode, not this text: what the text says is not what Alembic sees
-        raise Uncertain(f"{shown}: its unchecked .pyc was compiled from another version of the file")
+        raise Uncertain(f"{shown}: its unchecked .pyc was compiled from another version of the file (Alembic "
+                        f"would run that .pyc: byte-compile the file again)")
     return False
 
 
