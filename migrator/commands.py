@@ -120,9 +120,7 @@ def _graph(repo: Repo) -> heads.ScriptGraph | None:
         if ini is not None and ini.sourceless:
             raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
         dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
-        if len(dirs) != 1 or (ini and ini.recursive):  # TEMP until the new scan lands
-            raise heads.Uncertain("several version locations")
-        return heads.scan(dirs[0])
+        return heads.scan(dirs, recursive=bool(ini and ini.recursive))
     except heads.Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
