@@ -198,8 +198,8 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
                 row = other.execute("SELECT pg_backend_pid()").fetchone()  # inside a transaction (not autocommit)
                 other.rollback()
         except psycopg.Error as exc:
-            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=f"it rejected a transaction ({reason(exc)})")
-                              ) from None
+            why = f"it rejected a transaction ({reason(exc)})"
+            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=why)) from None
         if row is not None and int(row[0]) == session.pid:
             raise ConfigError(_POOLER_REFUSAL.format(db=db.description,
                                                      why="it gave another client this connection's server session"))

@@ -19,8 +19,8 @@ A, B, B2, C, M, D = "30000000000001", "30000000000002", "30000000000003", "30000
     "30000000000006"
 
 
-def versions(url: str) -> list[object]:
-    return sorted(row[0] for row in query(url, "SELECT version_num FROM alembic_version"))
+def versions(url: str) -> list[str]:
+    return sorted(str(row[0]) for row in query(url, "SELECT version_num FROM alembic_version"))
 
 
 def merge_history(project: Path) -> None:
@@ -82,8 +82,8 @@ def test_offline_sql_keeps_percent_signs(project: Path) -> None:
 
 def test_offline_sql_of_a_migration_that_reads_data_is_one_line(project: Path) -> None:
     add_revision(project, A, HEAD, "rows = op.get_bind().execute(sa.text('SELECT id FROM users')).fetchall()\n"
-                                   "for row in rows:\n    op.execute(f'UPDATE users SET bio = NULL WHERE id = {row[0]}')",
-                 name="reads")
+                                   "for row in rows:\n"
+                                   "    op.execute(f'UPDATE users SET bio = NULL WHERE id = {row[0]}')", name="reads")
     result = run_migrator(["sql", "--from", HEAD], cwd=project, database_url=None)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
@@ -122,9 +122,10 @@ def test_an_env_py_that_does_not_delegate_is_refused(project: Path, database_url
 
 
 def test_an_env_py_that_connects_by_itself_is_refused(project: Path, database_url: str) -> None:
+    url = database_url.replace("postgresql://", "postgresql+psycopg://")
     own = FOREIGN_ENV.replace("engine_from_config(config.get_section(config.config_ini_section), "
                               "prefix=\"sqlalchemy.\",\n                                     poolclass=pool.NullPool)",
-                              f"__import__('sqlalchemy').create_engine({database_url.replace('postgresql://', 'postgresql+psycopg://')!r}, poolclass=pool.NullPool)")
+                              f"__import__('sqlalchemy').create_engine({url!r}, poolclass=pool.NullPool)")
     (project / "migrations" / "env.py").write_text(own)
     result = run_migrator(["migrate"], cwd=project, database_url=database_url)
     assert result.returncode == 2, result.stderr

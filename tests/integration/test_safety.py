@@ -182,7 +182,7 @@ def test_writers_go_on_during_the_concurrent_build(project: Path, database_url: 
                                    "SELECT inserted_at AS t FROM users WHERE name LIKE 'w%%' AND inserted_at BETWEEN "
                                    "%s AND %s UNION ALL SELECT %s UNION ALL SELECT %s) w) g",
                      started, finished, started, finished)
-    took = finished - started
+    took = finished - started  # type: ignore[operator]
     # A blocking build stops every writer for the whole build; a concurrent one lets them go on.
     assert gap is not None and gap < took / 3, f"writers stood still for {gap} of a {took} migration"
 

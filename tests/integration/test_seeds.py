@@ -64,7 +64,7 @@ def test_a_seed_cannot_end_its_transaction(project: Path, migrated: str, stateme
     assert result.returncode == 1, result.stderr
     last = result.stderr.splitlines()[-1]
     assert "seed 02_commits.py failed and was rolled back" in last
-    assert f"executes {statement.split()[0]}" in last and "it was not sent" in last
+    assert f"executes {statement.split(maxsplit=1)[0]}" in last and "it was not sent" in last
     assert query(migrated, "SELECT to_regclass('seed_runs')") == [(None,)]
 
 
