@@ -35,6 +35,7 @@ PERMANENT_FAILURES = (
     "ssl was required", "certificate", "ssl error", "sslmode", "invalid connection option",
     "invalid integer value", "invalid port number", "channel binding", "no password supplied",
     "password is required", "unsupported startup parameter", "invalid value for parameter",
+    "unrecognized configuration parameter",
 )
 _MISSING_ROLE_OR_DATABASE = re.compile(r'(role|database) "[^"]*" does not exist')
 # 28xxx: authentication; 3D000: no such database; 42501: no permission to connect; 42704: unrecognized
