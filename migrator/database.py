@@ -98,7 +98,9 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def reason(exc: BaseException) -> str:
-    """libpq's multi-line message as one redacted line."""
+    """libpq's multi-line message as one redacted line (the driver's own words, without SQLAlchemy's
+    statement and parameters)."""
+    exc = getattr(exc, "orig", None) or exc
     text = " ".join(str(exc).split()).removeprefix("connection failed: ")
     return redact(text) or type(exc).__name__
 
