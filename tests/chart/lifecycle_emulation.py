@@ -161,7 +161,7 @@ class Revision:
 
     number: int
     action: str  # install, upgrade, rollback
-    rendered: Rendered
+    rendered: Rendered = field(repr=False)
     status: str = "pending"  # deployed, failed, superseded
     description: str = ""
 

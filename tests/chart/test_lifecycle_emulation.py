@@ -13,8 +13,9 @@ For each mode (hook, job, initContainer), one release goes through:
 5. an upgrade to v3 whose migration fails: the hook or Job fails after its retries (or the init container
    crash-loops), the release fails, the v1 pods keep serving, nothing of the migration stays;
 6. the fixed v3 upgrade;
-7. a values change of the migrate Job: in job mode a new Job (changed spec) and an unchanged Job (nothing
-   runs); in the other modes a switch to job mode.
+7. a values change of the migrate Job: in job mode a new Job (changed spec), an unchanged Job (nothing runs)
+   and a `helm rollback` that re-applies that finished Job (nothing runs); in the other modes a switch to job
+   mode.
 
 Asserted after each step: the Helm result, every pod ready or failing where it must, the migrator's exit codes,
 the schema, and the migration history (`migrator_history`): each migration applied exactly once in the whole
@@ -162,7 +163,8 @@ class Release:
 
     def report(self) -> str:
         times = ", ".join(f"{name}: {seconds:.1f}s" for name, seconds in self.timings.items())
-        return f"step timings: {times}\n{self.cluster.log()}"
+        runs = sum(len(p.runs) for p in self.cluster.pods)
+        return f"step timings: {times}; {len(self.cluster.pods)} pods, {runs} container runs\n{self.cluster.log()}"
 
     def close(self) -> None:
         self.helm.close()
@@ -370,6 +372,12 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
         assert result.ok, result.error
         assert result.jobs == [] and job.name in release.cluster.jobs  # unchanged: patched, nothing runs
         assert release.serving() == {images["v3"]: replicas + 1}
+        # helm rollback to the previous revision: the same Job, finished: patched, and nothing runs again.
+        result = release.helm.rollback(result.revision.number - 1)
+        assert result.ok, result.error
+        assert result.jobs == [] and [j.name for j in release.cluster.jobs.values() if j.condition == "Complete"] \
+            == [job.name]
+        assert release.serving() == {images["v3"]: replicas}
     else:
         result = release.upgrade(images["v3"], {"migrator": {"mode": "job"}})
         assert result.ok, result.error
