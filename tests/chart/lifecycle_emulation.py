@@ -11,7 +11,7 @@ What is emulated, from the manifests that Helm's own engine renders (chart_rende
   in Helm's order (weight, kind, name); `before-hook-creation`, `hook-succeeded` and `hook-failed` delete
   policies as in Helm 3.18's hooks.go; a failed hook fails the release before anything is applied. With
   `wait` (`--wait --wait-for-jobs`) a rollout that does not complete, or a failed Job, fails the release.
-  `helm test` runs the `test` hooks of the deployed release.
+  `helm test` runs the `test` hooks of the last release (release_testing.go).
 - The API server: a pod whose Secret or ServiceAccount does not exist does not start; a patch that changes an
   existing Job's pod template or podFailurePolicy is refused (`field is immutable`), which fails the release.
 - The Job controller: one pod at a time, `restartPolicy: Never`, a new pod after each failure until
@@ -661,13 +661,11 @@ class HelmEmulation:
                              "post-rollback")
 
     def test(self) -> list[PodRun]:
-        """`helm test`: the deployed release's test hooks, each run to completion."""
-        runs = []
-        for hook in hook_order(self.deployed().rendered.objects, "test"):
-            self.cluster.delete(key_of(hook))  # before-hook-creation, the chart's policy
-            self.cluster.create(hook)
-            runs.append(self.kubelet.run_pod(hook, f"Pod/{hook['metadata']['name']}"))
-        return runs
+        """`helm test`: the test hooks of the last revision (deployed or failed), run as hooks are."""
+        result = ActionResult(self.history[-1])
+        error = self._hooks(self.history[-1].rendered, "test", result)
+        self.cluster.event(f"helm test: {error or 'passed'}")
+        return [h for h in result.hooks if isinstance(h, PodRun)]
 
     def deployed(self) -> Revision:
         return next(r for r in reversed(self.history) if r.status == "deployed")

@@ -9,7 +9,7 @@ For each mode (hook, job, initContainer), one release goes through:
 2. upgrade to v2 (one more migration);
 3. an app pod deleted and replaced;
 4. `helm rollback` to revision 1: v1's pods start (and restart) against v2's schema with --allow-newer, no
-   down-migration runs, `helm test` fails truthfully;
+   down-migration runs, `helm test` passes (the history proves v2's schema descends from v1's head);
 5. an upgrade to v3 whose migration fails: the hook or Job fails after its retries (or the init container
    crash-loops), the release fails, the v1 pods keep serving, nothing of the migration stays;
 6. the fixed v3 upgrade;
@@ -304,8 +304,8 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
     assert release.serving() == {images["v1"]: replicas}
     assert versions(url) == [V2] and column_exists(url, "users", "nickname")
     assert len(history(url)) == rows
-    [test_pod] = release.helm.test()
-    assert test_pod.exit_codes("status") == [5], "helm test after a rollback: the schema is not v1's head"
+    [test_pod] = release.helm.test()  # status --check --allow-newer: v2's schema descends from v1's head
+    assert test_pod.exit_codes("status") == [0], test_pod.describe()
     restarted = release.helm.delete_pod(release.cluster.ready_pods()[0])
     assert restarted.ready and restarted.exit_codes("wait-for-schema") == [0], restarted.describe()
     assert release.serving() == {images["v1"]: replicas}
@@ -403,7 +403,8 @@ def test_rollback_with_allow_newer_false_holds_old_pods_back(mode: str, images: 
                                                              release_factory: Any) -> None:
     """`migrator.allowNewer: false`: after `helm rollback`, v1's pods do not start on v2's schema: `wait`
     exits 5 (not at its head) and is restarted, `migrate` exits 2 (a newer database), which the plain Job's
-    podFailurePolicy turns into an immediate failure. The v2 pod keeps serving; nothing changes."""
+    podFailurePolicy turns into an immediate failure; `helm test` fails (exit 5). The v2 pod keeps serving;
+    nothing changes."""
     release: Release = release_factory({"migrator": {"mode": mode, "allowNewer": False, "wait": {"timeout": 2}},
                                         "app": {"replicaCount": 1}})
     url = release.url
@@ -436,6 +437,8 @@ def test_rollback_with_allow_newer_false_holds_old_pods_back(mode: str, images: 
         assert "pass --allow-newer if your migrations are expand/contract" in refused.termination_message
     assert release.serving() == {images["v2"]: 1}
     assert versions(url) == [V2] and history(url) == rows
+    [test_pod] = release.helm.test()  # the failed rollback's test pod: v1's head, strictly
+    assert test_pod.exit_codes("status") == [5], test_pod.describe()
     release.done()
 
 
