@@ -8,10 +8,11 @@ What is emulated, from the manifests that Helm's own engine renders (chart_rende
   the manifest, runs the post-install hooks; upgrade the same with pre-/post-upgrade, applying the difference
   between the last deployed release's manifest and the new one (create, patch, delete); rollback re-applies
   an earlier revision's stored manifest after its pre-rollback hooks (it runs no pre-upgrade hook). Hooks run
-  in Helm's order (weight, kind, name); `before-hook-creation`, `hook-succeeded` and `hook-failed` delete
-  policies as in Helm 3.18's hooks.go; a failed hook fails the release before anything is applied. With
-  `wait` (`--wait --wait-for-jobs`) a rollout that does not complete, or a failed Job, fails the release.
-  `helm test` runs the `test` hooks of the last release (release_testing.go).
+  in Helm's order (weight, kind, name), with the `before-hook-creation`, `hook-succeeded` and `hook-failed`
+  delete policies and the output log policy (which hook logs Helm prints) of Helm 3.18's hooks.go; a failed
+  hook fails the release before anything is applied. With `wait` (`--wait --wait-for-jobs`) a rollout that
+  does not complete, or a failed Job, fails the release (its objects stay applied). `helm test` runs the
+  `test` hooks of the last release (release_testing.go).
 - The API server: a pod whose Secret or ServiceAccount does not exist does not start; a patch that changes an
   existing Job's pod template or podFailurePolicy is refused (`field is immutable`), which fails the release.
 - The Job controller: one pod at a time, `restartPolicy: Never`, a new pod after each failure until
@@ -175,6 +176,7 @@ class ActionResult:
     jobs: list[JobRun] = field(default_factory=list)  # ordinary Jobs the action created
     rollout: Rollout | None = None
     error: str = ""
+    printed: list[str] = field(default_factory=list)  # hook logs Helm prints (helm.sh/hook-output-log-policy)
 
     @property
     def ok(self) -> bool:
@@ -480,7 +482,7 @@ class JobController:
         failures = 0
         while True:
             pod = pod_from_template(self.cluster, job, f"{name}-{self.cluster.suffix()}",
-                                    {"batch.kubernetes.io/job-name": name})
+                                    {"batch.kubernetes.io/job-name": name, "job-name": name})
             run = self.kubelet.run_pod(pod, f"Job/{name}", deadline)
             record.pods.append(run)
             if run.phase == "Succeeded":
@@ -695,34 +697,47 @@ class HelmEmulation:
 
     def _hooks(self, rendered: Rendered, event: str, result: ActionResult) -> str:
         """Helm's execHook: each hook created and waited for in order; '' or why the phase failed."""
-        hooks = hook_order(rendered.objects, event)
-        for hook in hooks:
+        ran: list[tuple[dict[str, Any], list[PodRun]]] = []
+        for hook in hook_order(rendered.objects, event):
             key, policies = key_of(hook), delete_policies(hook)
             if "before-hook-creation" in policies:
                 self.cluster.delete(key)
             elif key in self.cluster.objects:
                 return f"{key[0]} {key[1]} already exists"
             self.cluster.create(hook)
-            error = self._run_hook(hook, result)
+            error, pods = self._run_hook(hook, result)
             if error:
+                self._print_logs(hook, pods, "hook-failed", result)
                 if "hook-failed" in policies:
                     self.cluster.delete(key)
                 return f"{event} hooks failed: {error}"
-        for hook in reversed(hooks):
+            ran.append((hook, pods))
+        for hook, pods in reversed(ran):
+            self._print_logs(hook, pods, "hook-succeeded", result)
             if "hook-succeeded" in delete_policies(hook):
                 self.cluster.delete(key_of(hook))
         return ""
 
-    def _run_hook(self, hook: dict[str, Any], result: ActionResult) -> str:
+    @staticmethod
+    def _print_logs(hook: dict[str, Any], pods: list[PodRun], when: str, result: ActionResult) -> None:
+        """Helm 3.18+'s outputLogsByPolicy: the main containers' logs of the hook's pods, when the hook's output
+        log policy names WHEN."""
+        policy = hook["metadata"].get("annotations", {}).get("helm.sh/hook-output-log-policy", "")
+        if when in [p.strip() for p in policy.split(",")]:
+            names = {c["name"] for c in pod_spec(hook)["containers"]}
+            result.printed += [r.output for pod in pods for r in pod.runs if r.container in names]
+
+    def _run_hook(self, hook: dict[str, Any], result: ActionResult) -> tuple[str, list[PodRun]]:
+        """Run a Job or Pod hook to its end: (why it failed or '', its pods)."""
         if hook["kind"] == "Job":
             job = self.jobs.run(hook, hook=True)
             result.hooks.append(job)
-            return f"job {job.name} failed: {job.reason}" if job.condition != "Complete" else ""
+            return (f"job {job.name} failed: {job.reason}" if job.condition != "Complete" else ""), job.pods
         if hook["kind"] == "Pod":
             pod = self.kubelet.run_pod(hook, f"Pod/{hook['metadata']['name']}")
             result.hooks.append(pod)
-            return f"pod {pod.name} {pod.phase}" if pod.phase != "Succeeded" else ""
-        return ""  # a Secret or ServiceAccount is ready once created
+            return (f"pod {pod.name} {pod.phase}" if pod.phase != "Succeeded" else ""), [pod]
+        return "", []  # a Secret or ServiceAccount is ready once created
 
     def _apply(self, current: Rendered | None, target: Rendered, result: ActionResult) -> str:
         """Helm's KubeClient.Update: create or patch every object of TARGET, delete what only CURRENT has; the

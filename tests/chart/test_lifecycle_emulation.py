@@ -321,6 +321,8 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
         assert (job.condition, job.reason) == ("Failed", "BackoffLimitExceeded")
         assert [p.exit_codes("migrate") for p in job.pods] == [[1]] * 4  # backoffLimit 3: four pods
         assert result.error.startswith("pre-upgrade hooks failed") and result.rollout is None
+        # helm.sh/hook-output-log-policy: hook-failed: `helm upgrade` prints each failed pod's migrator log.
+        assert len(result.printed) == 4 and all("division by zero" in log for log in result.printed)
         assert ("Job", job.name) in release.cluster.objects, "the failed hook Job stays for kubectl logs"
     elif mode == "job":
         [job] = result.jobs
