@@ -70,7 +70,7 @@ def _parse(path: Path, text: str) -> AlembicIni:
     return AlembicIni(
         path=path,
         script_location=_path(path, values["script_location"]),
-        version_locations=tuple(_path(path, p) for p in _split(values) if p) if values["version_locations"] else (),
+        version_locations=tuple(_path(path, p) or path.parent for p in _split(values) if p),
         recursive=_bool(path, "recursive_version_locations", values["recursive_version_locations"]),
         sourceless=_bool(path, "sourceless", values["sourceless"]),
     )

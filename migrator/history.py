@@ -140,7 +140,7 @@ def open_rows(conn: psycopg.Connection[Any], schema: str, version_table: str) ->
     return [OpenRow(*row) for row in rows]
 
 
-def descends_from(conn: psycopg.Connection[Any], schema: str, version_table: str, current: Iterable[str],
+def descends_from(conn: psycopg.Connection[Any], schema: str, version_table: str, current: Iterable[str], *,
                   known: Mapping[str, tuple[str, ...]], heads: Iterable[str]) -> tuple[bool, str]:
     """Whether the database's revisions descend from every one of `heads` (this image's), as far as the
     history can prove: unknown revisions are followed through their recorded parents, known ones through

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migrator.config import read_text_file
 from migrator import alembic_ini
+from migrator.config import read_text_file
 from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"

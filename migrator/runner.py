@@ -150,7 +150,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
                               pool_reset_on_return=None)
     # The session owns the connection: SQLAlchemy closes a connection it invalidates (after a signal, or an
     # error it takes for a disconnect), which would lose the lock and the chance to confirm the rollback.
-    engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign]
+    engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign,assignment]
     sa.event.listen(engine, "before_cursor_execute", hooks.before)
     sa.event.listen(engine, "after_cursor_execute", hooks.after)
     sa.event.listen(engine, "handle_error", hooks.failed)
@@ -158,7 +158,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
 
 
 @contextmanager
-def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, version_table: str,
+def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, *, version_table: str,
                    schema: str | None, satisfied: Callable[[], bool] | None = None
                    ) -> Iterator[MigrationSession | None]:
     """Take the migration lock on `conn` (autocommit) and yield the session, or None when `satisfied()` said
@@ -300,10 +300,8 @@ class StatementHooks:
     def failed(self, _context: Any) -> None:
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
-            try:
+            with suppress(psycopg.Error):  # the connection is failing; the next step resets every setting anyway
                 self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
-            except psycopg.Error:
-                pass  # the connection is failing; the next step resets every setting anyway
 
     def _set_lock_timeout(self, seconds: float) -> None:
         self.session.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{round(seconds * 1000)}ms",))
@@ -335,7 +333,6 @@ class Migrations:
             while True:
                 try:
                     self._once(sa_conn, plan, destination)
-                    return self.done
                 except MigratorError as exc:
                     raise self._failure(session.current, exc) from None
                 except sa.exc.DBAPIError as exc:
@@ -348,6 +345,8 @@ class Migrations:
                     session.current = None
                     attempts[step.revision] = attempts.get(step.revision, 0) + 1
                     self._retry_or_give_up(step, attempts[step.revision], describe_all(blockers))
+                else:
+                    return self.done
 
     def _prepare(self) -> None:
         """The history table (created once), and the migrations earlier runs left part-way."""
@@ -459,9 +458,9 @@ class Migrations:
         session = self.session
         session.current = None
         conn = session.conn
-        if isinstance(exc, MigratorError) and not isinstance(exc, _IndexLeftInvalid):
-            if step is None or isinstance(exc, ConnectionLost):
-                return exc
+        if isinstance(exc, MigratorError) and not isinstance(exc, _IndexLeftInvalid) and (
+                step is None or isinstance(exc, ConnectionLost)):
+            return exc
         if database.is_connection_error(exc) or conn.closed or conn.broken or isinstance(exc, ConnectionLost):
             return self._lost(step, exc)
         cause = str(exc) if isinstance(exc, MigratorError) else _first_line(exc)

@@ -474,7 +474,8 @@ empty): migrator.allowNewer, or migrator.wait.allowNewer (its name in chart 0.1.
 {{- end -}}
 
 {{/*
-The arguments of a migrator step: migrate, seed or wait (each with --allow-newer when allowed), status.
+The arguments of a migrator step: migrate, seed, wait or status --check (each with --allow-newer when allowed:
+after `helm rollback` the database stays ahead, and `helm test` must still pass when the history proves it descends).
 Usage: include "migrator.stepArgs" (dict "root" $ "step" "migrate")
 */}}
 {{- define "migrator.stepArgs" -}}
@@ -484,7 +485,7 @@ Usage: include "migrator.stepArgs" (dict "root" $ "step" "migrate")
 {{- else if eq .step "status" -}}
 {{- $args = append $args "--check" -}}
 {{- end -}}
-{{- if and (has .step (list "migrate" "seed" "wait")) (include "migrator.allowNewer" .root) -}}
+{{- if and (has .step (list "migrate" "seed" "wait" "status")) (include "migrator.allowNewer" .root) -}}
 {{- $args = append $args "--allow-newer" -}}
 {{- end -}}
 {{- toYaml $args -}}

@@ -59,10 +59,10 @@ def test_allow_newer_reaches_migrate_seed_and_wait_in_every_mode(mode: str, seed
         steps.setdefault(args[0], []).append(args)
     expected = {"migrate", "wait", "status", "rollback"} | ({"seed"} if seed else set())
     assert set(steps) == expected
-    for step in ("migrate", "seed", "wait"):
+    for step in ("migrate", "seed", "wait", "status"):
         for args in steps.get(step, []):
             assert args[-1] == "--allow-newer" and args.count("--allow-newer") == 1, args
-    assert steps["status"] == [["status", "--check"]]
+    assert steps["status"] == [["status", "--check", "--allow-newer"]]
     assert steps["rollback"] == [["rollback", "base"]]
 
 

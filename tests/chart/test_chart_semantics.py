@@ -460,7 +460,7 @@ def test_helm_test_pod_checks_the_schema() -> None:
     spec = pod_spec(pod)
     assert spec["restartPolicy"] == "Never"
     [status] = spec["containers"]
-    assert status["args"] == ["status", "--check"]
+    assert status["args"] == ["status", "--check", "--allow-newer"]
     assert status["image"] == "migrator:dev"
 
 

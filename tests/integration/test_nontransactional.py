@@ -32,7 +32,7 @@ def invalid_indexes(url: str) -> list[object]:
                                          "WHERE NOT i.indisvalid")]
 
 
-def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:  # noqa: ANN001
+def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
