@@ -236,6 +236,22 @@ def test_no_op_after_a_black_formatted_merge_takes_the_fast_path(project: Path, 
     assert "fast path not taken" not in again.stderr, again.stderr
 
 
+# --- pypi/warehouse: an f-string that reads `revision` in a function ------------------------------------
+
+def test_no_op_takes_the_fast_path_when_an_f_string_reads_revision(project: Path, database_url: str) -> None:
+    """`raise RuntimeError(f"Cannot downgrade past revision: {revision!r}")` (three warehouse revisions) only
+    reads the name; the text still says what `revision` is, so the no-op answers from it."""
+    add_revision(project, NEXT, HEAD, "op.add_column('users', sa.Column('age', sa.Integer))",
+                 'raise RuntimeError(f"Cannot downgrade past revision: {revision!r}")', name="irreversible")
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    again = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert again.returncode == 0, again.stderr
+    assert "Migrations already up" in again.stderr
+    assert "fast path not taken" not in again.stderr, again.stderr
+    back = run_migrator(["rollback", "--steps", "1"], cwd=project, database_url=database_url)
+    assert back.returncode == 1 and f"Cannot downgrade past revision: '{NEXT}'" in back.stderr.splitlines()[-1]
+
+
 # --- polarsource/polar: autocommit blocks in upgrade and downgrade, rolled back and forth -----------------
 
 def concurrent_index(name: str, columns: str, extra: str = "") -> tuple[str, str]:
