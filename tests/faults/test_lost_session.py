@@ -203,3 +203,34 @@ def test_lock_released_by_a_seed_stops_before_the_next_seed(fault_project: Path,
     assert "stopped before seed 02_second.py" in line, line
     assert ran(url, "seed 02") == 0
     assert_nothing_left(url)
+
+
+TOKEN = "tok-7Q2v-not-for-logs"  # a value a seed binds, as real seeds bind API keys or personal data
+SEED_WITH_A_SECRET = f"""
+import os
+
+import sqlalchemy as sa
+
+
+def run(session):
+    session.execute(sa.text("INSERT INTO ran_log (what) SELECT :token FROM pg_sleep(:s)"),
+                    {{"token": "{TOKEN}", "s": float(os.environ.get("TEST_SLEEP", "0"))}})
+"""
+
+
+def test_lost_connection_line_shows_no_sql_and_no_bound_values(fault_project: Path, url: str,
+                                                               tmp_path: Path) -> None:
+    """The one line says what was lost and what the server does, in words: not SQLAlchemy's wrapper with the
+    statement and its bound parameters, which may hold secrets and personal data."""
+    (fault_project / "seeds" / "01_secret.py").write_text(SEED_WITH_A_SECRET)
+    at_base(url)
+    first = Migrator(["seed"], cwd=fault_project, url=url, termination=tmp_path / "termination", env=SLEEPING)
+    session = sleeping_backend(url)
+    struck = time.monotonic()
+    terminate(url, session.pid)
+    lost = first.finish(MARGIN, since=struck)
+    assert lost.code == 3, lost.err
+    line = lost.one_clean_error()
+    assert TOKEN not in lost.err + (tmp_path / "termination").read_text(), "a bound value leaked into the log"
+    assert "[SQL:" not in line and "sqlalche.me" not in line, line
+    assert ran(url, TOKEN) == 0

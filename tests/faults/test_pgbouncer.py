@@ -8,7 +8,6 @@ session, which is what the leak checks look at, through the pooler.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,9 +48,7 @@ def test_pooling_that_does_not_keep_the_session_is_refused(
     bouncer = pgbouncer(pool_mode, auth_type=auth_type, pool_size=pool_size)
     name = dbname(url)
     run = Migrator(["migrate"], cwd=fault_project, url=bouncer.url_for(name), termination=tmp_path / "termination")
-    began = time.monotonic()
-    result = run.finish(MARGIN + 5)
-    print(f"refused after {result.elapsed:.2f}s (from {began - run.started:.2f}s)")
+    result = run.finish(MARGIN + 8)  # from the process start: interpreter start-up included
     assert result.code == 2, result.err
     line = result.one_clean_error()
     assert "does not keep the session" in line, line
