@@ -73,7 +73,6 @@ def test_session_pooling_16_migrators_at_once(fault_project: Path, url: str,
     bouncer = pgbouncer("session", auth_type="md5", pool_size=60)
     runs = [Migrator(["migrate"], cwd=fault_project, url=bouncer.url_for(dbname(url))) for _ in range(16)]
     results = [run.finish(120) for run in runs]
-    print(results[0].err, results[-1].err)
     assert [r.code for r in results] == [0] * 16, "\n".join(r.err for r in results if r.code)
     assert sum("== Running " in r.err for r in results) == 1, "exactly one process runs the migrations"
     assert any("keeps sessions (session pooling)" in r.err for r in results)
