@@ -14,10 +14,11 @@ import os
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from alembic import context
 
 from migrator import config as settings_config
-from migrator import database, lock
+from migrator import database, lock, logs
 from migrator.alembic_internals import ENV_FLAG
 from migrator.errors import LockLost, MigratorError
 
@@ -65,6 +66,8 @@ def _run_online(connection: sa.Connection, options: dict[str, Any]) -> None:
 
 def _run_standalone(options: dict[str, Any]) -> None:
     """The plain `alembic` command: connect, lock as migrator does, run, unlock."""
+    if not structlog.is_configured():  # migrator's own lines to stderr, as under `migrator`; stdout is Alembic's
+        logs.configure(*settings_config.log_options())
     settings = settings_config.load_settings()
     db = settings_config.database_config(os.environ)
     raw = database.connect(db, settings.timeouts, autocommit=True, purpose="alembic")

@@ -7,7 +7,9 @@ substring test: configparser is imported only when the file sets something beyon
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +33,9 @@ class AlembicIni:
     sourceless: bool = False
 
 
+@functools.cache
 def read(project_dir: Path) -> AlembicIni | None:
-    """The project's alembic.ini, or None when there is none."""
+    """The project's alembic.ini, or None when there is none (read once per process)."""
     path = project_dir / FILE
     try:
         with open(path, "rb") as f:
@@ -67,7 +70,7 @@ def _parse(path: Path, text: str) -> AlembicIni:
     return AlembicIni(
         path=path,
         script_location=_path(path, values["script_location"]),
-        version_locations=tuple(_path(path, p) for p in _split(values) if p) if values["version_locations"] else (),
+        version_locations=tuple(_path(path, p) or path.parent for p in _split(values) if p),
         recursive=_bool(path, "recursive_version_locations", values["recursive_version_locations"]),
         sourceless=_bool(path, "sourceless", values["sourceless"]),
     )
@@ -83,10 +86,15 @@ def _split(values: dict[str, str | None]) -> list[str]:
     return [p.strip() for p in parts]
 
 
+_RESOURCE = re.compile(r"^[A-Za-z_][\w.]*:[^/\\]")  # Alembic's "package:dir" form
+
+
 def _path(ini: Path, value: str | None) -> Path | None:
     if not value:
         return None
-    # Alembic also accepts "package:dir" resource paths; those are left to Alembic (see heads: defer).
+    if _RESOURCE.match(value):
+        raise ConfigError(f"{ini}: {value!r} is a package resource location; migrator needs a directory: set "
+                          "script_location in migrator.toml (or use a path in alembic.ini)")
     path = Path(value)
     return path if path.is_absolute() else (ini.parent / path)
 

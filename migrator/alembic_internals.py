@@ -163,14 +163,14 @@ def _locations(script: ScriptDirectory) -> list[str]:
 def upgrade_plan(script: ScriptDirectory, destination: str, current: Sequence[str]) -> list[RevisionStep]:
     """The steps `alembic upgrade destination` would run from `current`."""
     with revision_errors():
-        return list(script._upgrade_revs(destination, tuple(current)))
+        return list(script._upgrade_revs(destination, tuple(current)))  # type: ignore[arg-type]
 
 
 def downgrade_plan(script: ScriptDirectory, destination: str, current: Sequence[str]) -> list[RevisionStep]:
     """The steps `alembic downgrade destination` would run from `current` (`-N` for N steps)."""
     try:
         with revision_errors():
-            return list(script._downgrade_revs(destination, tuple(current)))
+            return list(script._downgrade_revs(destination, tuple(current)))  # type: ignore[arg-type]
     except RevisionError as exc:
         if destination.startswith("-"):
             raise RevisionError(f"rollback --steps {destination[1:]} is ambiguous from {', '.join(current)}: "
@@ -210,7 +210,7 @@ class MigratorEnvironment(EnvironmentContext):
     hooks: Hooks | None = None
     configured_by_migrator = False
 
-    def configure(self, connection: Any = None, url: Any = None, **kw: Any) -> None:
+    def configure(self, connection: Any = None, url: Any = None, **kw: Any) -> None:  # type: ignore[override]
         if not self.config.attributes.pop(ENV_FLAG, False):
             raise ConfigError(f"{Path(self.script.dir) / 'env.py'} configures Alembic itself instead of handing "
                               f"over migrator's connection, so migrator's lock, timeouts and logs would not "

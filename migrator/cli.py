@@ -155,8 +155,12 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
         raise Interrupted(name, code)
 
 
+def _last_words(message: str, code: int) -> None:
+    _fail("migrator", code, message)
+
+
 def install_signal_handlers() -> None:
-    deadlines.SIGNALS.start(last_words=lambda message, code: _fail("migrator", code, message))
+    deadlines.SIGNALS.start(last_words=_last_words)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,14 @@ import psycopg
 from migrator import alembic_ini, database, heads, history, versions
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
-from migrator.errors import ConfigError, DatabaseUnreachable, NotAtHead, PartiallyApplied, RevisionError
+from migrator.errors import (
+    ConfigError,
+    DatabaseUnreachable,
+    MigratorError,
+    NotAtHead,
+    PartiallyApplied,
+    RevisionError,
+)
 from migrator.logs import get_logger
 from migrator.repos import Repo
 
@@ -109,18 +116,21 @@ _deferred: set[str] = set()
 def _graph(repo: Repo) -> heads.ScriptGraph | None:
     """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside)."""
     try:
-        ini = alembic_ini.read(repo.project_dir)
-        if ini is not None and ini.sourceless:
-            raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
-        dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
-        if len(dirs) != 1 or (ini and ini.recursive):  # TEMP until the new scan lands
-            raise heads.Uncertain("several version locations")
-        return heads.scan(dirs[0])
+        return _scan(repo)
     except heads.Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
             get_logger().info(f"fast path not taken, Alembic reads the scripts: {exc}", repo=repo.name)
         return None
+
+
+def _scan(repo: Repo) -> heads.ScriptGraph:
+    """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
+    ini = alembic_ini.read(repo.project_dir)
+    if ini is not None and ini.sourceless:
+        raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
+    dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
+    return heads.scan(dirs, recursive=bool(ini and ini.recursive))
 
 
 def _script(repo: Repo) -> tuple[Config, ScriptDirectory]:
@@ -157,6 +167,14 @@ def _connection(target: Target, settings: Settings, purpose: str = "migrations")
         yield conn
 
 
+def _locked(target: Target, settings: Settings, conn: Connection,
+            satisfied: Callable[[], bool] | None = None) -> AbstractContextManager[MigrationSession | None]:
+    from migrator import runner  # noqa: PLC0415  (SQLAlchemy and Alembic only when there is work)
+
+    return runner.locked_session(target.db, settings, conn, version_table=target.repo.version_table,
+                                 schema=target.repo.version_table_schema, satisfied=satisfied)
+
+
 def _state(conn: Connection, repo: Repo) -> versions.DbState:
     return versions.read(conn, repo.version_table, repo.version_table_schema)
 
@@ -167,7 +185,7 @@ def _already_up(target: Target, current: tuple[str, ...], started: float) -> Out
     return Outcome(target.repo.name, "migrate", current, current, [], time.monotonic() - started)
 
 
-def _newer(target: Target, conn: Connection, state: versions.DbState, known: Known, allow_newer: bool,
+def _newer(target: Target, conn: Connection, state: versions.DbState, known: Known, *, allow_newer: bool,
            action: str, started: float) -> Outcome:
     """A database at a revision this image does not know: accepted (exit 0, nothing done) when allowed and
     the history proves it descends from this image's heads; refused otherwise (exit 2)."""
@@ -208,8 +226,6 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
     target. A database at a newer revision is refused, or with `allow_newer` accepted when the history proves
     it descends from this image's heads.
     """
-    from migrator import runner  # noqa: PLC0415
-
     started = time.monotonic()
     graph = _graph(target.repo) if to is None else None
     with _connection(target, settings) as conn:
@@ -222,15 +238,14 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
             return graph is not None and not now.partial and heads.at_head(graph, now.versions)
 
         # Waiting replicas stop waiting as soon as the holder's migrations reached head.
-        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
-                                   target.repo.version_table_schema, satisfied=done_by_another) as session:
+        with _locked(target, settings, conn, satisfied=done_by_another) as session:
             state = _state(conn, target.repo)  # read again: another migrator may have finished meanwhile
             if session is None or (graph is not None and not state.partial and heads.at_head(graph, state.versions)):
                 return _already_up(target, state.versions, started)
-            return _upgrade(target, session, to, allow_newer, state, started)
+            return _upgrade(target, session, to, allow_newer=allow_newer, state=state, started=started)
 
 
-def _upgrade(target: Target, session: MigrationSession, to: str | None, allow_newer: bool,
+def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow_newer: bool,
              state: versions.DbState, started: float) -> Outcome:
     from migrator import alembic_internals as internals  # noqa: PLC0415
     from migrator import runner  # noqa: PLC0415
@@ -238,7 +253,7 @@ def _upgrade(target: Target, session: MigrationSession, to: str | None, allow_ne
     config, script = _script(target.repo)
     known = _known_from(script)
     if known.unknown(state.versions):
-        return _newer(target, session.conn, state, known, allow_newer, "migrate", started)
+        return _newer(target, session.conn, state, known, allow_newer=allow_newer, action="migrate", started=started)
     script_heads = script.get_heads()
     if to is None and len(script_heads) > 1:
         raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
@@ -276,12 +291,11 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
     with _connection(target, settings) as conn:
         state = _state(conn, target.repo)
         if dry_run:
-            return _rollback_plan(target, script, state, to, steps, started, dry_run=True)[1]
-        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
-                                   target.repo.version_table_schema) as session:
+            return _rollback_plan(target, script, state, to=to, steps=steps, started=started, dry_run=True)[1]
+        with _locked(target, settings, conn) as session:
             assert session is not None
             state = _state(conn, target.repo)
-            destination, outcome = _rollback_plan(target, script, state, to, steps, started)
+            destination, outcome = _rollback_plan(target, script, state, to=to, steps=steps, started=started)
             if destination is None:
                 return outcome
             run = runner.Migrations(session, config, script, target.repo.version_table, runner.BACKWARD)
@@ -292,7 +306,7 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
     return Outcome(target.repo.name, "rollback", state.versions, after, done, time.monotonic() - started)
 
 
-def _rollback_plan(target: Target, script: ScriptDirectory, state: versions.DbState, to: str | None,
+def _rollback_plan(target: Target, script: ScriptDirectory, state: versions.DbState, *, to: str | None,
                    steps: int | None, started: float, dry_run: bool = False) -> tuple[str | None, Outcome]:
     """(absolute destination, outcome so far): None as destination when there is nothing to do."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
@@ -330,13 +344,13 @@ def _rollback_destination(script: ScriptDirectory, current: tuple[str, ...], to:
     is not below current."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
 
+    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
     if steps is not None:
-        if not current:
-            raise RevisionError(f"cannot roll back {steps} migration(s): nothing is applied")
+        if steps > len(applied):
+            raise RevisionError(f"cannot roll back {steps} migration(s): only {len(applied)} applied")
         return f"-{steps}"
     assert to is not None
     target = internals.resolve(script, to)
-    applied = [s.revision for s in script.iterate_revisions(current, "base")] if current else []
     if (target == "base" and not current) or (len(current) == 1 and target == current[0]):
         return None
     if target == "base" or target in applied[1:] or (target in applied and len(current) > 1):
@@ -354,23 +368,22 @@ def seed(target: Target, settings: Settings, force: bool = False, allow_newer: b
     database is refused, or with `allow_newer` accepted without running this image's seeds (the newer
     release's seeds apply there).
     """
-    from migrator import runner, seeds  # noqa: PLC0415
+    from migrator import seeds  # noqa: PLC0415
 
     started = time.monotonic()
     files = seeds.seed_files(target.repo.seeds)
-    with _connection(target, settings) as conn:
-        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
-                                   target.repo.version_table_schema) as session:
-            assert session is not None
-            found, known = _status(target, conn)
-            if found.unknown:
-                return _newer(target, conn, _state(conn, target.repo), known, allow_newer, "seed", started)
-            if found.partial:
-                _refuse_partial(target, conn)
-            if not found.at_head:
-                raise NotAtHead(f"seed refused: {target.db.description} is not at head ({describe_behind(found)}); "
-                                "run migrate first")
-            ran = seeds.run_seeds(session, files, target.repo.version_table_schema, force)
+    with _connection(target, settings) as conn, _locked(target, settings, conn) as session:
+        assert session is not None
+        found, known = _status(target, conn)
+        if found.unknown:
+            return _newer(target, conn, _state(conn, target.repo), known, allow_newer=allow_newer, action="seed",
+                          started=started)
+        if found.partial:
+            _refuse_partial(target, conn)
+        if not found.at_head:
+            raise NotAtHead(f"seed refused: {target.db.description} is not at head ({describe_behind(found)}); "
+                            "run migrate first")
+        ran = seeds.run_seeds(session, files, target.repo.version_table_schema, force)
     outcome = Outcome(target.repo.name, "seed", found.current, found.current, ran, time.monotonic() - started)
     get_logger().info(f"Seeds done: {len(ran)} ran, {len(files) - len(ran)} unchanged", repo=target.repo.name)
     return outcome
@@ -407,7 +420,8 @@ def _descends(conn: Connection, target: Target, current: tuple[str, ...], known:
     schema = database.identify(conn, target.repo.version_table_schema).schema
     if not history.exists(conn, schema):
         return False, "there is no migration history to prove its ancestry"
-    return history.descends_from(conn, schema, target.repo.version_table, current, known.parents, known.heads)
+    return history.descends_from(conn, schema, target.repo.version_table, current, known=known.parents,
+                                 heads=known.heads)
 
 
 def _status(target: Target, conn: Connection) -> tuple[Status, Known]:
@@ -542,22 +556,20 @@ def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool) -
     started = time.monotonic()
     _, script = _script(target.repo)
     rev = internals.resolve(script, revision)
-    with _connection(target, settings) as conn:
-        with runner.locked_session(target.db, settings, conn, target.repo.version_table,
-                                   target.repo.version_table_schema) as session:
-            assert session is not None
-            rows = [r for r in runner.prepare_history(session, target.repo.version_table) if r.revision == rev]
-            if not rows:
-                raise RevisionError(f"nothing to resolve: {rev} is not left part-way on {target.db.description} "
-                                    "(see migrator status and migrator history)")
-            state = _state(conn, target.repo)
-            how = "operator: run it again" if rerun else "operator: marked done by hand"
-            conn.autocommit = False
-            if not rerun:
-                _stamp_done(conn, session, target, script, rows[-1], state.versions)
-            history.resolve_open(conn, session.history_schema, target.repo.version_table, rev, how)
-            conn.commit()
-            conn.autocommit = True
+    with _connection(target, settings) as conn, _locked(target, settings, conn) as session:
+        assert session is not None
+        rows = [r for r in runner.prepare_history(session, target.repo.version_table) if r.revision == rev]
+        if not rows:
+            raise RevisionError(f"nothing to resolve: {rev} is not left part-way on {target.db.description} "
+                                "(see migrator status and migrator history)")
+        state = _state(conn, target.repo)
+        how = "operator: run it again" if rerun else "operator: marked done by hand"
+        conn.autocommit = False
+        if not rerun:
+            _stamp_done(conn, session, target, script, row=rows[-1], current=state.versions)
+        history.resolve_open(conn, session.history_schema, target.repo.version_table, rev, how)
+        conn.commit()
+        conn.autocommit = True
     note = (f"{rev} will run again on the next migrate" if rerun else f"{rev} marked as done")
     get_logger().info(f"Resolved {rev} on {target.db.description}: {note}", repo=target.repo.name, revision=rev)
     after = state.versions if rerun else _state_after(target, settings)
@@ -570,7 +582,7 @@ def _state_after(target: Target, settings: Settings) -> tuple[str, ...]:
         return _state(conn, target.repo).versions
 
 
-def _stamp_done(conn: Connection, session: MigrationSession, target: Target, script: ScriptDirectory,
+def _stamp_done(conn: Connection, session: MigrationSession, target: Target, script: ScriptDirectory, *,
                 row: history.OpenRow, current: tuple[str, ...]) -> None:
     from psycopg import sql  # noqa: PLC0415
 
@@ -626,8 +638,17 @@ def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) ->
         def plan(current: Any, _context: Any) -> Any:
             return script._downgrade_revs(end, current) if backward else script._upgrade_revs(end, current)
 
-        runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
-                           starting_rev=None if start == "base" else start, destination_rev=end)
+        try:
+            runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
+                               starting_rev=None if start == "base" else start, destination_rev=end)
+        except (MigratorError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the migration's own code: it reads the database, or fails without one
+            running = [line for line in buffer.getvalue().splitlines() if line.startswith("-- Running ")]
+            where = running[-1].removeprefix("-- Running ") if running else "a migration"
+            raise RevisionError(f"{where} cannot be rendered offline ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}): it needs a database (it reads data, or "
+                                "branches on what it finds); review it in the migration file instead") from None
     return buffer.getvalue()
 
 

@@ -35,6 +35,7 @@ PERMANENT_FAILURES = (
     "ssl was required", "certificate", "ssl error", "sslmode", "invalid connection option",
     "invalid integer value", "invalid port number", "channel binding", "no password supplied",
     "password is required", "unsupported startup parameter", "invalid value for parameter",
+    "unrecognized configuration parameter",
 )
 _MISSING_ROLE_OR_DATABASE = re.compile(r'(role|database) "[^"]*" does not exist')
 # 28xxx: authentication; 3D000: no such database; 42501: no permission to connect; 42704: unrecognized
@@ -198,8 +199,8 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
                 row = other.execute("SELECT pg_backend_pid()").fetchone()  # inside a transaction (not autocommit)
                 other.rollback()
         except psycopg.Error as exc:
-            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=f"it rejected a transaction ({reason(exc)})")
-                              ) from None
+            why = f"it rejected a transaction ({reason(exc)})"
+            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=why)) from None
         if row is not None and int(row[0]) == session.pid:
             raise ConfigError(_POOLER_REFUSAL.format(db=db.description,
                                                      why="it gave another client this connection's server session"))

@@ -110,7 +110,7 @@ def shut_socket(conn: Any) -> None:
             return
         fd = conn.pgconn.socket
         sock = socket.socket(fileno=os.dup(fd))
-    except Exception:  # noqa: BLE001 (closed meanwhile: nothing left to wake)
+    except Exception:
         return
     try:
         sock.shutdown(socket.SHUT_RDWR)

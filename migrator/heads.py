@@ -1,31 +1,93 @@
 """The cheap answer to "is anything pending?", without importing Alembic or SQLAlchemy.
 
 In init-container mode the migrator starts with every pod, and almost always there is nothing to do. This
-module reads each revision file's literal `revision` / `down_revision` assignments as text (no import, no
-execution) and the version table with psycopg alone. It answers only when it is certain: any file it cannot
-read literally (a computed `down_revision`, `depends_on`, a duplicate id, an unknown parent) makes it
-return None, and the caller takes Alembic's full path. Correctness first, speed second.
+module reads each revision file's `revision`, `down_revision`, `branch_labels` and `depends_on` as text (no
+import, no execution) and the version table with psycopg alone. It may defer to Alembic but must never
+disagree with it: whenever the text cannot be certain it raises Uncertain(reason) and the caller takes
+Alembic's full path. Certain means:
+
+- the files are the ones Alembic's ScriptDirectory loads (same selection, same de-duplication);
+- each file compiles: a fresh byte-compiled file proves it (the image's unchecked-hash .pyc, or the
+  timestamp .pyc CPython writes in development, validated as CPython's import validates it); else compile();
+- outside string literals and comments, each of the four names occurs only as one module-level assignment
+  of a literal (a string, None, or a tuple/list of strings, also written over several lines as black
+  does), and nothing in the file can rebind names behind the text's back (globals(), setattr, exec, ...);
+- the graph is one Alembic accepts: unique ids, known parents, no cycle, no clashing branch label.
+
+What the text cannot see is code elsewhere (an imported module that rewrites this module's globals through
+frames) or a failure at import time (an ImportError): only executing the files can tell those.
 """
 
 from __future__ import annotations
 
-import ast
+import _imp
+import os
 import re
+import stat
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
 
-# The same file selection as Alembic's ScriptDirectory (non-recursive, sourceful): any *.py but __init__.
+# Alembic's file selection without `sourceless` (script/base.py `_only_source_rev_file`, used with .match).
 _SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
-# Module-level (unindented) assignments of the three names Alembic reads, with or without annotations.
-_ASSIGNMENT = re.compile(r"^(?P<name>revision|down_revision|depends_on)[ \t]*(?::[^=\n]*)?=[ \t]*"
-                         r"(?P<value>[^\n#]*?)[ \t]*(?:#[^\n]*)?$", re.MULTILINE)
-# Any other statement that starts with one of them (`down_revision += ...`) makes the text unreliable.
-_MENTION = re.compile(r"^(?:revision|down_revision|depends_on)\b", re.MULTILINE)
-_PLAIN_STRING = re.compile(r"""^(['"])([^'"\\]*)\1$""")
+# Revision ids Alembic refuses (revision.py `_revision_illegal_chars`) and names it resolves symbolically.
+_ILLEGAL_ID = re.compile(r"[@\-+:]")
+_SYMBOLIC = frozenset({"head", "heads", "base", "current"})
+_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+# Identifiers that reach a module's namespace by a computed name, run code, or hide attributes: any of them
+# outside strings and comments means the text cannot be sure what the four names hold after import.
+_DYNAMIC = ("globals", "locals", "vars", "setattr", "delattr", "__setattr__", "__delattr__", "exec", "eval",
+            "__dict__", "__globals__", "f_globals", "f_locals", "_getframe", "currentframe", "get_referrers",
+            "get_objects", "modules", "__import__", "importlib", "__getattr__", "__getattribute__", "__class__",
+            "__builtins__", "builtins")
+
+# --- the text scanner ------------------------------------------------------------------------------------
+# One regex pass whose every alternative starts with a literal character (so that the regex engine skips
+# ahead with a character-set search instead of trying each position): string literals from their quote,
+# comments, and line starts with one of the four names. What lies between the matches is the code.
+
+_STRINGS = (r"'''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''"
+            r'|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""'
+            r"|'(?:[^'\\\n]++|\\[\s\S])*+'"
+            r'|"(?:[^"\\\n]++|\\[\s\S])*+"')
+_SEP = r"(?:\s++|\#[^\n]*+)*+"  # inside brackets: whitespace, newlines and comments
+_LITERAL = r"""[rRuU]?(?:'(?:[^'\\\n]++|\\.)*+'|"(?:[^"\\\n]++|\\.)*+")"""  # an id: one line, not triple-quoted
+# a tuple or list of strings: the closing bracket is the opening one's (the file compiles)
+_VALUE = rf"None|{_LITERAL}|[(\[]{_SEP}(?:(?:{_LITERAL}|,){_SEP})*+[)\]]"
+_TOKEN = re.compile(
+    # a module-level literal assignment, optionally annotated (no strings in the annotation), alone on its line
+    rf"\n(?P<name>{'|'.join(_NAMES)})[ \t]*(?::[ \t]*\w[\w.\[\], |]*?[ \t]*)?=[ \t]*(?P<value>{_VALUE})"
+    r"[ \t]*(?:\#[^\n]*)?(?=\n|\Z)"
+    rf"|{_STRINGS}"
+    r"|\#[^\n]*")
+# Compiled when first needed (re caches it): patterns that only deferrals, f-strings, encoding cookies and
+# tuples need, so that the start-up of a process that finds nothing to do does not pay for them.
+# The same scan as _TOKEN, slower but with positions, to say where a deferring word is (the readable
+# assignments are skipped as in _TOKEN, so what it finds is an occurrence the fast pass refused):
+_SLOW_TOKEN = (rf"{_TOKEN.pattern}|\b(?P<word>{'|'.join(_NAMES + _DYNAMIC)})\b"
+               r"|(?P<star>\bimport(?:[ \t]|\\\n)*\*)")
+# Substrings that find every identifier of _NAMES and _DYNAMIC (then checked as whole identifiers).
+_NEEDLES = ("revision", "branch_labels", "depends_on", "globals", "locals", "vars", "setattr", "delattr", "exec",
+            "eval", "__dict__", "_getframe", "currentframe", "get_referrers", "get_objects", "modules",
+            "__import__", "importlib", "__getattr", "__class__", "builtins")
+_WATCHED = frozenset(_NAMES + _DYNAMIC)
+_CONTINUED = re.compile(r"[()\[\]{}\\]")  # brackets, or a backslash
+_IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_STAR = r"(?:[ \t]|\\\n)*\*"
+_ANY_WORD = rf"\b(?:{'|'.join(_NAMES + _DYNAMIC)})\b|\bimport\b"
+_PLAIN_STRING = re.compile(r"""(['"])([^'"\\\n]*)\1""")
+_SEQUENCE_ITEM = r"""\s+|\#[^\n]*|(,)|(['"])([^'"\\\n]*)\2"""
+_COOKIE = rb"(?m)^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)"
+_BLOCK = {"if": "an if block", "elif": "an if block", "else": "an if or try block", "try": "a try statement",
+          "except": "a try statement", "finally": "a try statement", "for": "a loop", "while": "a loop",
+          "with": "a with block", "def": "a function", "async": "a function", "class": "a class",
+          "match": "a match statement", "case": "a match statement"}
 
 
 @dataclass(frozen=True)
@@ -40,76 +102,503 @@ class ScriptGraph:
         return frozenset(self.parents) - children
 
 
+class RevisionFile(NamedTuple):
+    """What Alembic would read from one revision file."""
+
+    revision: str
+    parents: tuple[str, ...]
+    branch_labels: tuple[str, ...]
+
+
 class Uncertain(Exception):
-    """The text alone cannot answer; Alembic's full path must."""
+    """The text alone cannot answer; Alembic's full path must. The message names the file and the reason."""
 
 
-def _literal(values: dict[str, list[str]], path: Path, name: str, required: bool = True) -> Any:
-    found = values.get(name, [])
-    if len(found) > 1:
-        raise Uncertain(f"{path.name}: {name} is assigned more than once")
-    if not found:
-        if required:
-            raise Uncertain(f"{path.name}: no literal {name}")
-        return None
-    text = found[0]
-    plain = _PLAIN_STRING.match(text)  # the common case, without the cost of ast
-    if plain:
-        return plain[2]
-    if text == "None":
+# --- the graph ----------------------------------------------------------------------------------------
+
+def scan(versions_dirs: Sequence[Path], *, recursive: bool = False) -> ScriptGraph:
+    """The revision graph of these version locations, as Alembic builds it; raises Uncertain when unsure.
+
+    The directories are Alembic's version locations in order (script_location/versions by default);
+    `recursive` is recursive_version_locations. `sourceless` configurations are the caller's to refuse.
+    """
+    files = [(shown, read_script(path, shown)) for path, shown in script_files(versions_dirs, recursive=recursive)]
+    return _graph(files)
+
+
+def _graph(files: list[tuple[str, RevisionFile]]) -> ScriptGraph:
+    parents: dict[str, tuple[str, ...]] = {}
+    where: dict[str, str] = {}
+    for shown, script in files:
+        if script.revision in parents:
+            raise Uncertain(f"revision {script.revision} is defined twice, in {where[script.revision]} and {shown}")
+        parents[script.revision] = script.parents
+        where[script.revision] = shown
+    for rev, ups in parents.items():
+        for parent in ups:
+            if parent not in parents:
+                raise Uncertain(f"{where[rev]}: down_revision {parent} is not a revision in these files")
+    labels: dict[str, str] = {}
+    for _, script in files:
+        for label in script.branch_labels:
+            if label in parents or label in labels:
+                owner = label if label in parents else labels[label]
+                raise Uncertain(f"{where[script.revision]}: branch label {label!r} is already used by revision "
+                                f"{owner} (Alembic refuses it)")
+            labels[label] = script.revision
+    _refuse_cycles(parents, where)
+    return ScriptGraph(parents=parents)
+
+
+def _refuse_cycles(parents: dict[str, tuple[str, ...]], where: dict[str, str]) -> None:
+    """Alembic refuses most cycles and loops forever on none; the fast path defers on every one."""
+    waiting = {rev: len(ups) for rev, ups in parents.items()}
+    children: dict[str, list[str]] = {}
+    for rev, ups in parents.items():
+        for parent in ups:
+            children.setdefault(parent, []).append(rev)
+    ready = [rev for rev, count in waiting.items() if not count]
+    for rev in ready:  # grows while it is walked
+        for child in children.get(rev, ()):
+            waiting[child] -= 1
+            if not waiting[child]:
+                ready.append(child)
+    if len(ready) != len(parents):
+        stuck = sorted(rev for rev, count in waiting.items() if count)
+        raise Uncertain(f"{where[stuck[0]]}: revision {stuck[0]} is part of a cycle of down_revisions")
+
+
+# --- which files: Alembic's ScriptDirectory._load_revisions / Script._list_py_dir / Script._from_path ----
+
+def script_files(versions_dirs: Sequence[Path], *, recursive: bool = False) -> list[tuple[str, str]]:
+    """(real path, name to show) of each file Alembic loads, in no particular order."""
+    if isinstance(versions_dirs, str | os.PathLike):
+        raise TypeError("scan() takes a sequence of version locations")
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for top in versions_dirs:
+        location = os.path.abspath(top)
+        if not os.path.exists(location):
+            continue  # Alembic skips a version location that does not exist
+        if os.path.basename(location).endswith("__pycache__"):
+            raise Uncertain(f"{location}: a version location named __pycache__ is walked oddly by Alembic")
+        for real_dir, prefix, entries in _walk(location, recursive):
+            for entry in entries:
+                real = os.path.realpath(entry.path) if entry.is_symlink() else f"{real_dir}/{entry.name}"
+                if real in seen:
+                    continue  # Alembic loads a file once, by its real path, however many ways lead to it
+                seen.add(real)
+                name = os.path.basename(real)
+                if _SCRIPT_FILE.match(name):
+                    if "\n" in name:
+                        raise Uncertain(f"{prefix}{entry.name!r}: a file name with a newline")
+                    found.append((real, prefix + entry.name))
+    return found
+
+
+def _walk(top: str, recursive: bool) -> Iterator[tuple[str, str, list[os.DirEntry[str]]]]:
+    """(real directory, shown prefix, its non-directory entries): os.walk's and Path.walk's shared answer."""
+    pending = [(top, os.path.realpath(top), "")]
+    while pending:
+        path, real, prefix = pending.pop()
+        try:
+            with os.scandir(path) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            raise Uncertain(f"{path}: cannot be listed ({exc.strerror})") from None
+        files: list[os.DirEntry[str]] = []
+        for entry in entries:
+            if not _is_dir(entry):
+                files.append(entry)
+            elif not entry.is_symlink():
+                if recursive:
+                    pending.append((entry.path, f"{real}/{entry.name}", f"{prefix}{entry.name}/"))
+            elif _SCRIPT_FILE.match(os.path.basename(os.path.realpath(entry.path))):
+                # os.walk (3.11) lists a linked directory as a directory; Path.walk (3.12) as a file, which
+                # Alembic then selects by its real name and fails to load
+                raise Uncertain(f"{prefix}{entry.name}: a symbolic link to a directory named like a script")
+        if not os.path.basename(path).endswith("__pycache__"):  # Alembic skips these files, not their subdirs
+            yield real, prefix, files
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+# --- one file: proof that it compiles, then its text ------------------------------------------------------
+
+def read_script(path: str | os.PathLike[str], shown: str | None = None) -> RevisionFile:
+    """What Alembic would read from the revision file at `path` (a real path); Uncertain when unsure."""
+    path = os.fspath(path)
+    shown = shown or os.path.basename(path)
+    data, status = _read(path, shown)
+    _prove_compiles(path, data, status, shown)
+    return parse_script(_decode(data, shown), shown)
+
+
+def _read(path: str, shown: str) -> tuple[bytes, os.stat_result]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the start
+    except OSError as exc:
+        raise Uncertain(f"{shown}: cannot be read ({exc.strerror})") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise Uncertain(f"{shown}: not a regular file")
+        chunks = [os.read(fd, status.st_size + 1)]
+        while chunks[-1] and sum(map(len, chunks)) != status.st_size:  # a short read, or a file that grew
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks), status
+    except OSError as exc:
+        raise Uncertain(f"{shown}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def _prove_compiles(path: str, data: bytes, status: os.stat_result, shown: str) -> None:
+    """Alembic imports the file (SourceFileLoader): it fails where this source does not compile."""
+    header = _pyc_header(path)
+    if header is not None and _pyc_is_fresh(header, data, status, shown):
+        return  # a byte-compiled file of exactly this source exists: it compiled
+    try:
+        compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise Uncertain(f"{shown}: does not compile ({type(exc).__name__}: {exc})") from None
+
+
+def _pyc_header(path: str) -> bytes | None:
+    """The first 16 bytes of the .pyc CPython's import would use for `path`, or None."""
+    try:
+        fd = os.open(_pyc_path(path), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
         return None
     try:
+        return os.read(fd, 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _pyc_path(path: str) -> str:
+    """Where CPython's import looks for the byte-compiled `path` (importlib.util.cache_from_source)."""
+    if _PLAIN_CACHE:  # cache_from_source's answer in the common case, without its cost
+        head, sep, name = path.rpartition(os.sep)
+        return f"{head}{sep}__pycache__{os.sep}{name[:-3]}.{_CACHE_TAG}.pyc"
+    return cache_from_source(path)
+
+
+_CACHE_TAG = sys.implementation.cache_tag
+_PLAIN_CACHE = _CACHE_TAG is not None and sys.pycache_prefix is None and not sys.flags.optimize
+
+
+def _pyc_is_fresh(header: bytes, data: bytes, status: os.stat_result, shown: str) -> bool:
+    """CPython's own validation (importlib._bootstrap_external: _classify_pyc, _validate_*_pyc)."""
+    if len(header) < 16 or header[:4] != MAGIC_NUMBER:
+        return False
+    flags = int.from_bytes(header[4:8], "little")
+    if flags & ~0b11:
+        return False
+    if not flags & 0b1:  # timestamp-based: source mtime and size, as CPython compares them
+        return (header[8:12] == (int(status.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                and header[12:16] == (status.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+    if header[8:16] == source_hash(data):
+        return True
+    checked = _imp.check_hash_based_pycs != "never" and (flags & 0b10 or _imp.check_hash_based_pycs == "always")
+    if not checked:
+        # CPython would run the stale bytecode, not this text: what the text says is not what Alembic sees
+        raise Uncertain(f"{shown}: its unchecked .pyc was compiled from another version of the file (Alembic "
+                        f"would run that .pyc: byte-compile the file again)")
+    return False
+
+
+def _decode(data: bytes, shown: str) -> str:
+    """The source text as CPython decodes it (UTF-8, an optional BOM, universal newlines)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif b"coding" in data[:400]:
+        head = b"\n".join(data.split(b"\n", 2)[:2])
+        cookie = re.search(_COOKIE, head)
+        if cookie and cookie[1].lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+            raise Uncertain(f"{shown}: declares the encoding {cookie[1].decode('ascii', 'replace')}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Uncertain(f"{shown}: is not UTF-8") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+# --- the text -------------------------------------------------------------------------------------------
+
+def parse_script(text: str, shown: str) -> RevisionFile:
+    """The four names' values from source that compiles; Uncertain unless every use of them is certain."""
+    text = "\n" + text  # every line, the first included, starts after a newline (line n is after the n-th)
+    # split() does the whole pass in C: [code, name, value, code, name, value, ..., code], where name and
+    # value are None for a string or a comment. Code segments are joined with NUL, which Python source
+    # cannot hold outside strings: it marks where a string or comment was, and is no identifier character.
+    parts = _TOKEN.split(text)
+    segments = parts[0::3]
+    code = "\0".join(segments)
+    found = [(index, name) for index, name in enumerate(parts[1::3]) if name is not None]
+    # A line-start `name = literal` is a module-level statement unless a bracket or a backslash before it
+    # continues the line; most files have neither before their last assignment, and need no closer look.
+    if found and _CONTINUED.search("\0".join(segments[:found[-1][0] + 1])):
+        _check_module_level(text, segments, found, shown)
+    values: dict[str, list[str]] = {}
+    for index, name in found:
+        values.setdefault(name, []).append(parts[3 * index + 2])
+    if "f\0" in code or "F\0" in code or "r\0" in code or "R\0" in code:  # maybe an f-string (fr"...")
+        _check_fstrings(text, shown)
+    _check_code(code, text, shown)
+    return _revision_file(values, shown)
+
+
+def _check_module_level(text: str, segments: list[str], found: list[tuple[int, str]], shown: str) -> None:
+    """No assignment read follows a backslash continuation or sits inside brackets (a keyword argument)."""
+    balance, done = 0, 0
+    for index, name in found:
+        if segments[index].endswith("\\"):
+            raise Uncertain(f"{shown}: line {_token_line(text, index)}: {name} follows a backslash continuation")
+        balance += _balance("".join(segments[done:index + 1]))
+        done = index + 1
+        if balance:
+            raise Uncertain(f"{shown}: line {_token_line(text, index)}: {name} = ... is inside brackets, not an "
+                            f"assignment")
+
+
+def _balance(code: str) -> int:
+    return (code.count("(") + code.count("[") + code.count("{")
+            - code.count(")") - code.count("]") - code.count("}"))
+
+
+def _token_line(text: str, index: int) -> int:
+    """The line of the index-th match of _TOKEN, for a reason (the fast pass keeps no positions)."""
+    for number, match in enumerate(_TOKEN.finditer(text)):
+        if number == index:
+            return _line(text, match.start() + 1)
+    return 0
+
+
+def _check_fstrings(text: str, shown: str) -> None:
+    """An f-string's replacement fields are code: the same names must not hide there."""
+    for match in _TOKEN.finditer(text):  # the same tokens as parse_script's, now with their positions
+        quote = match.start()
+        if text[quote - 1] not in "fFrR" or "f" not in _prefix(text, quote).lower():
+            continue
+        fields = match[0].replace("{{", "").replace("}}", "")
+        if "{" not in fields and "}" not in fields:
+            continue
+        line = _line(text, quote)
+        if fields.count("{") != fields.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
+            raise Uncertain(f"{shown}: line {line}: an f-string the text scan cannot delimit")
+        fields = fields[fields.index("{"):fields.rindex("}") + 1]
+        found = re.search(_ANY_WORD, fields)  # strings nested in the fields included: rare enough to defer on
+        if found:
+            raise Uncertain(f"{shown}: line {line}: an f-string uses {found[0]}")
+        if not fields.isascii():
+            raise Uncertain(f"{shown}: line {line}: non-ASCII characters in an f-string")
+
+
+def _prefix(text: str, quote: int) -> str:
+    """The string prefix before the quote at `quote`: the letters before it, if they are nothing else."""
+    if text[quote - 2] not in _IDENTIFIER_CHARS:
+        return text[quote - 1]
+    if text[quote - 2] in "rRbBuUfF" and text[quote - 3] not in _IDENTIFIER_CHARS:
+        return text[quote - 2:quote]
+    return ""  # an identifier or keyword followed by a string (`elif"x"`)
+
+
+def _check_code(code: str, text: str, shown: str) -> None:
+    """No other use of the four names, nothing that rebinds names by computed names, all outside strings."""
+    if not text.isascii() and not code.isascii():
+        # Python folds identifiers (NFKC): a non-ASCII name may be one of the four, or globals
+        raise Uncertain(f"{shown}: non-ASCII characters outside strings and comments")
+    for needle in _NEEDLES:  # `in` and find() are far cheaper than a regex with word boundaries
+        if needle not in code:
+            continue
+        at = code.find(needle)
+        while at >= 0:
+            word = _identifier_at(code, at, len(needle))
+            if word in _WATCHED:
+                raise Uncertain(f"{shown}: {_locate(text, word)}")
+            at = code.find(needle, at + len(needle))
+    if "*" in code:
+        at = code.find("import")
+        while at >= 0:
+            if _identifier_at(code, at, 6) == "import" and re.compile(_STAR).match(code, at + 6):
+                raise Uncertain(f"{shown}: {_locate(text, 'import *')}")
+            at = code.find("import", at + 6)
+
+
+def _identifier_at(code: str, at: int, length: int) -> str:
+    """The whole identifier around code[at:at + length]."""
+    start, end = at, at + length
+    while start and code[start - 1] in _IDENTIFIER_CHARS:
+        start -= 1
+    while end < len(code) and code[end] in _IDENTIFIER_CHARS:
+        end += 1
+    return code[start:end]
+
+
+def _locate(text: str, word: str) -> str:
+    """Where `word` first occurs outside strings and comments, and what that does, for the reason."""
+    for match in re.compile(_SLOW_TOKEN).finditer(text):
+        kind = match.lastgroup
+        if (kind == "star" and word == "import *") or (kind == "word" and match[kind] == word):
+            return _describe(text, match.start(), word)
+    return f"uses {word}"
+
+
+def _revision_file(values: dict[str, list[str]], shown: str) -> RevisionFile:
+    """The literals' values, checked as Alembic's Script and Revision check them."""
+    revision = _literal(values, "revision", shown, required=True)
+    if not isinstance(revision, str) or not revision:
+        raise Uncertain(f"{shown}: revision is not a non-empty string")
+    if _ILLEGAL_ID.search(revision):
+        raise Uncertain(f"{shown}: revision {revision!r} has a character Alembic refuses (@ - + :)")
+    if revision in _SYMBOLIC:
+        raise Uncertain(f"{shown}: revision {revision!r} is one of Alembic's symbolic names")
+    parents = _strings(_literal(values, "down_revision", shown, required=True), "down_revision", shown)
+    if revision in parents:
+        raise Uncertain(f"{shown}: revision {revision} is its own down_revision")
+    if _literal(values, "depends_on", shown) is not None:
+        raise Uncertain(f"{shown}: depends_on needs Alembic's dependency resolution")
+    labels = _strings(_literal(values, "branch_labels", shown), "branch_labels", shown)
+    return RevisionFile(revision, parents if len(parents) < 2 else tuple(dict.fromkeys(parents)), labels)
+
+
+def _literal(values: dict[str, list[str]], name: str, shown: str, required: bool = False) -> Any:
+    """The value of the one assignment of `name`, from its literal text."""
+    found = values.get(name)
+    if found is None:
+        if required:
+            raise Uncertain(f"{shown}: no module-level {name} assignment")
+        return None  # Alembic reads branch_labels and depends_on with getattr(module, name, None)
+    if len(found) > 1:
+        raise Uncertain(f"{shown}: {name} is assigned more than once")
+    text = found[0]
+    if text == "None":
+        return None
+    plain = _PLAIN_STRING.fullmatch(text)  # the common cases, without the cost of importing ast
+    if plain:
+        return plain[2]
+    if text[0] in "([":
+        items = _plain_sequence(text)
+        if items is not None:
+            return items
+    import ast  # noqa: PLC0415  (escapes, prefixes, implicit concatenation: rare)
+
+    try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise Uncertain(f"{path.name}: {name} is not a literal") from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise Uncertain(f"{shown}: {name} is not a literal") from None
 
 
-def _parents(value: Any, path: Path) -> tuple[str, ...]:
+def _plain_sequence(text: str) -> tuple[str, ...] | list[str] | str | None:
+    """A tuple or list of plain strings (black's multi-line layout included), or None to let ast decide."""
+    item = re.compile(_SEQUENCE_ITEM)
+    items: list[str] = []
+    commas = 0
+    pos, end = 1, len(text) - 1
+    while pos < end:
+        match = item.match(text, pos, end)
+        if not match:
+            return None
+        if match[1]:
+            commas += 1
+            if commas != len(items):
+                return None
+        elif match[2]:
+            if len(items) != commas:
+                return None  # implicit concatenation
+            items.append(match[3])
+        pos = match.end()
+    if text[0] == "(":
+        return items[0] if len(items) == 1 and not commas else tuple(items)
+    return items
+
+
+def _strings(value: Any, name: str, shown: str) -> tuple[str, ...]:
+    """Alembic's util.to_tuple for ids: None is (), a string is itself, a sequence of strings is kept."""
     if value is None:
         return ()
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, tuple | list) and value and all(isinstance(v, str) for v in value):
+    if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise Uncertain(f"{path.name}: down_revision is neither None, a string nor a list of strings")
+    raise Uncertain(f"{shown}: {name} is neither None, a string nor a tuple or list of strings")
 
 
-def read_script(path: Path) -> tuple[str, tuple[str, ...]]:
-    """(revision, parents) of one file, from its literal assignments."""
-    text = path.read_text(encoding="utf-8")
-    values: dict[str, list[str]] = {}
-    for match in _ASSIGNMENT.finditer(text):
-        values.setdefault(match["name"], []).append(match["value"])
-    if len(_MENTION.findall(text)) != sum(map(len, values.values())):
-        raise Uncertain(f"{path.name}: revision variables are changed by other statements")
-    revision = _literal(values, path, "revision")
-    if not isinstance(revision, str) or not revision:
-        raise Uncertain(f"{path.name}: revision is not a non-empty string")
-    if _literal(values, path, "depends_on", required=False) is not None:
-        raise Uncertain(f"{path.name}: depends_on needs Alembic's dependency resolution")
-    return revision, _parents(_literal(values, path, "down_revision"), path)
+# --- reasons --------------------------------------------------------------------------------------------
+
+def _line(text: str, pos: int) -> int:
+    """The line number of `pos` in parse_script's text (which starts with a newline of its own)."""
+    return text.count("\n", 0, pos)
 
 
-def scan(versions_dir: Path) -> ScriptGraph:
-    """The revision graph of a versions directory; raises Uncertain when the text cannot tell."""
-    parents: dict[str, tuple[str, ...]] = {}
-    try:
-        names = sorted(p.name for p in versions_dir.iterdir() if p.is_file())
-    except OSError as exc:
-        raise Uncertain(f"{versions_dir}: {exc.strerror}") from None
-    for name in names:
-        if not _SCRIPT_FILE.match(name):
-            continue
-        path = versions_dir / name
-        revision, down = read_script(path)
-        if revision in parents:
-            raise Uncertain(f"revision {revision} is defined twice")
-        parents[revision] = down
-    unknown = {p for down in parents.values() for p in down} - parents.keys()
-    if unknown:
-        raise Uncertain(f"unknown down_revision {', '.join(sorted(unknown))}")
-    return ScriptGraph(parents=parents)
+def _describe(text: str, pos: int, word: str) -> str:
+    """Why this occurrence of `word` (outside strings and comments) makes the text uncertain, in a few words."""
+    where = f"line {_line(text, pos)}"
+    if word not in _NAMES:
+        if word == "import *":
+            return f"{where}: `from ... import *` can bind any name"
+        return f"{where}: uses {word}, which can change module variables where the text cannot see it"
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    before, after = text[line_start:pos], line[pos - line_start + len(word):]
+    indent = len(line) - len(line.lstrip())
+    if before.strip() == "" and indent:
+        verb = "assigned" if re.match(r"\s*(?::[^=\n]*)?=(?!=)", after) else "used"
+        return f"{where}: {word} is {verb} inside {_enclosing_block(text, line_start, indent)}"
+    return f"{where}: {word} {_use(before, after)}"
 
+
+def _use(before: str, after: str) -> str:
+    """What a statement does with one of the four names, as far as one line tells."""
+    head = (before.split(maxsplit=1) or [""])[0]
+    checks = [
+        (re.match(r"\s*(?:[-+*/%&|^@]|//|\*\*|<<|>>)=", after), "is changed by augmented assignment"),
+        (re.match(r"\s*:=", after), "is assigned by :="),
+        (before.rstrip().endswith("."), "is used as an attribute name"),
+        (re.search(r"\bimport\b", before), "is bound by an import"),
+        (re.search(r"\bas\s*$", before), f"is bound by `{head} ... as`"),
+        (head == "for" or re.search(r"\bfor\b[^:]*$", before), "is a loop variable"),
+        (head == "del", "is deleted"),
+        (head in ("global", "nonlocal"), f"is declared {head}"),
+        (head in ("def", "class", "async"), f"is defined by {head}"),
+        (head == "case", "is a capture pattern of a match statement"),
+        (re.search(r"\blambda\b", before), "is a lambda parameter"),
+        (re.match(r"\s*,", after) or re.search(r",\s*$", before), "is assigned by unpacking or used in a tuple"),
+        (";" in before or ";" in after, "shares its line with another statement (;)"),
+        ("=" in before and re.match(r"\s*=(?!=)", after), "is assigned in a chained assignment"),
+        (not before and re.match(r"\s*:", after), "has an annotation the text cannot read (strings, several "
+         "lines, or no value)"),
+        (not before and re.match(r"\s*=(?!=)", after), "is not assigned a literal the text can read"),
+    ]
+    return next((reason for found, reason in checks if found), "is used in an expression the text cannot follow")
+
+
+def _enclosing_block(text: str, line_start: int, indent: int) -> str:
+    """What kind of block the line at `line_start` is in: the first line above it that is less indented."""
+    end = line_start - 1
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        line = text[start:end]
+        stripped = line.lstrip()
+        if stripped and not stripped.startswith("#") and len(line) - len(stripped) < indent:
+            keyword = re.match(r"\w+", stripped)
+            return _BLOCK.get(keyword[0] if keyword else "", "an indented block")
+        end = start - 1
+    return "an indented block"
+
+
+# --- the database ---------------------------------------------------------------------------------------
 
 def read_versions(conn: psycopg.Connection[Any], table: str, schema: str | None) -> tuple[str, ...] | None:
     """The revisions in the version table, or None when it does not exist yet. `conn` must be autocommit."""

@@ -104,7 +104,7 @@ def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str
 
 def resolve_open(conn: psycopg.Connection[Any], schema: str, version_table: str, revision: str, how: str) -> int:
     """Close every open row of `revision` as resolved (`how` says by what); the number closed."""
-    cur = conn.execute(sql.SQL("UPDATE {} SET outcome = 'resolved', detail = concat_ws('; ', detail, %s) "
+    cur = conn.execute(sql.SQL("UPDATE {} SET outcome = 'resolved', detail = concat_ws('; ', detail, %s::text) "
                                "WHERE version_table = %s AND revision = %s AND outcome IN ('running', 'partial')"
                                ).format(qualified(schema)), (how, version_table, revision))
     return cur.rowcount
@@ -140,7 +140,7 @@ def open_rows(conn: psycopg.Connection[Any], schema: str, version_table: str) ->
     return [OpenRow(*row) for row in rows]
 
 
-def descends_from(conn: psycopg.Connection[Any], schema: str, version_table: str, current: Iterable[str],
+def descends_from(conn: psycopg.Connection[Any], schema: str, version_table: str, current: Iterable[str], *,
                   known: Mapping[str, tuple[str, ...]], heads: Iterable[str]) -> tuple[bool, str]:
     """Whether the database's revisions descend from every one of `heads` (this image's), as far as the
     history can prove: unknown revisions are followed through their recorded parents, known ones through

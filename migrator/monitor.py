@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import psycopg
 
@@ -36,13 +35,20 @@ class Monitor:
         self.db, self.timeouts, self.watched, self.pid = db, timeouts, watched, pid
         self.interval = min(max(timeouts.ddl_lock / 3, 0.1), 1.0)
         self.last_blockers: list[Backend] = []
+        self._seen_at = 0.0
         self._stop = threading.Event()
         self._conn: Connection | None = self._connect()
         self._thread = threading.Thread(target=self._run, name="migrator-monitor", daemon=True)
 
     def _connect(self) -> Connection:
-        conn = connect(self.db, self.timeouts, autocommit=True, purpose="monitor",
-                       connect_timeout=min(self.timeouts.connect, self.timeouts.stall))
+        # The server the migration session is on, not another host of a multi-host URL.
+        info = self.watched.info
+        pinned = {**self.db.params, "host": info.host, "port": str(info.port)}
+        pinned.pop("hostaddr", None)
+        if info.hostaddr:
+            pinned["hostaddr"] = info.hostaddr
+        conn = connect(DatabaseConfig(pinned, self.db.description), self.timeouts, autocommit=True,
+                       purpose="monitor", connect_timeout=min(self.timeouts.connect, self.timeouts.stall))
         conn.doing = "watching the migration session"
         return conn
 
@@ -59,8 +65,6 @@ class Monitor:
     def blockers_since(self, since: float) -> list[Backend]:
         """The blockers last seen, if seen after `since` (time.monotonic)."""
         return self.last_blockers if self._seen_at >= since else []
-
-    _seen_at = 0.0
 
     def _run(self) -> None:
         last_answer = time.monotonic()
@@ -116,6 +120,3 @@ class Monitor:
         deadlines.WATCHDOG.shut_down(self.watched, why)
 
 
-def no_monitor() -> Any:
-    """For callers that run nothing long (kept for symmetry in tests)."""
-    return None

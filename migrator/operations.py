@@ -44,7 +44,6 @@ _LEXEME = re.compile(r"[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|\"(?:[^\"]|\"\"
                      re.DOTALL)
 _MORE = re.compile(r";\s*\S")
 _VERB = re.compile(r"[A-Za-z]+")
-_PIECE = re.compile(r"\S{1,64}")  # the words of a preview, a long run of letters cut in pieces
 _LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?(?:\*/|\Z))*+", re.DOTALL)  # blanks and comments
 _PART = re.compile(r'"((?:[^"]|"")*)"?|([^."]+)')
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # PostgreSQL folds ASCII letters only
@@ -326,7 +325,7 @@ def _join_actions(w: _Words, actions: list[str]) -> str:
 
 def _describe_one(sql: str) -> Operation:
     w = _Words(sql)
-    if not w.has(0):
+    if w.first >= len(sql):  # blanks and comments only
         return Operation('execute ""', None, quiet=True)
     verb_match = _VERB.match(w.sql, w.first)
     verb = verb_match.group().upper() if verb_match else ""
@@ -335,8 +334,8 @@ def _describe_one(sql: str) -> Operation:
     if op is None:
         op = Operation(_execute(w), None, quiet=_quiet(verb, w))
     text = op.text
-    if not text.isprintable():
-        text = " ".join(text.split())
+    if not text.isprintable():  # one line, and no terminal control characters in a log
+        text = " ".join("".join(char if char.isprintable() else " " for char in text).split())
     if _has_password(text):
         text = _mask(text)
     return op if text is op.text else replace(op, text=text)
@@ -344,18 +343,16 @@ def _describe_one(sql: str) -> Operation:
 
 def _execute(w: _Words) -> str:
     """`execute "<the statement's first words>"`: one line of at most EXECUTE_PREVIEW characters."""
-    end = size = w.first
-    more = False
-    for piece in _PIECE.finditer(w.sql, w.first):
-        if size - w.first > EXECUTE_PREVIEW:
-            more = True
+    size = EXECUTE_PREVIEW * 2
+    while True:  # more text when blanks fill the first part
+        head = w.sql[w.first:w.first + size]
+        if _has_password(head):
+            head = _mask(head)
+        preview = " ".join(head.split())
+        more = w.first + size < len(w.sql)
+        if len(preview) > EXECUTE_PREVIEW or not more:
             break
-        size += len(piece.group()) + 1
-        end = piece.end()
-    head = w.sql[w.first:end]
-    if _has_password(head):
-        head = _mask(head)
-    preview = " ".join(head.split())
+        size *= 4
     if more or len(preview) > EXECUTE_PREVIEW:
         preview = preview[: EXECUTE_PREVIEW - 3] + "..."
     return f'execute "{preview}"'
@@ -601,6 +598,8 @@ def _dml(w: _Words, i: int = 0) -> Operation | None:
     if not w.has(k):
         return None
     names = [w.name(w.skip(a, {"ONLY"})) for a, _ in _split(w, k)] if verb == "TRUNCATE" else [w.name(k)]
+    if not names or not all(names):
+        return None
     text = f"{verb.lower()}{' ' + keyword.lower() if keyword else ''} {', '.join(names)}"
     return Operation(text, names[0])
 

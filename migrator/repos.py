@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrator import alembic_ini
 from migrator.config import read_text_file
 from migrator.errors import ConfigError
 
@@ -179,6 +180,15 @@ def _problem(kind: str, wanted: str) -> str:
             "file": "is a file", "other": f"is not a {wanted}"}[kind]
 
 
+def _default_location(project_dir: Path) -> Path:
+    """alembic.ini's script_location when the project has one (so that `alembic` and `migrator` agree), else
+    migrations/."""
+    ini = alembic_ini.read(project_dir)
+    if ini is not None and ini.script_location is not None:
+        return ini.script_location
+    return project_dir / "migrations"
+
+
 def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
     if not isinstance(entry, dict):
         raise ConfigError(f"{source}: each repo must be a table")
@@ -199,7 +209,9 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
         if key in strings and not _SQL_NAME.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be a plain SQL identifier, not {strings[key]!r}")
     prefix = "" if source == "defaults" else where + ": "
-    script_location = _script_location(project_dir / strings.get("script_location", "migrations"), prefix)
+    configured = strings.get("script_location")
+    script_location = _script_location(project_dir / configured if configured else _default_location(project_dir),
+                                       prefix)
     seeds = _resolve(project_dir / strings.get("seeds", "seeds"), prefix + "seeds directory")
     seeds_kind = _kind(seeds)
     # The default seeds/ may be absent (or something else: `seed` says so); a configured one must be there.

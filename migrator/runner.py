@@ -22,6 +22,7 @@ that died or stopped answering (migrator.monitor). Messages say only what the se
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -54,8 +55,10 @@ from migrator.redaction import redact
 
 LOCK_NOT_AVAILABLE = "55P03"
 FORWARD, BACKWARD = "forward", "backward"
+# INVALID plain indexes (a failed or interrupted concurrent build); a partitioned table's index made ON ONLY
+# is invalid by design until its partitions' indexes are attached, and is not counted.
 _INVALID_INDEXES = ("SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                    "WHERE NOT i.indisvalid AND NOT i.indisready IS NULL")
+                    "WHERE NOT i.indisvalid AND c.relkind = 'i' AND c.relpersistence <> 't'")
 
 
 def module_name(script: Script) -> str:
@@ -147,7 +150,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
                               pool_reset_on_return=None)
     # The session owns the connection: SQLAlchemy closes a connection it invalidates (after a signal, or an
     # error it takes for a disconnect), which would lose the lock and the chance to confirm the rollback.
-    engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign]
+    engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign,assignment]
     sa.event.listen(engine, "before_cursor_execute", hooks.before)
     sa.event.listen(engine, "after_cursor_execute", hooks.after)
     sa.event.listen(engine, "handle_error", hooks.failed)
@@ -155,7 +158,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
 
 
 @contextmanager
-def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, version_table: str,
+def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, *, version_table: str,
                    schema: str | None, satisfied: Callable[[], bool] | None = None
                    ) -> Iterator[MigrationSession | None]:
     """Take the migration lock on `conn` (autocommit) and yield the session, or None when `satisfied()` said
@@ -241,6 +244,9 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
     return history.open_rows(conn, schema, version_table)
 
 
+_LEADING_WORDS = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/)*(\w+)(?:\s+(\w+))?", re.DOTALL)
+
+
 # --- statements -----------------------------------------------------------------------------------------
 
 class StatementHooks:
@@ -268,16 +274,18 @@ class StatementHooks:
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
-            self._ending(step, op)
+            self._ending(step, statement)
         if op.concurrent:
             self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
             self._restore_lock_timeout = True
 
-    def _ending(self, step: Step, op: operations.Operation) -> None:
-        if not step.allow_commit or not op.text.startswith(("commit", "end")):
+    def _ending(self, step: Step, statement: str) -> None:
+        words = _LEADING_WORDS.match(statement)
+        verb = " ".join(w for w in words.groups() if w).upper() if words else "a transaction control statement"
+        if not step.allow_commit or not verb.startswith(("COMMIT", "END")) or "PREPARED" in verb:
             step.statements.pop()
-            raise MigrationFailed(f"{step.label} executes {op.text.upper()}, which would end the transaction "
-                                  f"migrator runs it in; nothing of it was sent. "
+            raise MigrationFailed(f"{step.label} executes {verb}, which would end the transaction migrator runs it "
+                                  "in (it was not sent). "
                                   + ("Seeds run in one transaction with their ledger row: remove it"
                                      if step.direction == "seed" else
                                      "Use op.get_context().autocommit_block() for statements that cannot run in "
@@ -292,10 +300,8 @@ class StatementHooks:
     def failed(self, _context: Any) -> None:
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
-            try:
+            with suppress(psycopg.Error):  # the connection is failing; the next step resets every setting anyway
                 self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
-            except psycopg.Error:
-                pass  # the connection is failing; the next step resets every setting anyway
 
     def _set_lock_timeout(self, seconds: float) -> None:
         self.session.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{round(seconds * 1000)}ms",))
@@ -327,7 +333,6 @@ class Migrations:
             while True:
                 try:
                     self._once(sa_conn, plan, destination)
-                    return self.done
                 except MigratorError as exc:
                     raise self._failure(session.current, exc) from None
                 except sa.exc.DBAPIError as exc:
@@ -340,6 +345,8 @@ class Migrations:
                     session.current = None
                     attempts[step.revision] = attempts.get(step.revision, 0) + 1
                     self._retry_or_give_up(step, attempts[step.revision], describe_all(blockers))
+                else:
+                    return self.done
 
     def _prepare(self) -> None:
         """The history table (created once), and the migrations earlier runs left part-way."""
@@ -434,15 +441,15 @@ class Migrations:
 
     def _check_indexes(self, step: Step) -> None:
         """No exit 0 with an INVALID index the step built or touched (a concurrent build that did not finish)."""
-        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
-        touched = {name.rsplit(".", 1)[-1].strip('"') for name in step.indexes}
-        bad = sorted(r[0] for r in rows if r[0] not in step.invalid_before or r[0].rsplit(".", 1)[-1].strip('"')
-                     in touched)
+        bad = self._invalid_indexes(step)
         if bad:
-            repair = " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in bad)
-            raise _IndexLeftInvalid(f"{step.label} left INVALID index(es) {', '.join(bad)} (a concurrent build "
-                                    f"that did not finish: queries do not use it, a unique one enforces "
-                                    f"nothing). Repair: `{repair}` then run the migration again")
+            raise _IndexLeftInvalid(f"{step.label} left {_invalid_text(bad)}")
+
+    def _invalid_indexes(self, step: Step) -> list[str]:
+        """INVALID indexes that appeared during the step, or that its statements named."""
+        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
+        touched = {_bare(name) for name in step.indexes}
+        return sorted(r[0] for r in rows if r[0] not in step.invalid_before or _bare(r[0]) in touched)
 
     # --- failures -------------------------------------------------------------------------------------
 
@@ -451,9 +458,9 @@ class Migrations:
         session = self.session
         session.current = None
         conn = session.conn
-        if isinstance(exc, MigratorError) and not isinstance(exc, _IndexLeftInvalid):
-            if step is None or isinstance(exc, ConnectionLost):
-                return exc
+        if isinstance(exc, MigratorError) and not isinstance(exc, _IndexLeftInvalid) and (
+                step is None or isinstance(exc, ConnectionLost)):
+            return exc
         if database.is_connection_error(exc) or conn.closed or conn.broken or isinstance(exc, ConnectionLost):
             return self._lost(step, exc)
         cause = str(exc) if isinstance(exc, MigratorError) else _first_line(exc)
@@ -463,6 +470,11 @@ class Migrations:
                                    + ("" if confirmed else "; the server did not confirm the rollback"))
         confirmed = database.rolled_back(conn)
         if step.partial:
+            if confirmed and not isinstance(exc, _IndexLeftInvalid):
+                with suppress(psycopg.Error):
+                    bad = self._invalid_indexes(step)
+                    if bad:
+                        cause += f"; it left {_invalid_text(bad)}"
             self._record_failure(step, "partial", cause)
             return self._partial_failure(step, cause, confirmed)
         if not confirmed:
@@ -567,6 +579,16 @@ def interrupted(session: MigrationSession, exc: KeyboardInterrupt, what: str | N
 
 class _IndexLeftInvalid(MigratorError):
     """Raised inside the step's final transaction; reported as a failure after part of the step committed."""
+
+
+def _bare(name: str) -> str:
+    return name.rsplit(".", 1)[-1].strip('"')
+
+
+def _invalid_text(indexes: list[str]) -> str:
+    repair = " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in indexes)
+    return (f"INVALID index(es) {', '.join(indexes)} (a concurrent build that did not finish: queries do not use "
+            f"it, and a unique one enforces nothing); repair with `{repair}` before running it again")
 
 
 def _history_direction(step: Step) -> str:

@@ -146,16 +146,17 @@ HEAD = "20211104101500"
 FIRST = "20211103022310"
 
 
-def add_revision(project: Path, revision: str, down: str | None, upgrade: str, downgrade: str = "pass",
-                 name: str = "change") -> Path:
-    """Write a revision file into `project`'s migrations; bodies are Python statements (op, sa imported)."""
+def add_revision(project: Path, revision: str, down: str | tuple[str, ...] | None, upgrade: str,
+                 downgrade: str = "pass", name: str = "change", module: str = "") -> Path:
+    """Write a revision file into `project`'s migrations; bodies are Python statements (op, sa imported);
+    `module` adds module-level lines (e.g. `rerunnable = True`)."""
     def body(code: str) -> str:
         return "\n".join("    " + line for line in code.strip().splitlines())
 
     path = project / "migrations" / "versions" / f"{revision}_{name}.py"
     path.write_text(
         f'"""{name}"""\nimport os\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+        f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n{module}\n\n"
         f"def upgrade():\n{body(upgrade)}\n\n\ndef downgrade():\n{body(downgrade)}\n")
     return path
 

@@ -47,15 +47,21 @@ The migrate hook's copies of the chart-made objects it references (see templates
 {{- end -}}
 
 {{/*
-Name of the plain Job (mode `job`): Job templates are immutable, so the name carries a hash of what the
-pod runs. The hash covers the rendered pod template (images, arguments, environment, volumes) and the
-database URL without its user information, never a password or a Secret's content.
-Usage: include "migrator.plainJobName" (dict "root" $ "podTemplate" $text)
+Name of the plain Job (mode `job`). A Job's pod template and podFailurePolicy are immutable, so the name
+carries a hash of the whole rendered Job spec (retries, deadline, podFailurePolicy, pod template: images,
+arguments, environment, volumes), of the database URL without its user information and of
+migrator.job.runId: any change to what the Job does makes a new Job, and an unchanged release keeps its
+finished one. Never hashed: a password or a Secret's content (the spec names Secrets, it does not hold them).
+Usage: include "migrator.plainJobName" (dict "root" $ "jobSpec" $text)
 */}}
 {{- define "migrator.plainJobName" -}}
 {{- $db := urlParse .root.Values.database.url -}}
 {{- $target := printf "%s://%s%s?%s" $db.scheme $db.host $db.path $db.query -}}
-{{- $hash := printf "%s\n%s" .podTemplate $target | sha256sum | trunc 10 -}}
+{{- $runId := "" -}}
+{{- if not (kindIs "invalid" .root.Values.migrator.job.runId) -}}
+{{- $runId = toString .root.Values.migrator.job.runId -}}
+{{- end -}}
+{{- $hash := printf "%s\n%s\n%s" .jobSpec $target $runId | sha256sum | trunc 10 -}}
 {{- include "migrator.suffixedName" (dict "root" .root "suffix" (printf "migrate-%s" $hash)) -}}
 {{- end -}}
 
@@ -140,7 +146,7 @@ Usage: include "migrator.image" (dict "image" .Values.migrator.image "key" "migr
 {{/* ------------------------------------------------------------------------------ service account */}}
 
 {{/*
-The ServiceAccount of app pods, of the plain Job, of the test pod and of the NOTES rollback pod.
+The ServiceAccount of app pods (and so of their init containers).
 */}}
 {{- define "migrator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -151,11 +157,24 @@ The ServiceAccount of app pods, of the plain Job, of the test pod and of the NOT
 {{- end -}}
 
 {{/*
-The ServiceAccount of a pod: the hook Job uses the hook copy when the chart makes the account.
+Whether the hook Jobs run under the chart's hook copy of the release's ServiceAccount ("true" or empty): in
+hook mode when the chart makes the account, unless migrator.serviceAccountName names one that exists
+before the hooks. The copy exists only through the hook phase (see serviceaccount.yaml).
+*/}}
+{{- define "migrator.usesHookServiceAccount" -}}
+{{- if and (eq .Values.migrator.mode "hook") .Values.serviceAccount.create (not .Values.migrator.serviceAccountName) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The ServiceAccount of a pod that runs the migrator on its own (the Jobs, the test pod, the rollback pod):
+migrator.serviceAccountName when set (an account made before the release, e.g. bound to a cloud IAM
+identity by its name); else in a hook Job the hook copy when the chart makes the account; else the release's.
 Usage: include "migrator.podServiceAccountName" (dict "root" $ "hook" true)
 */}}
 {{- define "migrator.podServiceAccountName" -}}
-{{- if and .hook .root.Values.serviceAccount.create -}}
+{{- if .root.Values.migrator.serviceAccountName -}}
+{{- .root.Values.migrator.serviceAccountName -}}
+{{- else if and .hook (include "migrator.usesHookServiceAccount" .root) -}}
 {{- include "migrator.hookName" .root -}}
 {{- else -}}
 {{- include "migrator.serviceAccountName" .root -}}
@@ -166,7 +185,7 @@ Usage: include "migrator.podServiceAccountName" (dict "root" $ "hook" true)
 
 {{/*
 Checks that the values describe one consistent way to reach the database; each failure is one line that
-names the values to change. Rendered (to nothing) by every template that uses the database settings.
+names the values to change.
 */}}
 {{- define "migrator.validateDatabase" -}}
 {{- $db := .Values.database -}}
@@ -191,6 +210,52 @@ names the values to change. Rendered (to nothing) by every template that uses th
 {{- if and $db.ssl.ca $db.ssl.caSecret.name -}}
 {{- fail "database.ssl: set ca or caSecret.name, not both" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Mount paths: the API rejects two volumes mounted at one path, and no mount point can be made inside a
+read-only Secret volume. Only the mounts the values make are checked (/tmp is in every container).
+*/}}
+{{- define "migrator.validateMounts" -}}
+{{- $db := .Values.database -}}
+{{- $mounts := list -}}
+{{- if and (include "migrator.databasePasswordKey" .) $db.passwordFile.enabled -}}
+{{- $mounts = append $mounts (dict "key" "database.passwordFile.mountPath" "path" (trimSuffix "/" $db.passwordFile.mountPath) "secret" true) -}}
+{{- end -}}
+{{- if include "migrator.hasCA" . -}}
+{{- $mounts = append $mounts (dict "key" "database.ssl.mountPath" "path" (trimSuffix "/" $db.ssl.mountPath) "secret" true) -}}
+{{- end -}}
+{{- $mounts = append $mounts (dict "key" "/tmp (every container's writable emptyDir)" "path" "/tmp" "secret" false) -}}
+{{- range $i, $a := $mounts -}}
+{{- range $j, $b := $mounts -}}
+{{- if and (lt $i $j) (eq $a.path $b.path) -}}
+{{- fail (printf "%s and %s are both %s: a container cannot mount two volumes at one path; give each its own directory" $a.key $b.key $a.path) -}}
+{{- end -}}
+{{- if and (ne $i $j) $b.secret (hasPrefix (printf "%s/" $b.path) $a.path) -}}
+{{- fail (printf "%s (%s) is inside %s (%s), a read-only Secret volume where no mount point can be made; use a directory outside it" $a.key $a.path $b.key $b.path) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Migrator values that only make sense together.
+*/}}
+{{- define "migrator.validateMigrator" -}}
+{{- if and .Values.migrator.serviceAccountName (eq .Values.migrator.mode "initContainer") -}}
+{{- fail "migrator.serviceAccountName: in initContainer mode the migrator runs in the app pods, under serviceAccount.name; use mode hook or job for a separate migrator identity" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Every check of the values that the schema cannot express, each failing with one line that names the values
+to change. Rendered (to nothing) by the Deployment, the Jobs, the Secrets, the test pod and NOTES: every
+render runs it.
+*/}}
+{{- define "migrator.validate" -}}
+{{- include "migrator.validateDatabase" . -}}
+{{- include "migrator.validateMounts" . -}}
+{{- include "migrator.validateMigrator" . -}}
 {{- end -}}
 
 {{/*
@@ -369,27 +434,73 @@ MIGRATOR_* settings; an empty value leaves the migrator's own default.
 {{- end -}}
 
 {{/*
-The environment of every migrator container: the database, the MIGRATOR_* settings, then extraEnv.
+Who runs the migration, for the migrator's history table: the pod's name and namespace (downward API) and
+the image reference this release rendered.
+*/}}
+{{- define "migrator.identityEnv" -}}
+- name: MIGRATOR_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: MIGRATOR_POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: MIGRATOR_IMAGE
+  value: {{ include "migrator.migratorImage" . | quote }}
+{{- end -}}
+
+{{/*
+The environment of every migrator container: the database, who runs it, the MIGRATOR_* settings, then
+extraEnv.
 Usage: include "migrator.migratorEnv" (dict "root" $ "hook" false)
 */}}
 {{- define "migrator.migratorEnv" -}}
 {{- $env := concat
       (include "migrator.databaseEnv" . | fromYamlArray)
+      (include "migrator.identityEnv" .root | fromYamlArray)
       (include "migrator.settingsEnv" .root | fromYamlArray)
       (.root.Values.migrator.extraEnv | default list) -}}
 {{- toYaml $env -}}
 {{- end -}}
 
 {{/*
+Whether migrate, seed and wait accept a database at a revision this image does not know ("true" or
+empty): migrator.allowNewer, or migrator.wait.allowNewer (its name in chart 0.1.0) when that is set.
+*/}}
+{{- define "migrator.allowNewer" -}}
+{{- $old := .Values.migrator.wait.allowNewer -}}
+{{- if ternary .Values.migrator.allowNewer $old (kindIs "invalid" $old) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The arguments of a migrator step: migrate, seed, wait or status --check (each with --allow-newer when allowed:
+after `helm rollback` the database stays ahead, and `helm test` must still pass when the history proves it descends).
+Usage: include "migrator.stepArgs" (dict "root" $ "step" "migrate")
+*/}}
+{{- define "migrator.stepArgs" -}}
+{{- $args := list .step -}}
+{{- if eq .step "wait" -}}
+{{- $args = concat $args (list "--timeout" (toString .root.Values.migrator.wait.timeout)) -}}
+{{- else if eq .step "status" -}}
+{{- $args = append $args "--check" -}}
+{{- end -}}
+{{- if and (has .step (list "migrate" "seed" "wait" "status")) (include "migrator.allowNewer" .root) -}}
+{{- $args = append $args "--allow-newer" -}}
+{{- end -}}
+{{- toYaml $args -}}
+{{- end -}}
+
+{{/*
 One migrator container (migrate, seed, wait or status), hardened, with the database environment.
-Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "args" (list "migrate") "hook" true)
+Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "step" "migrate" "hook" true)
 */}}
 {{- define "migrator.migratorContainer" -}}
 - name: {{ .name }}
   image: {{ include "migrator.migratorImage" .root | quote }}
   imagePullPolicy: {{ .root.Values.migrator.image.pullPolicy }}
   args:
-    {{- toYaml .args | nindent 4 }}
+    {{- include "migrator.stepArgs" . | nindent 4 }}
   env:
     {{- include "migrator.migratorEnv" . | nindent 4 }}
   resources:
@@ -402,22 +513,16 @@ Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "arg
     {{- include "migrator.volumeMounts" .root | trim | nindent 4 }}
 {{- end -}}
 
-{{- define "migrator.waitArgs" -}}
-{{- $args := list "wait" "--timeout" (toString .Values.migrator.wait.timeout) -}}
-{{- if .Values.migrator.wait.allowNewer -}}
-{{- $args = append $args "--allow-newer" -}}
-{{- end -}}
-{{- toYaml $args -}}
-{{- end -}}
-
 {{/*
-The pod template of the migrate Job (hook and plain modes): migrate, then seed when enabled. A Job pod has
-one main container that must end last, so with seed on, migrate runs as its init container.
-Usage: include "migrator.jobPodTemplate" (dict "root" $ "hook" true)
+The pod template of a migrator Job: STEPS (a list of migrate, seed) run in order, the last one as the main
+container and the ones before it as init containers (a Job pod has one main container, which ends last).
+Usage: include "migrator.jobPodTemplate" (dict "root" $ "hook" true "steps" (list "migrate" "seed"))
 */}}
 {{- define "migrator.jobPodTemplate" -}}
 {{- $root := .root -}}
-{{- $migrate := include "migrator.migratorContainer" (dict "root" $root "name" "migrate" "args" (list "migrate") "hook" .hook) -}}
+{{- $hook := .hook -}}
+{{- $first := initial .steps -}}
+{{- $last := last .steps -}}
 metadata:
   labels:
     {{- include "migrator.labels" (dict "root" $root "component" "migrate") | nindent 4 }}
@@ -433,22 +538,22 @@ spec:
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $root.Values.migrator.seed.enabled }}
+  {{- if $first }}
   initContainers:
-    {{- $migrate | nindent 4 }}
-  containers:
-    {{- include "migrator.migratorContainer" (dict "root" $root "name" "seed" "args" (list "seed") "hook" .hook) | nindent 4 }}
-  {{- else }}
-  containers:
-    {{- $migrate | nindent 4 }}
+    {{- range $step := $first }}
+    {{- include "migrator.migratorContainer" (dict "root" $root "name" $step "step" $step "hook" $hook) | nindent 4 }}
+    {{- end }}
   {{- end }}
+  containers:
+    {{- include "migrator.migratorContainer" (dict "root" $root "name" $last "step" $last "hook" $hook) | nindent 4 }}
   volumes:
     {{- include "migrator.volumes" . | trim | nindent 4 }}
 {{- end -}}
 
 {{/*
 The Job spec shared by hook and plain modes: bounded retries, and no retry for exit codes that a retry
-cannot fix (usage, configuration, revision errors). Evicted or preempted pods do not use up the retries.
+cannot fix (usage, configuration, revision errors; a migration left part-way). Evicted or preempted pods do
+not use up the retries.
 */}}
 {{- define "migrator.jobSpec" -}}
 {{- $job := .root.Values.migrator.job -}}
@@ -480,7 +585,7 @@ podFailurePolicy:
         - type: DisruptionTarget
           status: "True"
 template:
-  {{- .podTemplate | nindent 2 }}
+  {{- include "migrator.jobPodTemplate" . | nindent 2 }}
 {{- end -}}
 
 {{/* ------------------------------------------------------------------------------------- checkov */}}
@@ -498,6 +603,9 @@ checkov.io/skip2: CKV_K8S_43=set migrator.image.digest and app.image.digest in p
 {{- end }}
 {{- if include "migrator.secretInEnv" . }}
 checkov.io/skip3: CKV_K8S_35=the values ask for a Secret in the environment (existingSecret.urlKey, or passwordFile.enabled false); by default the password is a mounted file
+{{- end }}
+{{- if not (or .Values.podSecurityContext.runAsUser .Values.containerSecurityContext.runAsUser) }}
+checkov.io/skip6: CKV_K8S_40=the values leave runAsUser to the platform (null, e.g. OpenShift's restricted SCC assigns a uid from the namespace's range); runAsNonRoot stays true
 {{- end }}
 {{- end -}}
 

@@ -74,7 +74,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                      "image": {"registry": "ghcr.io/example", "digest": "sha256:" + "a" * 64}},
         "app": {"image": {"registry": "ghcr.io/example", "digest": "sha256:" + "b" * 64}},
     },
+    # Cloud IAM binds an identity to a ServiceAccount's name: accounts made before the release, one for the
+    # app and one for the migrator; Azure Workload Identity also wants a label on every pod.
+    "hook-cloud-identity-seed": {
+        "database": {"existingSecret": {"name": "pg-app", "passwordKey": "password"}},
+        "serviceAccount": {"create": False, "name": "app"},
+        "commonLabels": {"azure.workload.identity/use": "true"},
+        "migrator": {"serviceAccountName": "app-migrator", "seed": {"enabled": True}},
+    },
+    # OpenShift's restricted SCC assigns the uid, gid and fsGroup from the namespace's range.
+    "job-openshift-ids": {
+        "database": {"password": PASSWORD},
+        "migrator": {"mode": "job", "job": {"runId": "2026-01-02"}},
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "containerSecurityContext": {"runAsUser": None, "runAsGroup": None},
+    },
 }
+OPENSHIFT_SCENARIOS = {"job-openshift-ids"}
 
 
 def helm() -> Any:
@@ -184,15 +200,27 @@ def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    """NAME -> value, or NAME -> ('secret', name, key) for a secretKeyRef."""
+    """NAME -> value, NAME -> ('secret', name, key) for a secretKeyRef, NAME -> ('field', path) for the
+    downward API."""
     out: dict[str, Any] = {}
     for var in container.get("env", []):
-        if "valueFrom" in var:
-            ref = var["valueFrom"]["secretKeyRef"]
+        source = var.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
             out[var["name"]] = ("secret", ref["name"], ref["key"])
+        elif "fieldRef" in source:
+            out[var["name"]] = ("field", source["fieldRef"]["fieldPath"])
         else:
             out[var["name"]] = var["value"]
     return out
+
+
+def migrator_containers(rendered: Rendered) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(object, container) for every container that runs the migrator image: in the Jobs, the app pods' init
+    containers, the helm test pod and the NOTES rollback pod."""
+    objects = [*rendered.jobs(), rendered.deployment(), *rendered.kind("Pod"),
+               rollback_pod(rollback_command(rendered.notes), "base")]
+    return [(obj, c) for obj in objects for c in containers(pod_spec(obj)) if c["name"] != "app"]
 
 
 def _volume_refs(volume: dict[str, Any]) -> set[tuple[str, str]]:
@@ -243,11 +271,12 @@ def delete_policies(obj: dict[str, Any]) -> list[str]:
 
 
 def hook_order(objs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
-    """The hooks of EVENT in the order Helm creates them: by weight, then kind, then name."""
-    def key(o: dict[str, Any]) -> tuple[int, int, str]:
-        kind_rank = INSTALL_ORDER.index(o["kind"]) if o["kind"] in INSTALL_ORDER else len(INSTALL_ORDER)
-        return hook_weight(o), kind_rank, o["metadata"]["name"]
-    return sorted((o for o in objs if event in hook_events(o)), key=key)
+    """The hooks of EVENT in the order Helm creates them (pkg/action/hooks.go, Helm 3 and 4): sorted by kind
+    in install order, then stably by weight and name."""
+    def kind_rank(o: dict[str, Any]) -> int:
+        return INSTALL_ORDER.index(o["kind"]) if o["kind"] in INSTALL_ORDER else len(INSTALL_ORDER)
+    by_kind = sorted((o for o in objs if event in hook_events(o)), key=kind_rank)
+    return sorted(by_kind, key=lambda o: (hook_weight(o), o["metadata"]["name"]))
 
 
 def missing_before_hook_pods(objs: list[dict[str, Any]], event: str,

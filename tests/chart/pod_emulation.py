@@ -2,8 +2,10 @@
 cluster. What Kubernetes would provide is made from the rendered objects themselves:
 
 - env: `value`s as they are, `secretKeyRef`s from the rendered Secret (the one the pod names, so a hook Job
-  reads the hook copy) or from a Secret the test says exists already; values reach the container through
-  the docker client's environment (`-e NAME`), never through argv;
+  reads the hook copy) or from a Secret the test says exists already, `fieldRef`s (downward API) from the
+  object: metadata.namespace as rendered, metadata.name as the object's name for a Pod and NAME-emulated for
+  a pod made from a template (a Job's or a Deployment's, whose real pods get generated names); values reach
+  the container through the docker client's environment (`-e NAME`), never through argv;
 - volumes: `emptyDir` as a tmpfs (with its sizeLimit), `secret` as a read-only bind mount of files written
   with the volume's items, defaultMode, root owner and the pod's fsGroup as group;
 - securityContext (container over pod): runAsUser/runAsGroup as --user, fsGroup as --group-add,
@@ -20,8 +22,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from tests.chart.chart_render import Rendered, pod_spec
+from tests.chart.chart_render import Rendered, deep_merge, pod_spec, render
 from tests.docker import Container, run_container, start_container
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -67,6 +70,54 @@ def security_flags(pod_ctx: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return flags
 
 
+def pod_name(obj: dict[str, Any]) -> str:
+    """The name a pod of OBJ would have: a Pod's own, or an emulated one for a template's pods."""
+    name = str(obj["metadata"]["name"])
+    return name if obj["kind"] == "Pod" else f"{name}-emulated"
+
+
+def field_value(obj: dict[str, Any], path: str) -> str:
+    """A downward-API fieldRef of a pod of OBJ (the two the chart uses)."""
+    values = {"metadata.name": pod_name(obj), "metadata.namespace": str(obj["metadata"].get("namespace", ""))}
+    assert path in values, f"no emulation for fieldRef {path}"
+    return values[path]
+
+
+# --- a release for a test database (also for a lifecycle emulation driver) ------------------------------
+
+def without_password(url: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}"))
+
+
+def image_values(image: str) -> dict[str, Any]:
+    """migrator.image / app.image values for a local image REPOSITORY:TAG (never pulled)."""
+    repository, tag = image.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+def release_values(migrator_image: str, app_image: str, url: str, password: str,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Chart values that reach the database at URL (its password kept in the Secret the chart makes, not in
+    the URL) with local images and short waits, merged with EXTRA."""
+    values = {
+        "database": {"url": without_password(url), "password": password},
+        "migrator": {"image": image_values(migrator_image), "config": {"connectTimeout": "10"},
+                     "wait": {"timeout": 4}},
+        "app": {"image": image_values(app_image)},
+    }
+    return deep_merge(values, extra or {})
+
+
+def render_release(migrator_image: str, app_image: str, url: str, password: str,
+                   extra: dict[str, Any] | None = None, *, upgrade: bool = False) -> Rendered:
+    """One release of the chart for a test database, as `helm install` (or `helm upgrade`) renders it. For a
+    lifecycle emulation: render each revision with its images and values (`helm rollback` re-applies an
+    earlier revision's render without running its pre-upgrade hooks) and run its pods with PodEmulation."""
+    return render(release_values(migrator_image, app_image, url, password, extra), upgrade=upgrade)
+
+
 @dataclass
 class PodEmulation:
     """The pods of one render. EXTERNAL holds the data of Secrets that exist before the release."""
@@ -97,10 +148,13 @@ class PodEmulation:
 
         env: dict[str, str] = {}
         for var in container.get("env", []):
+            source = var.get("valueFrom", {})
             if "value" in var:
                 env[var["name"]] = var["value"]
+            elif "fieldRef" in source:
+                env[var["name"]] = field_value(obj, source["fieldRef"]["fieldPath"])
             else:
-                ref = var["valueFrom"]["secretKeyRef"]
+                ref = source["secretKeyRef"]
                 env[var["name"]] = self.secret_data(ref["name"])[ref["key"]]
 
         volumes_by_name = {v["name"]: v for v in spec.get("volumes", [])}

@@ -14,6 +14,7 @@ import pytest
 
 from tests.chart.chart_render import (
     NAMESPACE,
+    OPENSHIFT_SCENARIOS,
     PASSWORD,
     RELEASE,
     SCENARIOS,
@@ -48,6 +49,8 @@ def external_objects(values: dict[str, Any]) -> set[tuple[str, str]]:
         out.add(("Secret", db["ssl"]["caSecret"]["name"]))
     if values.get("serviceAccount", {}).get("create") is False:
         out.add(("ServiceAccount", values["serviceAccount"].get("name") or "default"))
+    if values.get("migrator", {}).get("serviceAccountName"):
+        out.add(("ServiceAccount", values["migrator"]["serviceAccountName"]))
     return out
 
 
@@ -60,24 +63,26 @@ HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()
 @pytest.mark.parametrize("upgrade", [False, True], ids=["install", "upgrade"])
 @pytest.mark.parametrize("scenario", HOOK_SCENARIOS)
 def test_hook_job_finds_everything_it_references(scenario: str, upgrade: bool) -> None:
-    """Replaying Helm's hook phase: every Secret, ConfigMap and ServiceAccount that the migrate Job reads was
-    created by an earlier hook of the phase (or is the user's own), though no release object exists yet."""
+    """Replaying Helm's hook phase: every Secret, ConfigMap and ServiceAccount that the migrate (and seed) Job
+    reads was created by an earlier hook of the phase (or is the user's own), though no release object exists
+    yet; and the seed Job comes after the migrate Job."""
     values = SCENARIOS[scenario]
     rendered = render(values, upgrade=upgrade)
     event = "pre-upgrade" if upgrade else "pre-install"
     hooks = hook_order(rendered.objects, event)
     jobs = [o for o in hooks if o["kind"] == "Job"]
-    assert [j["metadata"]["name"] for j in jobs] == [f"{FULLNAME}-migrate"]
+    seeds = values.get("migrator", {}).get("seed", {}).get("enabled", False)
+    assert [j["metadata"]["name"] for j in jobs] == [f"{FULLNAME}-migrate"] + ([f"{FULLNAME}-seed"] if seeds else [])
     assert missing_before_hook_pods(rendered.objects, event, external_objects(values)) == []
-    # Everything the Job reads that the chart makes is a hook copy, weighted below the Job, and lives only
+    # Everything a Job reads that the chart makes is a hook copy, weighted below the Jobs, and lives only
     # through the hook phase.
-    job = jobs[0]
     chart_made = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
-    for ref in referenced(pod_spec(job)) - external_objects(values):
-        obj = chart_made[ref]
-        assert event in hook_events(obj), f"{ref} is no {event} hook"
-        assert hook_weight(obj) < hook_weight(job)
-        assert delete_policies(obj) == ["before-hook-creation", "hook-succeeded"]
+    for job in jobs:
+        for ref in referenced(pod_spec(job)) - external_objects(values):
+            obj = chart_made[ref]
+            assert event in hook_events(obj), f"{ref} is no {event} hook"
+            assert hook_weight(obj) < hook_weight(jobs[0])
+            assert delete_policies(obj) == ["before-hook-creation", "hook-succeeded"]
 
 
 def test_the_ordering_check_catches_the_classic_failure() -> None:
@@ -99,9 +104,10 @@ def test_hook_copies_weigh_ten_below_the_job() -> None:
         ("Secret", f"{FULLNAME}-migrate-database", -10),
         ("Secret", f"{FULLNAME}-migrate-database-ca", -10),
         ("Job", f"{FULLNAME}-migrate", 0),
+        ("Job", f"{FULLNAME}-seed", 1),
     ]
     moved = render(deep_merge(SCENARIOS["hook-password-seed-ca"], {"migrator": {"hook": {"weight": 7}}}))
-    assert [hook_weight(o) for o in hook_order(moved.objects, "pre-install")] == [-3, -3, -3, 7]
+    assert [hook_weight(o) for o in hook_order(moved.objects, "pre-install")] == [-3, -3, -3, 7, 8]
 
 
 def test_app_pods_read_the_release_copies_that_helm_uninstall_removes() -> None:
@@ -112,10 +118,27 @@ def test_app_pods_read_the_release_copies_that_helm_uninstall_removes() -> None:
 
 
 def test_hook_job_annotations() -> None:
-    job = render().jobs()[0]
+    [job] = render().jobs()
     assert annotations_of(job)["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert annotations_of(job)["helm.sh/hook-weight"] == "0"
     assert annotations_of(job)["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    # Helm 3.18+ prints the log of a failed hook Job (its pods' main containers).
+    assert annotations_of(job)["helm.sh/hook-output-log-policy"] == "hook-failed"
+    both = render({"migrator": {"hook": {"outputLogPolicy": "hook-failed,hook-succeeded"}}}).jobs()[0]
+    assert annotations_of(both)["helm.sh/hook-output-log-policy"] == "hook-failed,hook-succeeded"
+    never = render({"migrator": {"hook": {"outputLogPolicy": ""}}}).jobs()[0]
+    assert "helm.sh/hook-output-log-policy" not in annotations_of(never)
+
+
+def test_each_hook_job_has_one_container_so_helm_prints_its_log() -> None:
+    """Helm prints the logs of a hook Job's pods' main containers only (pkg/kube/client.go): with seeds on, a
+    failing migrate step in an init container would print nothing, so migrate and seed are separate Jobs."""
+    rendered = render({"migrator": {"seed": {"enabled": True}}})
+    for job in rendered.jobs():
+        spec = pod_spec(job)
+        assert "initContainers" not in spec
+        assert len(spec["containers"]) == 1
+        assert annotations_of(job)["helm.sh/hook-output-log-policy"] == "hook-failed"
 
 
 # --- the Job --------------------------------------------------------------------------------------------
@@ -124,10 +147,10 @@ def test_job_runs_migrate_with_bounded_retries_and_fails_fast_on_exit_2() -> Non
     job = render(deep_merge(SCENARIOS["hook-password-seed-ca"], {"migrator": {"seed": {"enabled": False}}})).jobs()[0]
     spec = job["spec"]
     assert spec["backoffLimit"] == 3
-    assert spec["activeDeadlineSeconds"] == 900
+    assert spec["activeDeadlineSeconds"] == 240
     assert "ttlSecondsAfterFinished" not in spec
     assert spec["podFailurePolicy"]["rules"] == [
-        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2]}},
+        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2, 6]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]
     pod = pod_spec(job)
@@ -135,7 +158,7 @@ def test_job_runs_migrate_with_bounded_retries_and_fails_fast_on_exit_2() -> Non
     assert "initContainers" not in pod
     [migrate] = pod["containers"]
     assert migrate["name"] == "migrate"
-    assert migrate["args"] == ["migrate"]
+    assert migrate["args"] == ["migrate", "--allow-newer"]
     assert "command" not in migrate  # the image's ENTRYPOINT is `migrator`
     assert migrate["image"] == "migrator:dev"
     assert migrate["terminationMessagePolicy"] == "FallbackToLogsOnError"
@@ -144,6 +167,11 @@ def test_job_runs_migrate_with_bounded_retries_and_fails_fast_on_exit_2() -> Non
         "DATABASE_PASSWORD_FILE": "/var/run/secrets/database/password",
         "PGSSLMODE": "verify-full",
         "PGSSLROOTCERT": "/var/run/secrets/database-ca/ca.crt",
+        "MIGRATOR_POD_NAME": ("field", "metadata.name"),
+        "MIGRATOR_POD_NAMESPACE": ("field", "metadata.namespace"),
+        "MIGRATOR_IMAGE": "migrator:dev",
+        "MIGRATOR_CONNECT_TIMEOUT": "60s",
+        "MIGRATOR_LOCK_TIMEOUT": "60s",
         "MIGRATOR_LOG_FORMAT": "console",
         "MIGRATOR_LOG_LEVEL": "info",
     }
@@ -165,11 +193,19 @@ def test_exit_codes_for_fail_job_are_sorted_and_unique() -> None:
     assert [r["action"] for r in none["spec"]["podFailurePolicy"]["rules"]] == ["Ignore"]
 
 
-def test_seed_runs_after_migrate_in_the_job_pod() -> None:
-    job = render({"migrator": {"seed": {"enabled": True}}}).jobs()[0]
-    pod = pod_spec(job)
-    assert [(c["name"], c["args"]) for c in pod["initContainers"]] == [("migrate", ["migrate"])]
-    assert [(c["name"], c["args"]) for c in pod["containers"]] == [("seed", ["seed"])]
+def test_seed_runs_after_migrate() -> None:
+    """Hook mode: a seed Job one weight after the migrate Job (Helm runs hooks in weight order and stops at the
+    first failure). Plain-Job mode: one pod, migrate as its init container and seed as its main container."""
+    migrate, seed = render({"migrator": {"seed": {"enabled": True}}}).jobs()
+    assert [(c["name"], c["args"]) for c in pod_spec(migrate)["containers"]] == [
+        ("migrate", ["migrate", "--allow-newer"])]
+    assert [(c["name"], c["args"]) for c in pod_spec(seed)["containers"]] == [("seed", ["seed", "--allow-newer"])]
+    assert (hook_weight(migrate), hook_weight(seed)) == (0, 1)
+    assert seed["spec"]["podFailurePolicy"] == migrate["spec"]["podFailurePolicy"]
+    [plain] = render({"migrator": {"mode": "job", "seed": {"enabled": True}}}).jobs()
+    pod = pod_spec(plain)
+    assert [(c["name"], c["args"]) for c in pod["initContainers"]] == [("migrate", ["migrate", "--allow-newer"])]
+    assert [(c["name"], c["args"]) for c in pod["containers"]] == [("seed", ["seed", "--allow-newer"])]
 
 
 def test_settings_reach_every_migrator_container() -> None:
@@ -194,7 +230,7 @@ WAIT = ("wait-for-schema", ["wait", "--timeout", "300", "--allow-newer"])
 @pytest.mark.parametrize(("scenario", "expected"), [
     ("hook-defaults", [WAIT]),
     ("job-password", [WAIT]),
-    ("initContainer-seed", [("migrate", ["migrate"]), ("seed", ["seed"]), WAIT]),
+    ("initContainer-seed", [("migrate", ["migrate", "--allow-newer"]), ("seed", ["seed", "--allow-newer"]), WAIT]),
 ])
 def test_app_pods_init_containers(scenario: str, expected: list[tuple[str, list[str]]]) -> None:
     rendered = render(SCENARIOS[scenario])
@@ -206,7 +242,7 @@ def test_app_pods_init_containers(scenario: str, expected: list[tuple[str, list[
 
 
 def test_wait_options() -> None:
-    init = pod_spec(render({"migrator": {"wait": {"timeout": 42, "allowNewer": False}}}).deployment())
+    init = pod_spec(render({"migrator": {"wait": {"timeout": 42}, "allowNewer": False}}).deployment())
     assert init["initContainers"][0]["args"] == ["wait", "--timeout", "42"]
     off = pod_spec(render({"migrator": {"wait": {"enabled": False}}}).deployment())
     assert "initContainers" not in off
@@ -250,6 +286,30 @@ def test_plain_job_name_follows_what_the_pod_runs() -> None:
     # Neither the app's settings nor a password (kept out of the name's hash) make a new Job.
     assert plain_job_name({"app": {"image": {"tag": "v2"}, "replicaCount": 7}}) == base
     assert plain_job_name({"database": {"password": "one"}}) == plain_job_name({"database": {"password": "two"}})
+
+
+@pytest.mark.parametrize("job", [
+    {"backoffLimit": 4},
+    {"activeDeadlineSeconds": 600},
+    {"ttlSecondsAfterFinished": 3600},
+    {"nonRetryableExitCodes": [2]},
+    {"nonRetryableExitCodes": [2, 6, 5]},
+    {"podAnnotations": {"example.com/x": "y"}},
+    {"runId": "2"},
+    {"runId": 2},
+], ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
+def test_plain_job_name_follows_every_field_of_the_job_spec(job: dict[str, Any]) -> None:
+    """podFailurePolicy and the pod template are immutable: a Job patched with a new one is rejected by the API
+    server, so any change of the Job spec must make a Job of another name; and runId forces a new run."""
+    assert plain_job_name({"migrator": {"job": job}}) != plain_job_name({})
+
+
+def test_plain_job_name_ignores_what_is_not_in_the_job_spec() -> None:
+    base = plain_job_name({})
+    assert plain_job_name({"migrator": {"job": {"annotations": {"argocd.argoproj.io/sync-wave": "-1"}}}}) == base
+    assert plain_job_name({"migrator": {"job": {"runId": ""}}}) == base
+    assert plain_job_name({"migrator": {"hook": {"weight": 3, "outputLogPolicy": ""}}}) == base
+    assert plain_job_name({"migrator": {"job": {"runId": "7"}}}) == plain_job_name({"migrator": {"job": {"runId": 7}}})
 
 
 def test_plain_job_name_fits_a_label_with_a_long_release_name() -> None:
@@ -335,11 +395,12 @@ def test_every_pod_is_hardened(scenario: str) -> None:
     pods = [o for o in rendered.objects if o["kind"] in ("Deployment", "Job", "Pod")]
     pods.append(rollback_pod(rollback_command(rendered.notes), "20211103022310"))
     assert len(pods) >= 3
+    ids = {} if scenario in OPENSHIFT_SCENARIOS else {"runAsUser": 10001, "runAsGroup": 10001}
     for obj in pods:
         spec = pod_spec(obj)
         assert spec["automountServiceAccountToken"] is False
-        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                           "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+        assert spec["securityContext"] == {"runAsNonRoot": True, **ids, **({"fsGroup": 10001} if ids else {}),
+                                           "seccompProfile": {"type": "RuntimeDefault"}}
         tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
         assert "emptyDir" in tmp
         for container in containers(spec):
@@ -347,7 +408,7 @@ def test_every_pod_is_hardened(scenario: str) -> None:
             assert ctx["readOnlyRootFilesystem"] is True
             assert ctx["allowPrivilegeEscalation"] is False
             assert ctx["capabilities"] == {"drop": ["ALL"]}
-            assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] == 10001
+            assert ctx["runAsNonRoot"] is True and ctx.get("runAsUser") == ids.get("runAsUser")
             assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
             assert set(container["resources"]) == {"requests", "limits"}
             assert {"cpu", "memory"} <= set(container["resources"]["limits"])
@@ -393,10 +454,13 @@ def test_network_policies_select_every_pod() -> None:
 def test_helm_test_pod_checks_the_schema() -> None:
     pod = render().test_pod()
     assert hook_events(pod) == ["test"]
+    # No hook-succeeded: Helm 3 would delete the pod before `helm test --logs` reads it, and fail.
+    assert delete_policies(pod) == ["before-hook-creation"]
+    assert "helm.sh/hook-output-log-policy" not in annotations_of(pod)  # --logs prints it, once
     spec = pod_spec(pod)
     assert spec["restartPolicy"] == "Never"
     [status] = spec["containers"]
-    assert status["args"] == ["status", "--check"]
+    assert status["args"] == ["status", "--check", "--allow-newer"]
     assert status["image"] == "migrator:dev"
 
 
@@ -429,8 +493,8 @@ def test_notes_quote_values_for_the_shell() -> None:
 
 
 @pytest.mark.parametrize(("mode", "phrase"), [
-    ("hook", "as a pre-install/pre-upgrade hook Job (rel-migrator-migrate)"),
-    ("job", "as a plain Job named after a hash"),
+    ("hook", "as pre-install/pre-upgrade hook Jobs (rel-migrator-migrate)."),
+    ("job", "as a plain Job named after a hash of its spec"),
     ("initContainer", "as an init container of every app pod"),
 ])
 def test_notes_name_the_mode(mode: str, phrase: str) -> None:
@@ -452,4 +516,4 @@ def test_objects_carry_names_labels_and_namespace(scenario: str) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/name"] == "migrator"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "migrator-0.1.0"
+        assert labels["helm.sh/chart"] == "migrator-0.2.0"

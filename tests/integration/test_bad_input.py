@@ -109,8 +109,8 @@ def test_broken_revision_file(project: Path, database_url: str) -> None:
         "revision = '20220101000000'\ndown_revision = '20211104101500'\ndef upgrade(:\n")
     result = run_migrator(["migrate"], cwd=project, database_url=database_url)
     assert result.returncode == 2
-    assert "cannot load the revision files" in first_error(result.stderr)
-    assert "SyntaxError" in first_error(result.stderr)
+    assert "cannot load revision file" in first_error(result.stderr)
+    assert "20220101000000_broken.py: SyntaxError" in first_error(result.stderr)
     assert query(database_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 

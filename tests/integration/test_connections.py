@@ -144,3 +144,28 @@ def test_ssl_required_against_a_server_without_ssl(project: Path, tcp_server: De
     assert result.returncode == 3
     [line] = result.stderr.splitlines()
     assert "server does not support SSL, but SSL was required" in line
+
+
+@pytest.mark.parametrize(("url_tail", "message"), [
+    ("?options=-c%20nosuch%3D1", 'unrecognized configuration parameter "nosuch"'),
+    ("?options=-c%20lock_timeout%3Dsoon", 'invalid value for parameter "lock_timeout"'),
+])
+def test_configuration_the_server_refuses_is_not_retried(project: Path, tcp_server: DebianServer, url_tail: str,
+                                                         message: str) -> None:
+    url = f"postgresql://postgres:{quote(SUPERUSER_PASSWORD, safe='')}@127.0.0.1:{tcp_server.port}/postgres{url_tail}"
+    started = time.monotonic()
+    result = run_migrator(["migrate"], cwd=project, database_url=url, MIGRATOR_CONNECT_TIMEOUT="60")
+    assert result.returncode == 3, result.stderr
+    assert time.monotonic() - started < 10, "a setting the server refuses must not be retried"
+    [line] = result.stderr.splitlines()
+    assert message in line
+
+
+def test_no_password_supplied_is_not_retried(project: Path, tcp_server: DebianServer) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{tcp_server.port}/postgres"
+    started = time.monotonic()
+    result = run_migrator(["status"], cwd=project, database_url=url, MIGRATOR_CONNECT_TIMEOUT="60")
+    assert result.returncode == 3
+    assert time.monotonic() - started < 10
+    [line] = result.stderr.splitlines()
+    assert "no password supplied" in line

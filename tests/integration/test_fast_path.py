@@ -16,7 +16,7 @@ import pytest
 from migrator import heads
 from migrator.repos import load_repos
 from migrator.runner import alembic_config, load_script
-from tests.conftest import HEAD, add_revision, migrator_env, query, run_migrator
+from tests.conftest import FIRST, HEAD, add_revision, migrator_env, query, run_migrator
 
 A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "20220101000003"
 
@@ -24,7 +24,7 @@ A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "202201010000
 def fast(project: Path, current: tuple[str, ...] | None) -> bool | None:
     """The fast path's verdict: True/False, or None when it steps aside."""
     try:
-        graph = heads.scan(project / "migrations" / "versions")
+        graph = heads.scan([project / "migrations" / "versions"])
     except heads.Uncertain:
         return None
     return heads.at_head(graph, current)
@@ -67,6 +67,18 @@ def test_merge_revision(project: Path) -> None:
     assert agree(project, (A, B)) is False
 
 
+def test_black_and_annotated_merge_is_read_not_deferred(project: Path) -> None:
+    """Real histories: one black-formatted merge file must not send the whole history to Alembic."""
+    add_revision(project, A, HEAD, "pass", name="a")
+    add_revision(project, B, HEAD, "pass", name="b")
+    path = add_revision(project, M, None, "pass", name="merge")
+    path.write_text(path.read_text().replace(
+        "down_revision = None",
+        f"down_revision: str | tuple[str, ...] | None = (\n    {A!r},  # the a branch\n    {B!r},\n)"))
+    assert agree(project, (M,)) is True
+    assert agree(project, (A, B)) is False
+
+
 def test_branch_label(project: Path) -> None:
     path = add_revision(project, A, HEAD, "pass", name="labelled")
     path.write_text(path.read_text().replace("branch_labels = None", "branch_labels = ('reporting',)"))
@@ -99,6 +111,29 @@ def test_unknown_parent_and_duplicate_ids_fall_back(project: Path) -> None:
     add_revision(project, A, HEAD, "pass", name="one")
     add_revision(project, A, HEAD, "pass", name="two")
     assert fast(project, (A,)) is None
+
+
+@pytest.mark.parametrize("hostile", [
+    f"if True:\n    down_revision = {FIRST!r}",           # Alembic sees two heads, the first line one
+    f"try:\n    pass\nfinally:\n    revision = {B!r}",  # Alembic sees B, not A
+    f"globals()['down_revision'] = {FIRST!r}",
+])
+def test_rebinding_shapes_defer(project: Path, hostile: str) -> None:
+    path = add_revision(project, A, HEAD, "pass", name="hostile")
+    path.write_text(path.read_text().replace("depends_on = None", f"depends_on = None\n{hostile}"))
+    assert fast(project, (A,)) is None
+    assert full(project, (A,)) is False  # what the text alone would have got wrong
+
+
+def test_a_file_that_does_not_compile_fails_as_alembic_would(project: Path, database_url: str) -> None:
+    """At head, a revision file with a syntax error: exit 2 on every path, never exit 0 from the fast one."""
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    path = project / "migrations" / "versions" / f"{HEAD}_add_users_email_index.py"
+    path.write_text(path.read_text() + "\n\ndef broken(:\n    pass\n")
+    for args in (["migrate"], ["status", "--check"]):
+        result = run_migrator(args, cwd=project, database_url=database_url)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "SyntaxError" in result.stderr + result.stdout
 
 
 def test_database_ahead_of_the_scripts(project: Path) -> None:

@@ -1,9 +1,22 @@
-"""Smoke tests on a real kind cluster: the chart installed with Helm, migrations, seeds, an upgrade with one more
-migration, the NOTES rollback command, and init-container mode with 5 replicas.
+"""Smoke tests on a real kind cluster: the chart installed, upgraded and rolled back with Helm, in each of its
+three modes, with the migrator and app images built from this tree.
+
+- hook mode (release `smoke`): install with seeds, `helm test --logs`, an upgrade with one more migration,
+  `helm rollback` (old pods start on the newer schema), an upgrade that keeps the old image (its pre-upgrade
+  hook accepts the newer database), the NOTES rollback command, and a failing hook (Helm prints its log)
+  followed by a fixed upgrade;
+- job mode (release `smoke-job`): a new Job per change of its spec, `helm rollback` re-creating the previous
+  Job, a retry with `migrator.job.runId`;
+- initContainer mode (release `smoke-init`): 5 replicas apply each migration once; `helm rollback`.
+
+Assertions read what cannot be lost: the database's state, and the logs of pods that have ended (a Job's,
+or a pod run to completion); never the attached output of `kubectl run -i`, which kubectl before 1.36 can
+lose before it attaches. After each `--wait`, the tests poll until only the new ReplicaSet's pods are left
+(Helm 3's --wait returns while old pods may still run).
 
 They need kind, helm, kubectl and docker, and a kind cluster (MIGRATOR_KIND_CLUSTER, default `migrator`);
 .github/workflows/kind-smoke.yml creates one and runs them. Where there is none they skip and say why: no
-cluster is ever faked. The tests run in file order and build on each other (one release, then a second).
+cluster is ever faked. The tests run in file order and build on each other.
 """
 
 from __future__ import annotations
@@ -12,11 +25,11 @@ import base64
 import importlib.util
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,15 +37,31 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.smoke.kind_load import load_images
+from tests.smoke.kube_state import (
+    detached_argv,
+    init_container_restarts,
+    job_outcome,
+    notes_rollback_argv,
+    rollout_problem,
+)
+
 ROOT = Path(__file__).resolve().parent.parent.parent
+CHART = str(ROOT / "chart")
 CLUSTER = os.environ.get("MIGRATOR_KIND_CLUSTER", "migrator")
 CONTEXT = f"kind-{CLUSTER}"
 NAMESPACE = "migrator-smoke"
 MIGRATOR_IMAGE = os.environ.get("MIGRATOR_IMAGE", "migrator:dev")
 APP_IMAGE = os.environ.get("APP_IMAGE", "migrator-app:dev")
-EXTRA_IMAGE = "migrator:smoke-extra"
+EXTRA_IMAGE = "migrator:smoke-extra"  # one more migration
+BROKEN_IMAGE = "migrator:smoke-broken"  # that one, and a second that fails
+FIXED_IMAGE = "migrator:smoke-fixed"  # the second one fixed
 EXTRA_REVISION = "29990101000000"
+MORE_REVISION = "29990102000000"
 RUNNING = re.compile(r"== Running (\d{14}) ")
+HELM_TIMEOUT = "5m"  # Helm's default, which the chart's Job deadline (240 s) fits in with 60 s to spare
+APP_PODS = "app.kubernetes.io/instance={release},app.kubernetes.io/component=app"
+MIGRATE_JOBS = "app.kubernetes.io/instance={release},app.kubernetes.io/component=migrate"
 
 pytestmark = pytest.mark.cluster
 
@@ -66,6 +95,22 @@ def helm(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return run("helm", "--kube-context", CONTEXT, "--namespace", NAMESPACE, *args, **kw)
 
 
+def helm_version() -> tuple[int, int]:
+    """(major, minor) of the helm on PATH."""
+    text = run("helm", "version", "--template", "{{.Version}}").stdout.strip()
+    match = re.match(r"v(\d+)\.(\d+)\.", text)
+    assert match, text
+    return int(match.group(1)), int(match.group(2))
+
+
+def wait_until(problem: Callable[[], str | None], timeout: float, what: str) -> None:
+    """Poll PROBLEM (why it is not done yet, or None) every 2 s, for at most TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while (why := problem()) is not None:
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s: {why}"
+        time.sleep(2)
+
+
 def revisions() -> list[str]:
     """The revisions the migrator image carries (it copies migrations/ from this tree), oldest first."""
     from alembic.script import ScriptDirectory
@@ -80,28 +125,58 @@ def psql(database: str, sql: str) -> str:
                    "--no-align", "--tuples-only", "--command", sql).stdout.strip()
 
 
+def version(database: str = "app") -> str:
+    return psql(database, "SELECT version_num FROM alembic_version")
+
+
+def table_exists(name: str, database: str = "app") -> bool:
+    return psql(database, f"SELECT to_regclass('{name}') IS NOT NULL") == "t"
+
+
 @dataclass
 class Cluster:
     core: Any
     batch: Any
     apps: Any
+    api: Any
     values_dir: Path
+
+    def json(self, obj: Any) -> Any:
+        """An API object as the API server's JSON (camelCase), for tests.smoke.kube_state."""
+        return self.api.sanitize_for_serialization(obj)
 
     def pod_logs(self, pod: str, container: str) -> str:
         return str(self.core.read_namespaced_pod_log(pod, NAMESPACE, container=container))
 
     def pods(self, selector: str) -> list[Any]:
-        """The pods matching SELECTOR, less those being deleted (an old ReplicaSet's, after a rollout)."""
-        pods = self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-        return [p for p in pods if p.metadata.deletion_timestamp is None]
+        return list(self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
+
+    def jobs(self, selector: str) -> list[Any]:
+        return list(self.batch.list_namespaced_job(NAMESPACE, label_selector=selector).items)
 
     def job_logs(self, job: str, container: str) -> str:
-        """The logs of the Job's own pods: its selector carries its uid, so a deleted predecessor's pods
-        (still being garbage-collected) are not read."""
+        """The logs of the Job's own pods (its selector carries its uid, so a deleted predecessor's pods, still
+        being garbage-collected, are not read), oldest first."""
         selector = self.batch.read_namespaced_job(job, NAMESPACE).spec.selector.match_labels
-        pods = self.pods(",".join(f"{k}={v}" for k, v in selector.items()))
+        pods = sorted(self.pods(",".join(f"{k}={v}" for k, v in selector.items())),
+                      key=lambda p: p.metadata.creation_timestamp)
         assert pods, f"no pod of Job {job} is left"
         return "\n".join(self.pod_logs(p.metadata.name, container) for p in pods)
+
+    def job_outcome(self, job: str) -> str | None:
+        return job_outcome(self.json(self.batch.read_namespaced_job(job, NAMESPACE)))
+
+    def rollout_problem(self, release: str) -> str | None:
+        deployment = self.apps.read_namespaced_deployment(f"{release}-migrator", NAMESPACE)
+        selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+        replica_sets = self.apps.list_namespaced_replica_set(NAMESPACE, label_selector=selector).items
+        return rollout_problem(self.json(deployment), [self.json(rs) for rs in replica_sets],
+                               [self.json(p) for p in self.pods(selector)])
+
+    def wait_for_rollout(self, release: str) -> list[Any]:
+        """Poll until only the newest ReplicaSet's pods are left, all ready; returns them."""
+        wait_until(lambda: self.rollout_problem(release), 300, f"the rollout of {release}")
+        return self.pods(APP_PODS.format(release=release))
 
     def users_page(self, release: str) -> str:
         return str(self.core.connect_get_namespaced_service_proxy_with_path(
@@ -113,9 +188,24 @@ class Cluster:
         path.write_text(yaml.safe_dump(values))
         return path
 
+    def finished_pod_output(self, notes: str, name: str, args: list[str]) -> str:
+        """Run the migrator with the release's settings (the NOTES command, detached, renamed NAME, running
+        ARGS), wait until the pod ended, and return its log, which cannot be lost once it ended."""
+        argv = detached_argv(notes_rollback_argv(notes, CONTEXT, "REV"), name, args)
+        run(*argv, timeout=120)
 
-def load_image(image: str) -> None:
-    run("kind", "load", "docker-image", image, "--name", CLUSTER)
+        def ended() -> str | None:
+            phase = self.core.read_namespaced_pod(name, NAMESPACE).status.phase
+            return None if phase in ("Succeeded", "Failed") else f"phase {phase}"
+
+        try:
+            wait_until(ended, 180, f"pod {name}")
+            pod = self.core.read_namespaced_pod(name, NAMESPACE)
+            output = self.pod_logs(name, name)
+            assert pod.status.phase == "Succeeded", f"{name} failed:\n{output[-3000:]}"
+            return output
+        finally:
+            kubectl("delete", "pod", name, "--ignore-not-found", "--wait=true")
 
 
 def ensure_local_image(image: str, target: str) -> None:
@@ -123,6 +213,27 @@ def ensure_local_image(image: str, target: str) -> None:
         env_var = {"migrator": "MIGRATOR_IMAGE", "app": "APP_IMAGE"}[target]
         subprocess.run(["bash", str(ROOT / "image" / "build.sh"), target], check=True, timeout=1800,
                        env={**os.environ, env_var: image})
+
+
+def migration_file(revision: str, down: str, upgrade: str) -> str:
+    return ('"""smoke"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+            f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    pass\n")
+
+
+def build_image(tag: str, files: dict[str, str], workdir: Path) -> str:
+    """The migrator image plus FILES (name -> text) in its migrations/versions, as a new release would ship."""
+    workdir.mkdir()
+    copies = []
+    for name, text in files.items():
+        (workdir / name).write_text(text)
+        copies.append(f"COPY {name} /app/migrations/versions/\n")
+    (workdir / "Dockerfile").write_text(
+        f"FROM {MIGRATOR_IMAGE}\nUSER 0:0\n{''.join(copies)}"
+        "RUN python -m compileall -q --invalidation-mode unchecked-hash /app/migrations\n"
+        "USER 10001:10001\n")
+    run("docker", "build", "--tag", tag, str(workdir))
+    return tag
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +246,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     config.load_kube_config(context=CONTEXT)
     ensure_local_image(MIGRATOR_IMAGE, "migrator")
     ensure_local_image(APP_IMAGE, "app")
-    load_image(MIGRATOR_IMAGE)
-    load_image(APP_IMAGE)
+    head = revisions()[-1]
+    extra = {f"{EXTRA_REVISION}_smoke_extra.py": migration_file(
+        EXTRA_REVISION, head, "op.create_table('smoke_extra', sa.Column('id', sa.Integer, primary_key=True))")}
+    workdir = tmp_path_factory.mktemp("images")
+    build_image(EXTRA_IMAGE, extra, workdir / "extra")
+    build_image(BROKEN_IMAGE, {**extra, f"{MORE_REVISION}_smoke_more.py": migration_file(
+        MORE_REVISION, EXTRA_REVISION, "op.execute('SELECT 1/0')")}, workdir / "broken")
+    build_image(FIXED_IMAGE, {**extra, f"{MORE_REVISION}_smoke_more.py": migration_file(
+        MORE_REVISION, EXTRA_REVISION,
+        "op.create_table('smoke_more', sa.Column('id', sa.Integer, primary_key=True))")}, workdir / "fixed")
+    load_images([MIGRATOR_IMAGE, APP_IMAGE, EXTRA_IMAGE, BROKEN_IMAGE, FIXED_IMAGE], CLUSTER)
     run("kubectl", "--context", CONTEXT, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     run(str(ROOT / "tests" / "smoke" / "postgres-up.sh"), "--context", CONTEXT, "--namespace", NAMESPACE)
     values_dir = tmp_path_factory.mktemp("values")
     values_dir.chmod(0o700)
     return Cluster(core=client.CoreV1Api(), batch=client.BatchV1Api(), apps=client.AppsV1Api(),
-                   values_dir=values_dir)
+                   api=client.ApiClient(), values_dir=values_dir)
 
 
 def image_values(image: str = MIGRATOR_IMAGE) -> dict[str, Any]:
@@ -165,110 +285,236 @@ def postgres_password(cluster: Cluster) -> str:
     return base64.b64decode(secret.data["password"]).decode()
 
 
-def first_release_values(cluster: Cluster, image: str = MIGRATOR_IMAGE) -> Path:
+def assert_no_password(cluster: Cluster, *texts: str) -> None:
+    password = postgres_password(cluster)
+    for text in texts:
+        assert password not in text
+
+
+# --- hook mode: release `smoke` -------------------------------------------------------------------------
+
+def hook_values(cluster: Cluster, image: str = MIGRATOR_IMAGE, **migrator: Any) -> Path:
     """Hook mode with a chart-made Secret: the pre-install ordering is what this release proves."""
     return cluster.values_file("smoke", merge(image_values(image), {
         "database": {"password": postgres_password(cluster)},
-        "migrator": {"seed": {"enabled": True},
-                     # Keep the succeeded Job (not its hook copies) so that its log can be read.
-                     "hook": {"deletePolicy": "before-hook-creation"}},
+        # Keep succeeded Jobs (not their hook copies) so that their logs can be read.
+        "migrator": merge({"seed": {"enabled": True}, "hook": {"deletePolicy": "before-hook-creation"}}, migrator),
         "app": {"replicaCount": 2},
     }))
 
 
-def test_install_runs_the_hook_job_and_seeds(cluster: Cluster) -> None:
-    values = first_release_values(cluster)
-    helm("upgrade", "--install", "smoke", str(ROOT / "chart"), "--values", str(values), "--wait",
-         "--timeout", "10m")
-    job = cluster.batch.read_namespaced_job("smoke-migrator-migrate", NAMESPACE)
-    assert job.status.succeeded == 1
+def hook_upgrade(cluster: Cluster, image: str, check: bool = True, **migrator: Any) -> subprocess.CompletedProcess[str]:
+    proc = helm("upgrade", "--install", "smoke", CHART, "--values", str(hook_values(cluster, image, **migrator)),
+                "--wait", "--timeout", HELM_TIMEOUT, check=check)
+    if proc.returncode == 0:
+        cluster.wait_for_rollout("smoke")
+    return proc
+
+
+def test_install_runs_the_hook_jobs_and_seeds(cluster: Cluster) -> None:
+    hook_upgrade(cluster, MIGRATOR_IMAGE)
+    assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
+    assert cluster.job_outcome("smoke-migrator-seed") == "Complete"
     migrate_log = cluster.job_logs("smoke-migrator-migrate", "migrate")
     assert "== Migrated" in migrate_log
     assert sorted(RUNNING.findall(migrate_log)) == revisions()
-    assert "== Seeded" in cluster.job_logs("smoke-migrator-migrate", "seed")
+    assert "== Seeded" in cluster.job_logs("smoke-migrator-seed", "seed")
     # The hook copies lived through the hook phase only; the release's own Secret stays for the app.
     names = {s.metadata.name for s in cluster.core.list_namespaced_secret(NAMESPACE).items}
     assert "smoke-migrator-database" in names
     assert "smoke-migrator-migrate-database" not in names
-    assert psql("app", "SELECT version_num FROM alembic_version") == revisions()[-1]
+    assert version() == revisions()[-1]
     assert "User1" in cluster.users_page("smoke")
-    helm("test", "smoke", "--timeout", "5m")
+    # The history table says who ran the migrations: the Job's pod, its namespace and the image.
+    notes = helm("get", "notes", "smoke").stdout
+    history = cluster.finished_pod_output(notes, "smoke-history", ["history", "--json", "--limit", "50"])
+    assert "smoke-migrator-migrate-" in history and NAMESPACE in history and MIGRATOR_IMAGE in history, history
+    assert_no_password(cluster, migrate_log, history)
 
 
-def build_extra_image(tmp_path: Path) -> str:
-    """The migrator image plus one revision on top of the current head, as a new release would ship."""
-    head = revisions()[-1]
-    (tmp_path / f"{EXTRA_REVISION}_smoke_extra.py").write_text(
-        '"""smoke extra"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        f"revision = {EXTRA_REVISION!r}\ndown_revision = {head!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
-        "def upgrade():\n    op.create_table('smoke_extra', sa.Column('id', sa.Integer, primary_key=True))\n\n\n"
-        "def downgrade():\n    op.drop_table('smoke_extra')\n")
-    (tmp_path / "Dockerfile").write_text(
-        f"FROM {MIGRATOR_IMAGE}\nUSER 0:0\n"
-        f"COPY {EXTRA_REVISION}_smoke_extra.py /app/migrations/versions/\n"
-        "RUN python -m compileall -q --invalidation-mode unchecked-hash /app/migrations\n"
-        "USER 10001:10001\n")
-    run("docker", "build", "--tag", EXTRA_IMAGE, str(tmp_path))
-    load_image(EXTRA_IMAGE)
-    return EXTRA_IMAGE
+def test_helm_test_logs_reads_the_passed_test_pod(cluster: Cluster) -> None:
+    """The test pod has no hook-succeeded delete policy: Helm 3 would delete it before reading its log."""
+    for _ in range(2):  # the second run replaces the first run's pod (before-hook-creation)
+        proc = helm("test", "smoke", "--logs", "--timeout", HELM_TIMEOUT)
+        assert "POD LOGS: smoke-migrator-test-schema" in proc.stdout, proc.stdout
+    pod = cluster.core.read_namespaced_pod("smoke-migrator-test-schema", NAMESPACE)
+    assert pod.status.phase == "Succeeded"
 
 
-def test_upgrade_with_one_more_migration(cluster: Cluster, tmp_path: Path) -> None:
-    image = build_extra_image(tmp_path)
-    helm("upgrade", "smoke", str(ROOT / "chart"), "--values", str(first_release_values(cluster, image)), "--wait",
-         "--timeout", "10m")
+def test_upgrade_with_one_more_migration(cluster: Cluster) -> None:
+    hook_upgrade(cluster, EXTRA_IMAGE)
     migrate_log = cluster.job_logs("smoke-migrator-migrate", "migrate")
     assert RUNNING.findall(migrate_log) == [EXTRA_REVISION]
-    assert "== Migrated" in migrate_log
-    assert psql("app", "SELECT version_num FROM alembic_version") == EXTRA_REVISION
-    assert psql("app", "SELECT to_regclass('smoke_extra') IS NOT NULL") == "t"
-    deployment = cluster.apps.read_namespaced_deployment("smoke-migrator", NAMESPACE)
-    assert deployment.status.updated_replicas == deployment.status.ready_replicas == 2
-    for pod in cluster.pods("app.kubernetes.io/instance=smoke,app.kubernetes.io/component=app"):
-        assert pod.spec.init_containers[0].image == image
+    assert version() == EXTRA_REVISION
+    assert table_exists("smoke_extra")
+    pods = cluster.wait_for_rollout("smoke")
+    assert len(pods) == 2
+    assert {p.spec.init_containers[0].image for p in pods} == {EXTRA_IMAGE}
     assert "User1" in cluster.users_page("smoke")
+
+
+def test_helm_rollback_starts_the_old_pods_on_the_newer_schema(cluster: Cluster) -> None:
+    """`helm rollback` runs no migration: the database stays at the newer revision, and the old image's
+    `wait --allow-newer` lets the old pods start instead of crash-looping."""
+    helm("rollback", "smoke", "1", "--wait", "--timeout", HELM_TIMEOUT)
+    pods = cluster.wait_for_rollout("smoke")
+    assert {p.spec.init_containers[0].image for p in pods} == {MIGRATOR_IMAGE}
+    for pod in pods:
+        assert init_container_restarts(cluster.json(pod)) == {"wait-for-schema": (0, 0)}
+    assert version() == EXTRA_REVISION
+    assert table_exists("smoke_extra")
+    assert "User1" in cluster.users_page("smoke")
+
+
+def test_an_upgrade_that_keeps_the_old_image_passes_its_hook(cluster: Cluster) -> None:
+    """After an app-only rollback, the next upgrade with the old image runs its pre-upgrade hook against the
+    newer database: `migrate --allow-newer` and `seed --allow-newer` accept it and change nothing."""
+    hook_upgrade(cluster, MIGRATOR_IMAGE)
+    assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
+    assert cluster.job_outcome("smoke-migrator-seed") == "Complete"
+    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == []
+    assert version() == EXTRA_REVISION
 
 
 def test_rollback_with_the_command_from_notes(cluster: Cluster) -> None:
+    hook_upgrade(cluster, EXTRA_IMAGE)  # a release whose image knows the revision to undo
+    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == []
     notes = helm("get", "notes", "smoke").stdout
-    [line] = [x.strip() for x in notes.splitlines() if x.strip().startswith("kubectl run ")]
-    argv = shlex.split(line)
     head = revisions()[-1]
-    argv = [head if a == "REV" else a for a in argv]
-    argv.insert(2, f"--context={CONTEXT}")
+    argv = notes_rollback_argv(notes, CONTEXT, head)
     assert f"--image={EXTRA_IMAGE}" in argv
-    proc = run(*argv, timeout=600)
-    output = proc.stdout + proc.stderr
-    assert EXTRA_REVISION in output, output
-    assert postgres_password(cluster) not in output
-    assert psql("app", "SELECT version_num FROM alembic_version") == head
-    assert psql("app", "SELECT to_regclass('smoke_extra') IS NULL") == "t"
-    deadline = time.monotonic() + 60
-    while cluster.pods("run=smoke-migrator-rollback"):  # --rm deletes it once the command ended
-        assert time.monotonic() < deadline, "kubectl run --rm left its pod"
-        time.sleep(1)
+    proc = run(*argv, timeout=600)  # the exit code is the container's; its attached output may be cut short
+    assert_no_password(cluster, proc.stdout, proc.stderr)
+    assert version() == head
+    assert not table_exists("smoke_extra")
+    wait_until(lambda: "left" if cluster.pods("run=smoke-migrator-rollback") else None, 60,
+               "kubectl run --rm removing its pod")
+    # The history table, read from a pod that has ended, records the rollback and who ran it.
+    history = cluster.finished_pod_output(notes, "smoke-history", ["history", "--json", "--limit", "5"])
+    assert "smoke-migrator-rollback" in history and EXTRA_REVISION in history, history
 
 
-def test_init_container_mode_applies_each_migration_once(cluster: Cluster) -> None:
-    psql("app", "CREATE DATABASE smoke_init")
-    values = cluster.values_file("smoke-init", merge(image_values(), {
+def test_a_failed_hook_shows_its_log_and_a_fixed_upgrade_recovers(cluster: Cluster) -> None:
+    failed = hook_upgrade(cluster, BROKEN_IMAGE, check=False, job={"backoffLimit": 0})
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    # helm.sh/hook-output-log-policy: hook-failed (Helm 3.18+): Helm printed the migrator's own error.
+    assert "division by zero" in output, output[-3000:]
+    assert_no_password(cluster, output)
+    assert cluster.job_outcome("smoke-migrator-migrate") == "Failed"
+    # One transaction per migration: the first one stays applied, the failed one left nothing.
+    assert version() == EXTRA_REVISION
+    assert not table_exists("smoke_more")
+    # The copies the Job read are gone: Helm 3.19 and later delete a phase's succeeded hooks when a later one
+    # fails (3.18 leaves them to the next phase's before-hook-creation).
+    if helm_version() >= (3, 19):
+        names = {s.metadata.name for s in cluster.core.list_namespaced_secret(NAMESPACE).items}
+        assert "smoke-migrator-migrate-database" not in names
+    assert cluster.rollout_problem("smoke") is None  # the app kept running the previous release
+    assert "FAILED" in helm("status", "smoke").stdout.upper()
+
+    hook_upgrade(cluster, FIXED_IMAGE)
+    assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
+    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == [MORE_REVISION]
+    assert version() == MORE_REVISION
+    assert table_exists("smoke_more")
+    pods = cluster.wait_for_rollout("smoke")
+    assert {p.spec.init_containers[0].image for p in pods} == {FIXED_IMAGE}
+
+
+# --- job mode: release `smoke-job` ----------------------------------------------------------------------
+
+def job_release(cluster: Cluster, image: str, **job: Any) -> None:
+    values = cluster.values_file("smoke-job", merge(image_values(image), {
+        "database": {"url": "postgresql://app@postgres:5432/smoke_job",
+                     "existingSecret": {"name": "postgres", "passwordKey": "password"}},
+        "migrator": {"mode": "job", "job": job},
+        "app": {"replicaCount": 1},
+    }))
+    helm("upgrade", "--install", "smoke-job", CHART, "--values", str(values), "--wait", "--wait-for-jobs",
+         "--timeout", HELM_TIMEOUT)
+
+
+def the_job(cluster: Cluster) -> str:
+    """The name of the release's one migrate Job, once the Job of an earlier spec is gone, and once it ran."""
+    def problem() -> str | None:
+        jobs = cluster.jobs(MIGRATE_JOBS.format(release="smoke-job"))
+        live = [j for j in jobs if j.metadata.deletion_timestamp is None]
+        if len(jobs) != 1 or len(live) != 1:
+            return f"jobs: {[j.metadata.name for j in jobs]}"
+        return None if job_outcome(cluster.json(live[0])) else "not finished"
+
+    wait_until(problem, 120, "the release's migrate Job")
+    [job] = cluster.jobs(MIGRATE_JOBS.format(release="smoke-job"))
+    assert job_outcome(cluster.json(job)) == "Complete"
+    return str(job.metadata.name)
+
+
+def test_job_mode_lifecycle(cluster: Cluster) -> None:
+    psql("app", "CREATE DATABASE smoke_job")
+    job_release(cluster, MIGRATOR_IMAGE)
+    first = the_job(cluster)
+    assert version("smoke_job") == revisions()[-1]
+    cluster.wait_for_rollout("smoke-job")
+
+    job_release(cluster, EXTRA_IMAGE)
+    second = the_job(cluster)
+    assert second != first
+    assert version("smoke_job") == EXTRA_REVISION
+
+    # podFailurePolicy is immutable: a changed one must come as a new Job, or the API server rejects the patch.
+    job_release(cluster, EXTRA_IMAGE, nonRetryableExitCodes=[2, 5, 6])
+    third = the_job(cluster)
+    assert third not in (first, second)
+
+    # helm rollback re-creates revision 1's Job: the old image meets the newer database and accepts it.
+    helm("rollback", "smoke-job", "1", "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
+    assert the_job(cluster) == first
+    assert version("smoke_job") == EXTRA_REVISION
+    pods = cluster.wait_for_rollout("smoke-job")
+    assert {p.spec.init_containers[0].image for p in pods} == {MIGRATOR_IMAGE}
+
+    # A new run id runs the Job again with otherwise unchanged values (how NOTES says to retry a failed Job).
+    helm("upgrade", "smoke-job", CHART, "--reuse-values", "--set-string", "migrator.job.runId=retry-1",
+         "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
+    assert the_job(cluster) not in (first, second, third)
+
+
+# --- initContainer mode: release `smoke-init` -----------------------------------------------------------
+
+def init_release(cluster: Cluster, image: str) -> list[Any]:
+    values = cluster.values_file("smoke-init", merge(image_values(image), {
         "database": {"url": "postgresql://app@postgres:5432/smoke_init",
                      "existingSecret": {"name": "postgres", "passwordKey": "password"}},
         "migrator": {"mode": "initContainer"},
         "app": {"replicaCount": 5},
     }))
-    helm("upgrade", "--install", "smoke-init", str(ROOT / "chart"), "--values", str(values), "--wait",
-         "--timeout", "10m")
-    pods = cluster.pods("app.kubernetes.io/instance=smoke-init,app.kubernetes.io/component=app")
+    helm("upgrade", "--install", "smoke-init", CHART, "--values", str(values), "--wait", "--timeout", HELM_TIMEOUT)
+    return cluster.wait_for_rollout("smoke-init")
+
+
+def test_init_container_mode_applies_each_migration_once(cluster: Cluster) -> None:
+    psql("app", "CREATE DATABASE smoke_init")
+    pods = init_release(cluster, MIGRATOR_IMAGE)
     assert len(pods) == 5
     applied: Counter[str] = Counter()
     for pod in pods:
         assert [c.name for c in pod.spec.init_containers] == ["migrate", "wait-for-schema"]
         applied.update(RUNNING.findall(cluster.pod_logs(pod.metadata.name, "migrate")))
     assert applied == Counter(revisions()), applied  # every revision exactly once across the 5 pods
-    assert psql("smoke_init", "SELECT version_num FROM alembic_version") == revisions()[-1]
-    deadline = time.monotonic() + 120
-    while cluster.apps.read_namespaced_deployment("smoke-init-migrator", NAMESPACE).status.ready_replicas != 5:
-        assert time.monotonic() < deadline, "the 5 app pods did not become ready"
-        time.sleep(2)
+    assert version("smoke_init") == revisions()[-1]
 
+
+def test_init_container_mode_helm_rollback(cluster: Cluster) -> None:
+    """After `helm rollback`, the old pods' `migrate --allow-newer` init containers accept the newer database:
+    each pod starts once, no init container restarts."""
+    pods = init_release(cluster, EXTRA_IMAGE)
+    assert sum(len(RUNNING.findall(cluster.pod_logs(p.metadata.name, "migrate"))) for p in pods) == 1
+    assert version("smoke_init") == EXTRA_REVISION
+    helm("rollback", "smoke-init", "1", "--wait", "--timeout", HELM_TIMEOUT)
+    pods = cluster.wait_for_rollout("smoke-init")
+    assert len(pods) == 5
+    for pod in pods:
+        assert pod.spec.init_containers[0].image == MIGRATOR_IMAGE
+        assert init_container_restarts(cluster.json(pod)) == {"migrate": (0, 0), "wait-for-schema": (0, 0)}
+    assert version("smoke_init") == EXTRA_REVISION
