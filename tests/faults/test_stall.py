@@ -37,10 +37,10 @@ from tests.faults.proxy import FaultProxy, wait_until
 
 LOCKING = "20240101000001"
 SLEEP = 3.0  # the migration's statement: longer than it takes to stall and notice, short for the suite
-LOCKING_MIGRATION = f"""
+LOCKING_MIGRATION = """
 op.create_table('made_by_locking', sa.Column('id', sa.Integer))
 op.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-op.execute("SELECT pg_sleep({SLEEP})")
+op.execute(f"SELECT pg_sleep({float(os.environ.get('TEST_SLEEP', '0'))})")
 """
 
 
@@ -75,7 +75,8 @@ def test_stall_during_a_long_statement(fault_project: Path, url: str, proxied: s
     """The migrator gives up on its own clock; the server ends the orphaned transaction IDLE s after the
     statement finished, and the application's queued write goes through then."""
     add_revision(fault_project, LOCKING, BASE, LOCKING_MIGRATION, name="locking")
-    run = Migrator(["migrate"], cwd=fault_project, url=proxied, termination=tmp_path / "termination")
+    run = Migrator(["migrate"], cwd=fault_project, url=proxied, termination=tmp_path / "termination",
+                   TEST_SLEEP=f"{SLEEP:g}")
     session = sleeping_backend(url)
     assert session.query_start is not None
     statement_ends = session.query_start + SLEEP  # the server finishes pg_sleep then, answer or not
@@ -96,6 +97,9 @@ def test_stall_during_a_long_statement(fault_project: Path, url: str, proxied: s
         # session ended by the server), and gives up within STALL s of the statement's end.
         bound = (statement_ends - time.time()) + min(STALL, IDLE) + 1 + MARGIN
         result = run.finish(bound, since=stalled)
+    # Another replica starts as soon as the first gave up (its session may still hold the lock on the server):
+    # it waits for the lock, then runs the migration once.
+    second = Migrator(["migrate"], cwd=fault_project, url=url)
 
     assert result.code == 3, result.err
     line = result.one_clean_error()
@@ -114,10 +118,17 @@ def test_stall_during_a_long_statement(fault_project: Path, url: str, proxied: s
     assert backend_gone(url, session.pid)
     assert_nothing_left(url)
 
-    # Nothing of the stalled migration remains; the one before it stays, recorded once.
-    assert versions(url) == [BASE]
-    assert not table_exists(url, "made_by_locking")
-    assert history(url) == [(BASE, "up", "applied")]
+    # The other replica ran the migration once, after the server ended the stalled session.
+    done = second.finish(60)
+    assert done.code == 0, done.err
+    assert versions(url) == [LOCKING]
+    assert table_exists(url, "made_by_locking")
+    assert history(url) == [(BASE, "up", "applied"), (LOCKING, "up", "applied")]
+    # The network comes back: what the first migrator sent before the stall changes nothing more.
+    proxy.resume()
+    time.sleep(0.5)
+    assert history(url) == [(BASE, "up", "applied"), (LOCKING, "up", "applied")]
+    assert_nothing_left(url)
 
 
 def test_stall_while_waiting_for_the_lock(fault_project: Path, url: str, proxied: str, proxy: FaultProxy) -> None:
@@ -164,3 +175,16 @@ def test_stall_during_connect(fault_project: Path, proxied: str, proxy: FaultPro
     line = result.one_clean_error()
     assert f"unreachable after {CONNECT:g}s" in line, line
     assert proxy.open_links(), "the proxy accepted no connection: this tested a refusal, not a stall"
+
+
+def test_refused_then_accepted(fault_project: Path, url: str, proxied: str, proxy: FaultProxy) -> None:
+    """A failover: nothing listens for a while, then the database is back; migrate waits (within
+    MIGRATOR_CONNECT_TIMEOUT) and completes."""
+    proxy.refuse()
+    run = Migrator(["migrate"], cwd=fault_project, url=proxied, MIGRATOR_CONNECT_TIMEOUT="30")
+    run.wait_for_line("waiting for database")
+    proxy.accept()
+    result = run.finish(60)
+    assert result.code == 0, result.err
+    assert "Connection refused" in result.err
+    assert versions(url) == [BASE]
