@@ -27,6 +27,7 @@ from tests.faults.helpers import (
     assert_nothing_left,
     backend_gone,
     history,
+    idle_in_transaction,
     lock_key_of,
     migrator_backend,
     sleeping_backend,
@@ -188,3 +189,25 @@ def test_refused_then_accepted(fault_project: Path, url: str, proxied: str, prox
     assert result.code == 0, result.err
     assert "Connection refused" in result.err
     assert versions(url) == [BASE]
+
+
+def test_answer_that_never_arrives(fault_project: Path, url: str, proxied: str, proxy: FaultProxy) -> None:
+    """Only the migration connection stalls, and the server would keep the finished statement's transaction
+    open for long (MIGRATOR_IDLE_TIMEOUT 30 s): the monitor sees the server done and the client still waiting,
+    and gives up MIGRATOR_STALL_TIMEOUT after the statement ended."""
+    add_revision(fault_project, LOCKING, BASE, LOCKING_MIGRATION, name="locking")
+    run = Migrator(["migrate"], cwd=fault_project, url=proxied, TEST_SLEEP="2", MIGRATOR_IDLE_TIMEOUT="30")
+    session = sleeping_backend(url)
+    assert session.client_port is not None and session.query_start is not None
+    proxy.stall(proxy.link_for_server_port(session.client_port))
+    stalled = time.monotonic()
+    statement_ends = session.query_start + 2
+    result = run.finish((statement_ends - time.time()) + STALL + 1 + MARGIN, since=stalled)
+    assert result.code == 3, result.err
+    line = result.one_clean_error()
+    assert "answer never arrived" in line, line
+    assert idle_in_transaction(url), "the server should still hold the transaction (MIGRATOR_IDLE_TIMEOUT 30 s)"
+    proxy.reset()  # the network drops the connection: the server ends the session at once
+    assert_nothing_left(url, within=5)
+    assert versions(url) == [BASE]
+    assert not table_exists(url, "made_by_locking")
