@@ -103,6 +103,7 @@ class MigrationSession:
     def start_step(self, step: Step) -> None:
         """Reset the session and prove the lock, in the step's transaction (SQLAlchemy autobegins it)."""
         assert self.sa_conn is not None
+        self.conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
         query, params = self.reset_sql()
         row = self.sa_conn.exec_driver_sql(query, params).fetchone()
         assert row is not None
