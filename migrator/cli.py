@@ -95,6 +95,13 @@ def build_parser() -> Parser:
 
     p = command("lint", "check the migrations' SQL with squawk (dangerous locks, unsafe DDL)")
     p.add_argument("--from", dest="start", default="base", metavar="REV", help="only revisions after REV")
+
+    text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
+            "project directory; never overwrites a file")
+    p = sub.add_parser("init", help=text, description=text, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
+                   "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
     return parser
 
 
@@ -223,9 +230,16 @@ def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Out
     return []
 
 
+def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+    from migrator import scaffold  # noqa: PLC0415  (only init needs it)
+
+    print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)), flush=True)
+    return []
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
-    "sql": run_sql, "new": run_new, "lint": run_lint,
+    "sql": run_sql, "new": run_new, "lint": run_lint, "init": run_init,
 }
 
 
