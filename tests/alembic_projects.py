@@ -8,7 +8,10 @@ repository's modules.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from tests.conftest import run_migrator
 
 ITEMS_REVISION = "1a2b3c4d5e6f"  # Alembic's own ids: adopting keeps them; new ones get timestamps
 
@@ -203,3 +206,18 @@ def write_stock_project(root: Path) -> Path:
     (root / "shop" / "models.py").write_text(MODELS)
     (root / "shop" / "audit.py").write_text(AUDIT)
     return root
+
+
+def new_revision(project: Path, message: str, upgrade: str) -> str:
+    """`migrator new MESSAGE` in PROJECT, its upgrade() filled in with UPGRADE (and the imports it uses, when the
+    template left them out, as its comment says); returns the new revision's id."""
+    created = run_migrator(["new", message], cwd=project, database_url=None)
+    assert created.returncode == 0, created.stderr
+    path = Path(created.stdout.strip())
+    text, filled = re.subn(r"(def upgrade\(\)(?: -> None)?:\n    )pass", rf"\g<1>{upgrade}", path.read_text())
+    assert filled == 1, text
+    if not re.search(r"^from alembic import op$", text, re.MULTILINE):
+        imports = "from collections.abc import Sequence\n\nimport sqlalchemy as sa\nfrom alembic import op\n"
+        text = text.replace("from collections.abc import Sequence\n", imports)
+    path.write_text(text)
+    return path.name[:14]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.alembic_projects import ITEMS_REVISION, STOCK_ENV, write_stock_project
+from tests.alembic_projects import ITEMS_REVISION, STOCK_ENV, new_revision, write_stock_project
 from tests.conftest import ROOT, migrator_env, query, run_migrator
 
 INIT_FILES = ["deploy/migrator-values.yaml", "migrations/env.py", "migrations/script.py.mako",
@@ -23,20 +23,6 @@ INIT_FILES = ["deploy/migrator-values.yaml", "migrations/env.py", "migrations/sc
 def files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts)
-
-
-def created_revision(project: Path, message: str, upgrade: str) -> str:
-    """`migrator new MESSAGE`, its upgrade() filled in with UPGRADE, and the imports it uses when missing."""
-    created = run_migrator(["new", message], cwd=project, database_url=None)
-    assert created.returncode == 0, created.stderr
-    path = Path(created.stdout.strip())
-    text, filled = re.subn(r"(def upgrade\(\)(?: -> None)?:\n    )pass", rf"\g<1>{upgrade}", path.read_text())
-    assert filled == 1, text
-    if not re.search(r"^from alembic import op$", text, re.MULTILINE):
-        imports = "from collections.abc import Sequence\n\nimport sqlalchemy as sa\nfrom alembic import op\n"
-        text = text.replace("from collections.abc import Sequence\n", imports)
-    path.write_text(text)
-    return path.name[:14]
 
 
 def lint(project: Path, *paths: str) -> str:
@@ -70,7 +56,7 @@ def test_init_scaffolds_a_project_that_migrates(tmp_path: Path, database_url: st
     assert 'script_location = "migrations"' in (project / "migrator.toml").read_text()
     assert lint(project, "migrations/env.py") == ""
 
-    revision = created_revision(project, "create items",
+    revision = new_revision(project, "create items",
                                 "op.create_table('items', sa.Column('id', sa.BigInteger, primary_key=True))")
     assert lint(project, "migrations/env.py", *(f"migrations/versions/{p.name}" for p in
                                                 (project / "migrations" / "versions").glob("*.py"))) == ""
@@ -154,7 +140,7 @@ def test_adopt_keeps_the_project_and_its_metadata(tmp_path: Path, database_url: 
     assert "COPY alembic/ /app/alembic/" in (project / "migrator.Dockerfile").read_text()
     assert lint(project, "alembic/env.py") == ""
 
-    revision = created_revision(project, "add items price", "op.add_column('items', sa.Column('price', sa.Integer))")
+    revision = new_revision(project, "add items price", "op.add_column('items', sa.Column('price', sa.Integer))")
     migrated = run_migrator(["migrate"], cwd=project, database_url=database_url)
     assert migrated.returncode == 0, migrated.stderr
     assert [line.split("[info] ")[1] for line in migrated.stderr.splitlines() if "== Running" in line] == [
