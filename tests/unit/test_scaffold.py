@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from migrator import scaffold
+from migrator.errors import ConfigError
 from tests.conftest import ROOT
 
 # Alembic's async template with the app's models wired in above target_metadata, some only to register them.
@@ -162,7 +163,7 @@ def test_options_carry_constants_and_refuse_an_unknown_version_table() -> None:
     assert options.versions == {"version_table": "my_versions", "version_table_schema": "meta"}
     assert options.notes == ["context.configure(include_object=keep) is not carried over (not one constant): "
                              "see env.py.orig"]
-    with pytest.raises(scaffold.ConfigError, match="sets version_table to name: migrator must read the same"):
+    with pytest.raises(ConfigError, match="sets version_table to name: migrator must read the same"):
         scaffold.carry_options(ast.parse("context.configure(version_table=name)\n"), {})
 
 
