@@ -26,6 +26,7 @@ from typing import Any
 
 from migrator import __version__
 from migrator.errors import ConfigError
+from migrator.redaction import redact
 
 TEMPLATES = Path(__file__).parent / "templates"
 BACKUP = "env.py.orig"
@@ -142,7 +143,10 @@ def _adopt_plan(project_dir: Path) -> Plan:
     except ValueError:
         raise ConfigError(f"init --adopt: {source_name} names {script_dir}, outside {project_dir}: migrator "
                           "needs the script directory inside the project (it copies it into the image)") from None
-    source = env_py.read_text(encoding="utf-8")
+    try:
+        source = env_py.read_bytes().decode("utf-8")  # bytes: the backup keeps the original's line endings
+    except UnicodeDecodeError:
+        raise ConfigError(f"init --adopt: {env_py} is not UTF-8 text (nothing was written)") from None
     if "migrator.alembic_env" in source:
         raise ConfigError(f"init --adopt: {env_py} already delegates to migrator (nothing was written)")
     try:
@@ -178,7 +182,7 @@ def _adopt_plan(project_dir: Path) -> Plan:
     if ini_options.get("sqlalchemy.url", "").strip():
         notes.append(f"{source_name}'s sqlalchemy.url is no longer read: `migrator` and `alembic` both connect "
                      "from DATABASE_URL (or PGHOST, PGUSER, ...)")
-    plan.report += [f"note: {note}" for note in notes]
+    plan.report += [f"note: {redact(note)}" for note in notes]  # notes quote the env.py, which may hold a URL
     return plan
 
 
@@ -189,7 +193,10 @@ def _alembic_location(project_dir: Path) -> tuple[Path, dict[str, str], str]:
         parser = configparser.ConfigParser(defaults={"here": str(project_dir)})
         try:
             parser.read(ini, encoding="utf-8")
-            options = dict(parser["alembic"]) if parser.has_section("alembic") else {}
+            section = parser["alembic"] if parser.has_section("alembic") else {}
+            # Only the options read here are interpolated: a stray % elsewhere (a URL) is Alembic's business.
+            options = {key: parser.get("alembic", key, raw=key not in ("script_location", *VERSION_OPTIONS))
+                       for key in section}
         except (configparser.Error, UnicodeDecodeError) as exc:
             raise ConfigError(f"init --adopt: {ini} cannot be read: {' '.join(str(exc).split())}") from None
         return _script_dir(project_dir, options, str(ini)), options, str(ini)
@@ -329,7 +336,7 @@ def leftovers(tree: ast.Module) -> list[str]:
             continue
         text = ast.unparse(node)
         if not BOILERPLATE.search(text):
-            first = text.splitlines()[0]
+            first = redact(text.splitlines()[0])  # before shortening it, which could cut a URL's password in two
             notes.append(f"{BACKUP} line {node.lineno}: `{first if len(first) < 80 else first[:77] + '...'}` is not "
                          "carried over")
     return notes

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from migrator import scaffold
 from migrator.errors import ConfigError
+from tests.alembic_projects import ALEMBIC_INI, STOCK_ENV, write_stock_project
 from tests.conftest import ROOT
 
 # Alembic's async template with the app's models wired in above target_metadata, some only to register them.
@@ -170,3 +172,30 @@ def test_options_carry_constants_and_refuse_an_unknown_version_table() -> None:
 def test_the_example_project_uses_the_template_init_writes() -> None:
     packaged = scaffold.TEMPLATES / "script.py.mako"
     assert packaged.read_bytes() == (ROOT / "migrations" / "script.py.mako").read_bytes()
+
+
+def test_adopt_notes_never_print_a_password(tmp_path: Path) -> None:
+    project = write_stock_project(tmp_path)
+    env_py = project / "alembic" / "env.py"
+    env_py.write_text(STOCK_ENV.replace("target_metadata = Base.metadata\n", "target_metadata = Base.metadata\n"
+                                        'config.set_main_option("sqlalchemy.url", "postgresql://app:s3cret-pw@db/app")\n'
+                                        'config.set_main_option("x", "postgresql://application-database-user-xyz:'
+                                        's3cret-pw@db/app")\n'))
+    (project / "alembic.ini").write_text(ALEMBIC_INI.replace("driver://user:pass@localhost/dbname",
+                                                             "postgresql://app:p%%40ss@db/app"))
+    report = scaffold.init(project, adopt=True)
+    notes = [line for line in report if "set_main_option('sqlalchemy.url'" in line]
+    assert notes == ["note: env.py.orig line 17: `config.set_main_option('sqlalchemy.url', "
+                     "'postgresql://app:***@db/app')` is not carried over"]
+    assert [line for line in report if "application-database-user-xyz:***" in line]  # shortened after masking
+    assert not [line for line in report if "s3cr" in line or "p%40ss" in line or "p%%40ss" in line]
+
+
+def test_adopt_keeps_the_original_byte_for_byte(tmp_path: Path) -> None:
+    project = write_stock_project(tmp_path)
+    env_py = project / "alembic" / "env.py"
+    original = STOCK_ENV.replace("\n", "\r\n").encode()
+    env_py.write_bytes(original)
+    scaffold.init(project, adopt=True)
+    assert (project / "alembic" / "env.py.orig").read_bytes() == original
+    assert "from migrator.alembic_env import run_migrations" in env_py.read_text()
