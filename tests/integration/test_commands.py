@@ -23,11 +23,12 @@ def test_release_sequence(project: Path, database_url: str) -> None:
     assert migrate.returncode == 0, migrate.stderr
     lines = migrate.stderr.splitlines()
     assert all(ECTO_LINE.match(line) for line in lines), lines
-    messages = [ECTO_LINE.sub("", line) for line in lines]
+    # The durations' format, not their value: a busy machine takes 0.1s (no timed assertions in tests).
+    messages = [re.sub(r" in \d+\.\ds$", " in N.Ns", ECTO_LINE.sub("", line)) for line in lines]
     assert messages[:3] == [f"== Running {FIRST} create_users.upgrade forward", "create table users",
-                            f"== Migrated {FIRST} in 0.0s"]
+                            f"== Migrated {FIRST} in N.Ns"]
     assert messages[3:6] == [f"== Running {HEAD} add_users_email_index.upgrade forward",
-                             "create index users_email_index", f"== Migrated {HEAD} in 0.0s"]
+                             "create index users_email_index", f"== Migrated {HEAD} in N.Ns"]
     assert versions(database_url) == [HEAD]
     columns = {r[0] for r in query(database_url, "SELECT column_name FROM information_schema.columns "
                                                  "WHERE table_name = 'users'")}
