@@ -45,7 +45,7 @@ exit codes:
 # What --repo means to each command when migrator.toml lists several databases.
 REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
-REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE,
+REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
              "migrate": REPO_ALL + " (with --to: required when it lists several)"}
 
 
