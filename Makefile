@@ -1,4 +1,5 @@
-# migrator: the two README commands are `make demo` and `make test`; the rest are for daily work.
+# migrator: the README's `make demo` and `make test` (both install .venv with the dev tools first); the rest are for
+# daily work. The `migrator` command alone installs with `pipx install .` (see the README).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

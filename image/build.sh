@@ -15,7 +15,7 @@
 #   BUILDER_IMAGE    base of the builder stages     (BASE_IMAGE, or migrator-build-base:bookworm with the local base)
 #   CACERT           CA bundle given to pip as the `cacert` secret when the file exists
 #                    ($SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt)
-#   VERSION, REVISION  OCI labels (pyproject's version, `git rev-parse HEAD`)
+#   VERSION, REVISION  OCI labels (migrator/__init__.py's __version__, `git rev-parse HEAD`)
 #   BUILD_TARGET     stop at this stage (e.g. `builder`, to inspect the build context it received)
 #   DOCKER           the client whose BuildKit works without a registry (/usr/bin/docker)
 set -euo pipefail
@@ -55,9 +55,11 @@ choose_base() {
     BUILDER_IMAGE=${BUILDER_IMAGE:-$LOCAL_BUILD_BASE}
 }
 
+# The package's __version__ (pyproject.toml reads it from there too).
 project_version() {
-    python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-        "$ROOT/pyproject.toml" 2>/dev/null || echo 0.0.0-dev
+    local version
+    version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/migrator/__init__.py")
+    echo "${version:-0.0.0-dev}"
 }
 
 # docker build with the shared arguments; $1 = Dockerfile (relative to the root), $2 = tag.

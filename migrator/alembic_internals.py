@@ -197,6 +197,7 @@ class Hooks:
 
     on_version_apply: Callable[..., None]
     on_commit_boundary: Callable[[], None]
+    on_autocommit: Callable[[bool], None]  # True entering an autocommit block, False leaving it
 
 
 class MigratorEnvironment(EnvironmentContext):
@@ -222,8 +223,8 @@ class MigratorEnvironment(EnvironmentContext):
         super().configure(connection=connection, url=url, **kw)
         if not self.is_offline_mode() and self.hooks is not None:
             context = self.get_context()
-            boundary = self.hooks.on_commit_boundary
-            context.autocommit_block = lambda: autocommit_block(context, boundary)  # type: ignore[method-assign]
+            hooks = self.hooks
+            context.autocommit_block = lambda: autocommit_block(context, hooks)  # type: ignore[method-assign]
 
 
 # Alembic's `context` module proxies the EnvironmentContext in use, keyed by its exact class: share the proxy
@@ -257,16 +258,17 @@ def run_env(config: Config, script: ScriptDirectory, connection: sa.Connection |
 
 
 @contextmanager
-def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None]) -> Iterator[None]:
+def autocommit_block(context: MigrationContext, hooks: Hooks) -> Iterator[None]:
     """Alembic's MigrationContext.autocommit_block (online), with two changes.
 
-    - `on_boundary` runs first, inside the migration's transaction that the block is about to commit, so
-      that what it records (the migration is now part-way) commits with the statements before the block.
+    - `hooks.on_commit_boundary` runs first, inside the migration's transaction that the block is about to
+      commit, so that what it records (the migration is now part-way) commits with the statements before the
+      block; `hooks.on_autocommit` is told when the block starts and ends (its statements commit one by one).
     - When the block fails or is interrupted, the original error propagates and the connection is put back
       as far as it can be; Alembic's version commits its placeholder transaction in a `finally`, which
       replaces the real error with SQLAlchemy's PendingRollbackError.
     """
-    on_boundary()
+    hooks.on_commit_boundary()
     connection = context.connection
     assert connection is not None
     in_transaction = context._in_connection_transaction()
@@ -278,6 +280,7 @@ def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None])
     context.connection = context.impl.connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     placeholder = context.connection.begin()  # SQLAlchemy would autobegin anyway; take control of it
     failed = False
+    hooks.on_autocommit(True)
     try:
         yield
     except BaseException:
@@ -288,6 +291,7 @@ def autocommit_block(context: MigrationContext, on_boundary: Callable[[], None])
     else:
         placeholder.commit()
     finally:
+        hooks.on_autocommit(False)
         with suppress(*((Exception,) if failed else ())):
             context.connection.execution_options(isolation_level=level)
         context.connection = context.impl.connection = connection

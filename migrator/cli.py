@@ -42,6 +42,13 @@ exit codes:
 """
 
 
+# What --repo means to each command when migrator.toml lists several databases.
+REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
+REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
+REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
+             "migrate": REPO_ALL + " (with --to: required when it lists several)"}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with usage errors raised as ConfigError so they get the one-line treatment and exit 2."""
 
@@ -60,7 +67,7 @@ def build_parser() -> Parser:
     def command(name: str, text: str) -> Parser:
         p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--repo", metavar="NAME", help="only this database (see migrator.toml); default: all")
+        p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
         return p
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
@@ -112,6 +119,13 @@ def build_parser() -> Parser:
     how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
                      "committed part, or if it is safe to repeat)")
     how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
+
+    text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
+            "project directory; never overwrites a file")
+    p = sub.add_parser("init", help=text, description=text, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
+                   "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
     return parser
 
 
@@ -234,15 +248,19 @@ def run_wait(args: argparse.Namespace, settings: Settings) -> list[commands.Outc
 
 
 def run_sql(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
-    start = args.start
+    start, nothing = args.start, f"from {args.start} to {args.end}"
     if start == "current":
         [target] = _targets(args, single=True)
         found = commands.status(target, settings).current
         if len(found) > 1:
             raise ConfigError(f"--from current: the database has several heads ({', '.join(found)}); name one")
         start = found[0] if found else "base"
+        nothing = f"{target.db.description} is at {start}"
     [repo] = _repos(args, single=True)
-    sys.stdout.write(commands.sql(repo, start, args.end))
+    rendered = commands.sql(repo, start, args.end)
+    if not rendered.strip():  # say so in SQL, so that a reviewer or a pipeline sees an answer, not nothing
+        rendered = f"-- nothing to migrate: {nothing}\n"
+    sys.stdout.write(rendered)
     return []
 
 
@@ -290,9 +308,17 @@ def run_resolve(args: argparse.Namespace, settings: Settings) -> list[commands.O
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
 
 
+def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+    from migrator import scaffold  # noqa: PLC0415  (only init needs it)
+
+    print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)), flush=True)
+    return []
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
+    "init": run_init,
 }
 
 

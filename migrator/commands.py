@@ -682,8 +682,11 @@ def new(repo: Repo, message: str) -> Path:
 
     from migrator import runner  # noqa: PLC0415
 
-    if not message.strip():
+    message = " ".join(message.split())  # one line: the template may put it in a comment as well as a docstring
+    if not message:
         raise ConfigError("new needs a message describing the change, e.g. migrator new \"add users.age\"")
+    if not message.isprintable():
+        raise ConfigError(f"new: the message must be printable text, not {message!r}")
     config = runner.alembic_config(repo)
     script = runner.load_script(config)
     current_heads = script.get_heads()
@@ -698,8 +701,18 @@ def new(repo: Repo, message: str) -> Path:
         when = max(when, newest + timedelta(seconds=1))
     rev_id = when.strftime(TIMESTAMP)
     with runner.revision_errors():
-        created = command.revision(config, message=message.strip(), rev_id=rev_id)
+        try:
+            created = command.revision(config, message=source_text(message), rev_id=rev_id)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {exc.filename or script.versions}: {exc.strerror or exc}") from None
     path = Path(created.path)  # type: ignore[union-attr]
     get_logger().info(f"Created {path} ({rev_id}, on top of {', '.join(current_heads) or 'base'})",
                       revision=rev_id, path=str(path))
     return path
+
+
+def source_text(message: str) -> str:
+    """`message` escaped for the inside of a Python string literal (the template's docstring): it reads back
+    as `message` and cannot end the literal, so a message never becomes code. The file name's slug is made
+    of the message's words, which escaping does not change."""
+    return message.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")

@@ -70,6 +70,10 @@ class Connection(psycopg.Connection[Any]):
         self.waiting_since = time.monotonic()
         try:
             return super().wait(gen, interval, timeout)
+        except psycopg.OperationalError as exc:
+            # Whoever reports it later may no longer hold this connection: say why and during what, now.
+            exc.migrator_context = (self.doing, deadlines.lost_reason(self))  # type: ignore[attr-defined]
+            raise
         finally:
             self.waiting_since = None
             if armed is not None:
@@ -81,8 +85,13 @@ class Connection(psycopg.Connection[Any]):
 
 
 def lost(conn: psycopg.Connection[Any] | None, exc: BaseException, doing: str) -> ConnectionLost:
-    """A ConnectionLost for an error on an established connection, saying why when the watchdog knows."""
+    """A ConnectionLost for an error on an established connection: during what, and why when the watchdog
+    knows (it shut the connection down) rather than libpq's guess ("the server terminated abnormally")."""
+    orig = getattr(exc, "orig", None) or exc
+    context = getattr(orig, "migrator_context", None)
     why = deadlines.lost_reason(conn) if conn is not None else None
+    if context is not None:
+        doing, why = context[0], why or context[1]
     return ConnectionLost(f"lost the connection to the server while {doing}: {why or reason(exc)}")
 
 
@@ -201,6 +210,11 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
                 row = other.execute("SELECT pg_backend_pid()").fetchone()  # inside a transaction (not autocommit)
                 other.rollback()
         except psycopg.Error as exc:
+            if getattr(exc, "migrator_context", (None, None))[1] is not None:
+                raise ConnectionLost(
+                    f"{db.description} is reached through a pooler that gave no second server connection within "
+                    f"{timeouts.stall:g}s (a full session pool?): migrator needs one to check that the pooler keeps "
+                    "sessions, and another for its monitor; retry, or give the pool room") from None
             why = f"it rejected a transaction ({reason(exc)})"
             raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=why)) from None
         if row is not None and int(row[0]) == session.pid:

@@ -103,6 +103,7 @@ class MigrationSession:
     def start_step(self, step: Step) -> None:
         """Reset the session and prove the lock, in the step's transaction (SQLAlchemy autobegins it)."""
         assert self.sa_conn is not None
+        self.conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
         query, params = self.reset_sql()
         row = self.sa_conn.exec_driver_sql(query, params).fetchone()
         assert row is not None
@@ -126,21 +127,20 @@ class Step:
     started: float = field(default_factory=time.monotonic)
     server_started: datetime | None = None
     statements: list[str] = field(default_factory=list)
-    committed: int | None = None  # statements committed outside the step's transaction, once a boundary passed
+    partial: bool = False  # part of it committed outside its transaction (a boundary passed)
+    committed: list[str] = field(default_factory=list)  # what is known to have committed, described
+    settled: int = 0  # how many of `statements` are accounted for in `committed`
+    autocommit: bool = False  # inside an autocommit block: each statement commits as it succeeds
     history_id: int | None = None
     invalid_before: frozenset[str] = frozenset()
     indexes: set[str] = field(default_factory=set)
     reruns: list[history.OpenRow] = field(default_factory=list)
     allow_commit: bool = True
 
-    @property
-    def partial(self) -> bool:
-        return self.committed is not None
-
     def what_committed(self) -> str:
-        if not self.committed:
-            return "nothing before it"
-        shown = self.statements[: self.committed]
+        shown = self.committed
+        if not shown:
+            return "nothing yet"
         return "; ".join(shown[:8]) + (f"; ... ({len(shown)} in all)" if len(shown) > 8 else "")
 
 
@@ -259,6 +259,7 @@ class StatementHooks:
         self.version_table = version_table  # Alembic's bookkeeping table (or the seeds' ledger): not logged
         self.on_boundary = on_boundary
         self._restore_lock_timeout = False
+        self._running: str | None = None  # the statement sent, until it succeeds
 
     def before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         step = self.session.current
@@ -271,6 +272,7 @@ class StatementHooks:
         context = {"seed": step.revision} if step.direction == "seed" else {"revision": step.revision}
         (log.debug if op.quiet else log.info)(op.text, **context)
         step.statements.append(op.text)
+        self._running = op.text
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
@@ -293,11 +295,17 @@ class StatementHooks:
         self.on_boundary()
 
     def after(self, *_: Any) -> None:
+        step = self.session.current
+        if step is not None and step.autocommit and self._running is not None:
+            step.committed.append(self._running)  # it succeeded outside any transaction: it is committed
+            step.settled = len(step.statements)
+        self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
             self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
 
     def failed(self, _context: Any) -> None:
+        self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
             with suppress(psycopg.Error):  # the connection is failing; the next step resets every setting anyway
@@ -355,7 +363,8 @@ class Migrations:
             self.open_rows.setdefault(row.revision, []).append(row)
 
     def _once(self, sa_conn: sa.Connection, plan: Plan, destination: str) -> None:
-        hooks = internals.Hooks(on_version_apply=self._on_version_apply, on_commit_boundary=self._boundary)
+        hooks = internals.Hooks(on_version_apply=self._on_version_apply, on_commit_boundary=self._boundary,
+                                on_autocommit=self._autocommit)
         try:
             internals.run_env(self.config, self.script, sa_conn, self._steps(plan), hooks,
                               destination_rev=destination)
@@ -403,12 +412,19 @@ class Migrations:
                              "rerunnable, so it runs again", revision=step.revision)
         step.reruns = rows
 
+    def _autocommit(self, on: bool) -> None:
+        if self.session.current is not None:
+            self.session.current.autocommit = on
+
     def _boundary(self) -> None:
         """The running step is about to commit part of itself: record that first, in the same transaction."""
         step = self.session.current
-        if step is None or step.partial:
-            if step is not None:
-                step.committed = len(step.statements)
+        if step is None:
+            return
+        # Everything it ran so far commits now (autocommit statements were counted as they succeeded).
+        step.committed += step.statements[step.settled:]
+        step.settled = len(step.statements)
+        if step.partial:
             return
         conn = self.session.conn
         step.invalid_before = frozenset(r[0] for r in conn.execute(_INVALID_INDEXES).fetchall())
@@ -418,7 +434,7 @@ class Migrations:
             parents=step.parents, direction=_history_direction(step), outcome="running",
             started_at=step.server_started, finished=False,
             detail="its non-transactional part began: what ran before it is committed")
-        step.committed = len(step.statements)
+        step.partial = True
         get_logger().debug(f"{step.label} commits part of itself here (non-transactional from now on)",
                           revision=step.revision)
 
@@ -446,10 +462,7 @@ class Migrations:
             raise _IndexLeftInvalid(f"{step.label} left {_invalid_text(bad)}")
 
     def _invalid_indexes(self, step: Step) -> list[str]:
-        """INVALID indexes that appeared during the step, or that its statements named."""
-        rows = self.session.conn.execute(_INVALID_INDEXES).fetchall()
-        touched = {_bare(name) for name in step.indexes}
-        return sorted(r[0] for r in rows if r[0] not in step.invalid_before or _bare(r[0]) in touched)
+        return invalid_indexes(self.session.conn, step)
 
     # --- failures -------------------------------------------------------------------------------------
 
@@ -554,6 +567,13 @@ class Migrations:
         time.sleep(delay)
 
 
+def invalid_indexes(conn: Connection, step: Step) -> list[str]:
+    """INVALID indexes that appeared during the step, or that its statements named."""
+    rows = conn.execute(_INVALID_INDEXES).fetchall()
+    touched = {_bare(name) for name in step.indexes}
+    return sorted(r[0] for r in rows if r[0] not in step.invalid_before or _bare(r[0]) in touched)
+
+
 def interrupted(session: MigrationSession, exc: KeyboardInterrupt, what: str | None) -> Interrupted:
     """The Interrupted to report for a signal during `what` (a step's label), saying what the server confirmed."""
     step = session.current
@@ -564,6 +584,11 @@ def interrupted(session: MigrationSession, exc: KeyboardInterrupt, what: str | N
         return Interrupted(name, code, f"interrupted by {name} between steps; nothing was running")
     if database.rolled_back(session.conn):
         fate = "its running statement was cancelled and its transaction rolled back (confirmed by the server)"
+        if step is not None and step.partial:
+            with suppress(psycopg.Error):
+                bad = invalid_indexes(session.conn, step)
+                if bad:
+                    fate += f"; it left {_invalid_text(bad)}"
     else:
         timeouts = session.settings.timeouts
         fate = ("the server did not confirm the rollback; it ends the transaction when it notices the closed "

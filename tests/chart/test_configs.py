@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,9 @@ import yaml
 from tests.chart.chart_render import ROOT, helm, render, tool
 
 SKAFFOLD = ROOT / "skaffold.yaml"
-SKAFFOLD_SCHEMA = ROOT / "tests" / "chart" / "schemas" / "skaffold-v4beta13.json"  # vendored: see README there
+# Kept in the repository with its source and license (tests/schemas/README.md): tests read nothing outside it.
+SKAFFOLD_SCHEMA = ROOT / "tests" / "schemas" / "skaffold-v4beta13.json"
+SKAFFOLD_SCHEMA_SHA256 = "60aa19bdc634299263af120abee0ca47162315511dd10788f19f4741147857b9"
 WORKFLOW = ROOT / ".github" / "workflows" / "kind-smoke.yml"
 
 
@@ -23,19 +26,20 @@ def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def skaffold_schema() -> Path:
-    assert SKAFFOLD_SCHEMA.exists(), f"the vendored Skaffold schema is missing: {SKAFFOLD_SCHEMA}"
-    return SKAFFOLD_SCHEMA
-
-
 def skaffold() -> dict[str, Any]:
     return yaml.safe_load(SKAFFOLD.read_text())  # type: ignore[no-any-return]
 
 
 # --- skaffold.yaml --------------------------------------------------------------------------------------
 
+def test_the_skaffold_schema_is_the_one_its_readme_names() -> None:
+    digest = hashlib.sha256(SKAFFOLD_SCHEMA.read_bytes()).hexdigest()
+    assert digest == SKAFFOLD_SCHEMA_SHA256
+    assert SKAFFOLD_SCHEMA_SHA256 in (SKAFFOLD_SCHEMA.parent / "README.md").read_text()
+
+
 def test_skaffold_yaml_matches_the_v4beta13_schema() -> None:
-    proc = check_jsonschema("--schemafile", str(skaffold_schema()), str(SKAFFOLD))
+    proc = check_jsonschema("--schemafile", str(SKAFFOLD_SCHEMA), str(SKAFFOLD))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert skaffold()["apiVersion"] == "skaffold/v4beta13"  # the schema types it only as a string
     assert skaffold()["kind"] == "Config"
@@ -47,7 +51,7 @@ def test_the_schema_check_rejects_a_misspelt_key(tmp_path: Path) -> None:
         "setValueTemplates")
     bad = tmp_path / "skaffold.yaml"
     bad.write_text(yaml.safe_dump(config))
-    proc = check_jsonschema("--schemafile", str(skaffold_schema()), str(bad))
+    proc = check_jsonschema("--schemafile", str(SKAFFOLD_SCHEMA), str(bad))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "setValueTemplate" in proc.stdout + proc.stderr
 

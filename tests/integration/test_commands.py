@@ -11,7 +11,6 @@ from pathlib import Path
 from tests.conftest import FIRST, HEAD, add_revision, migrator_env, query, run_migrator, running_lines
 
 ECTO_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \[(info|warning|error|debug)\] ")
-MIGRATED = re.compile(r"^(== Migrated \d+) in \d+\.\ds$")  # Ecto's format: seconds with one decimal
 
 
 def versions(url: str) -> list[str]:
@@ -24,7 +23,8 @@ def test_release_sequence(project: Path, database_url: str) -> None:
     assert migrate.returncode == 0, migrate.stderr
     lines = migrate.stderr.splitlines()
     assert all(ECTO_LINE.match(line) for line in lines), lines
-    messages = [MIGRATED.sub(r"\1 in N.Ns", ECTO_LINE.sub("", line)) for line in lines]
+    # The durations' format, not their value: a busy machine takes 0.1s (no timed assertions in tests).
+    messages = [re.sub(r" in \d+\.\ds$", " in N.Ns", ECTO_LINE.sub("", line)) for line in lines]
     assert messages[:3] == [f"== Running {FIRST} create_users.upgrade forward", "create table users",
                             f"== Migrated {FIRST} in N.Ns"]
     assert messages[3:6] == [f"== Running {HEAD} add_users_email_index.upgrade forward",

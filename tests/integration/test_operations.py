@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from tests.conftest import (
     ROOT,
     add_revision,
     dbname,
+    migrator_env,
     query,
     run_migrator,
     running_lines,
@@ -133,6 +137,15 @@ def test_sql_from_current_reads_the_database(project: Path, database_url: str) -
     assert "CREATE UNIQUE INDEX" in result.stdout and "CREATE TABLE users" not in result.stdout
 
 
+def test_sql_with_nothing_to_render_says_so_in_sql(project: Path, database_url: str) -> None:
+    run_migrator(["migrate"], cwd=project, database_url=database_url)
+    at_head = run_migrator(["sql", "--from", "current"], cwd=project, database_url=database_url)
+    assert at_head.returncode == 0, at_head.stderr
+    assert re.fullmatch(rf"-- nothing to migrate: postgres@\S+/{dbname(database_url)} is at {HEAD}\n", at_head.stdout)
+    offline = run_migrator(["sql", "--from", HEAD], cwd=project, database_url=None)
+    assert offline.returncode == 0 and offline.stdout == f"-- nothing to migrate: from {HEAD} to heads\n"
+
+
 # --- new ------------------------------------------------------------------------------------------------
 
 def test_new_revision_has_a_timestamp_id_and_the_head_as_parent(project: Path, database_url: str) -> None:
@@ -143,13 +156,94 @@ def test_new_revision_has_a_timestamp_id_and_the_head_as_parent(project: Path, d
     assert match and path.parent == project / "migrations" / "versions"
     text = path.read_text()
     assert f"revision: str = '{match[1]}'" in text and f"down_revision: str | Sequence[str] | None = '{HEAD}'" in text
-    path.write_text(text.replace("def upgrade() -> None:\n    pass",
-                                 "def upgrade() -> None:\n    op.add_column('users', sa.Column('age', sa.Integer))"))
+    path.write_text(fill_in(text, "op.add_column('users', sa.Column('age', sa.Integer))"))
     result = run_migrator(["migrate"], cwd=project, database_url=database_url)
     assert result.returncode == 0, result.stderr
     assert f"== Running {match[1]} add_users_age.upgrade forward" in result.stderr
     assert "alter table users add column age" in result.stderr
     assert versions(database_url) == [match[1]]
+
+
+def fill_in(text: str, upgrade: str) -> str:
+    """A revision file written by `new`, filled in as its comment says: the operations and their imports."""
+    text = text.replace("def upgrade() -> None:\n    pass", f"def upgrade() -> None:\n    {upgrade}")
+    return text.replace("from collections.abc import Sequence\n",
+                        "from collections.abc import Sequence\n\nimport sqlalchemy as sa\nfrom alembic import op\n")
+
+
+def lint_as_the_project_does(project: Path, path: Path) -> str:
+    """ruff and mypy with this repository's settings on one revision file; their complaints, or ''."""
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")  # per-file settings match project paths
+    bin_dir = Path(sys.executable).parent
+    found = []
+    for argv in ([str(bin_dir / "ruff"), "check", "--no-cache", str(path)],
+                 [str(bin_dir / "mypy"), "--config-file", "pyproject.toml", "--no-incremental", str(path)]):
+        proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            found.append(proc.stdout + proc.stderr)
+    return "\n".join(found)
+
+
+def test_new_writes_what_ruff_and_mypy_accept_empty_and_filled_in(project: Path) -> None:
+    created = run_migrator(["new", "add users age"], cwd=project, database_url=None)
+    assert created.returncode == 0, created.stderr
+    path = Path(created.stdout.strip())
+    assert lint_as_the_project_does(project, path) == ""
+    path.write_text(fill_in(path.read_text(), "op.add_column('users', sa.Column('age', sa.Integer))"))
+    assert lint_as_the_project_does(project, path) == ""
+
+
+@pytest.mark.parametrize("message", [
+    '"""; open("pwned", "w").write("ran"); """',
+    "x'''; open('pwned', 'w').write('ran'); '''",
+    'a "quoted" word, a backslash \\ and a last one \\',
+    "two\nlines: import os; os.mkdir('pwned')",
+])
+def test_new_message_stays_text(project: Path, message: str) -> None:
+    created = run_migrator(["new", message], cwd=project, database_url=None)
+    assert created.returncode == 0, created.stderr
+    path = Path(created.stdout.strip())
+    assert re.fullmatch(r"\d{14}_[a-z0-9_]+\.py", path.name)
+    loaded = subprocess.run([sys.executable, "-c", "import runpy, sys; print(runpy.run_path(sys.argv[1])['__doc__'])",
+                             str(path)], cwd=project, capture_output=True, text=True, timeout=60, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[0] == " ".join(message.split())
+    assert not (project / "pwned").exists()
+    assert run_migrator(["sql", "--from", HEAD], cwd=project, database_url=None).returncode == 0
+
+
+def test_new_refuses_a_message_with_control_characters(project: Path) -> None:
+    result = run_migrator(["new", "a\x01b"], cwd=project, database_url=None)
+    assert result.returncode == 2
+    assert "the message must be printable text" in result.stderr.splitlines()[0]
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 2
+
+
+def without_root_overrides() -> list[str]:
+    """A command prefix under which this process's user obeys file modes: as root, root without the
+    capabilities that override them (root owns the project, so its mode bits apply); else nothing."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is missing: as root, nothing else makes a directory read-only to us")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def test_new_in_a_read_only_directory_is_one_line(project: Path) -> None:
+    versions_dir = project / "migrations" / "versions"
+    before = sorted(p.name for p in versions_dir.iterdir())
+    versions_dir.chmod(0o555)
+    try:
+        proc = subprocess.run([*without_root_overrides(), sys.executable, "-m", "migrator", "new", "add users age"],
+                              cwd=project, capture_output=True, text=True, timeout=120, check=False,
+                              env=migrator_env(None))
+    finally:
+        versions_dir.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert re.search(rf"\[error\] cannot write {versions_dir}/\d{{14}}_add_users_age\.py: Permission denied$", line)
+    assert sorted(p.name for p in versions_dir.iterdir()) == before
 
 
 def test_new_refuses_with_several_heads(project: Path) -> None:
