@@ -84,6 +84,10 @@ def _run_standalone(options: dict[str, Any]) -> None:
                                   pool_reset_on_return=None)
         with engine.connect() as own:
             _run_online(own, options)
+            # A migration that committed part of itself through SQLAlchemy (op.get_bind().commit()) leaves the
+            # rest, version stamp included, in a transaction Alembic no longer tracks: commit it, as migrator does.
+            if own.in_transaction():
+                own.commit()
         raw.wait_limit = settings.timeouts.stall
         raw.autocommit = True
         if not lock.release(raw, key):

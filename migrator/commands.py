@@ -24,6 +24,7 @@ from migrator.database import Connection
 from migrator.errors import (
     ConfigError,
     DatabaseUnreachable,
+    MigrationFailed,
     MigratorError,
     NotAtHead,
     PartiallyApplied,
@@ -262,12 +263,21 @@ def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow
     run = runner.Migrations(session, config, script, target.repo.version_table, runner.FORWARD)
     done = run.run(lambda current: internals.upgrade_plan(script, destination, current), destination)
     after = _state(session.conn, target.repo).versions
+    _check_stamped(target, done, after, forward=True)
     if not done:
         return _already_up(target, after, started)
     outcome = Outcome(target.repo.name, "migrate", state.versions, after, done, time.monotonic() - started)
     get_logger().info(f"Migrated {target.db.description} to {', '.join(after)}", repo=target.repo.name,
                       revision=list(after), applied=len(done), duration=round(outcome.seconds, 3))
     return outcome
+
+
+def _check_stamped(target: Target, done: list[str], after: tuple[str, ...], *, forward: bool) -> None:
+    """Never exit 0 when the version table does not show the last step (a commit Alembic did not expect)."""
+    if done and (done[-1] in after) != forward:
+        raise MigrationFailed(f"{target.db.description} is at {', '.join(after) or 'base'} after migrator ran "
+                              f"{done[-1]}: its version was not stamped as expected; check `migrator status` and "
+                              "`migrator history` before running it again")
 
 
 # --- rollback -----------------------------------------------------------------------------------------
@@ -301,6 +311,7 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
             run = runner.Migrations(session, config, script, target.repo.version_table, runner.BACKWARD)
             done = run.run(lambda current: internals.downgrade_plan(script, destination, current), destination)
             after = _state(conn, target.repo).versions
+            _check_stamped(target, done, after, forward=False)
     get_logger().info(f"Rolled back {target.db.description} to {', '.join(after) or 'base'}",
                       repo=target.repo.name, revision=list(after), reverted=len(done))
     return Outcome(target.repo.name, "rollback", state.versions, after, done, time.monotonic() - started)

@@ -80,7 +80,7 @@ _WATCHED = frozenset(_NAMES + _DYNAMIC)
 _CONTINUED = re.compile(r"[()\[\]{}\\]")  # brackets, or a backslash
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _STAR = r"(?:[ \t]|\\\n)*\*"
-_ANY_WORD = rf"\b(?:{'|'.join(_NAMES + _DYNAMIC)})\b|\bimport\b"
+_DYNAMIC_WORD = rf"\b(?:{'|'.join(_DYNAMIC)})\b|\bimport\b"
 _PLAIN_STRING = re.compile(r"""(['"])([^'"\\\n]*)\1""")
 _SEQUENCE_ITEM = r"""\s+|\#[^\n]*|(,)|(['"])([^'"\\\n]*)\2"""
 _COOKIE = rb"(?m)^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)"
@@ -397,7 +397,11 @@ def _check_fstrings(text: str, shown: str) -> None:
         if fields.count("{") != fields.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
             raise Uncertain(f"{shown}: line {line}: an f-string the text scan cannot delimit")
         fields = fields[fields.index("{"):fields.rindex("}") + 1]
-        found = re.search(_ANY_WORD, fields)  # strings nested in the fields included: rare enough to defer on
+        # A field may read `revision` (an error message naming it): reading changes nothing. Only an assignment
+        # expression, or the dynamic ways of changing a module's names, could bind one.
+        if ":=" in fields:
+            raise Uncertain(f"{shown}: line {line}: an f-string assigns with :=")
+        found = re.search(_DYNAMIC_WORD, fields)  # strings nested in the fields included: rare enough to defer
         if found:
             raise Uncertain(f"{shown}: line {line}: an f-string uses {found[0]}")
         if not fields.isascii():

@@ -131,6 +131,7 @@ class Step:
     committed: list[str] = field(default_factory=list)  # what is known to have committed, described
     settled: int = 0  # how many of `statements` are accounted for in `committed`
     autocommit: bool = False  # inside an autocommit block: each statement commits as it succeeds
+    stamped: bool = False  # Alembic stamped its version: the next commit is the step's own
     history_id: int | None = None
     invalid_before: frozenset[str] = frozenset()
     indexes: set[str] = field(default_factory=set)
@@ -154,6 +155,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
     sa.event.listen(engine, "before_cursor_execute", hooks.before)
     sa.event.listen(engine, "after_cursor_execute", hooks.after)
     sa.event.listen(engine, "handle_error", hooks.failed)
+    sa.event.listen(engine, "commit", hooks.committing)
     return engine
 
 
@@ -255,6 +257,8 @@ class StatementHooks:
 
     def __init__(self, session: MigrationSession, version_table: str,
                  on_boundary: Callable[[], None] = lambda: None) -> None:
+        # on_boundary: the running step is about to commit part of itself (a COMMIT statement, or a commit
+        # through SQLAlchemy such as op.get_bind().commit()).
         self.session = session
         self.version_table = version_table  # Alembic's bookkeeping table (or the seeds' ledger): not logged
         self.on_boundary = on_boundary
@@ -292,6 +296,14 @@ class StatementHooks:
                                      if step.direction == "seed" else
                                      "Use op.get_context().autocommit_block() for statements that cannot run in "
                                      "a transaction"))
+        self.on_boundary()
+
+    def committing(self, _conn: Any) -> None:
+        """SQLAlchemy is about to commit: the end of a step (Alembic's, after the version stamp), an autocommit
+        block's placeholder, or the migration committing part of itself."""
+        step = self.session.current
+        if step is None or step.stamped or step.autocommit:
+            return
         self.on_boundary()
 
     def after(self, *_: Any) -> None:
@@ -388,7 +400,11 @@ class Migrations:
                                   revision=script.revision, direction=self.direction, module=module_name(script))
                 self.session.start_step(step)
                 yield alembic_step
-                # Alembic resumes the generator only after the step's transaction committed.
+                # Alembic resumes the generator only after the step's transaction ended. A migration that
+                # committed part of itself through SQLAlchemy left the rest, version stamp included, in a
+                # transaction Alembic no longer tracks (its own template loses it): commit it here.
+                if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
+                    self.session.sa_conn.commit()
                 took = time.monotonic() - step.started
                 get_logger().info(f"== Migrated {script.revision} in {took:.1f}s", revision=script.revision,
                                   direction=self.direction, duration=round(took, 3))
@@ -454,6 +470,7 @@ class Migrations:
                            started_at=step.server_started or datetime.now().astimezone(), finished=True)
         if step.reruns:
             history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
+        step.stamped = True
 
     def _check_indexes(self, step: Step) -> None:
         """No exit 0 with an INVALID index the step built or touched (a concurrent build that did not finish)."""

@@ -57,6 +57,9 @@ def reason(body: str) -> str:
     ('revision = "b1"\ndown_revision = "a1"\nNOTE = """\nrevision = "x"\n"""\n', ("a1",)),
     ('revision = "b1"\ndown_revision = "a1"\nSQL = f"UPDATE {TABLE} SET {{revision}} = 1"\n', ("a1",)),
     ('revision = "b1"\ndown_revision = "a1"\nif"x "in sa.__all__: pass\n', ("a1",)),  # a keyword, then a string
+    # an f-string that reads revision (warehouse's downgrade errors): reading binds nothing
+    ('revision = "b1"\ndown_revision = "a1"\ndef downgrade():\n'
+     '    raise RuntimeError(f"no downgrade past {revision!r}")\n', ("a1",)),
 ])
 def test_literal_shapes_are_read(body: str, parents: tuple[str, ...]) -> None:
     assert read(body) == RevisionFile("b1", parents, ())
@@ -115,6 +118,7 @@ BASE = 'revision = "b1"\ndown_revision = "a1"\n'
     (BASE + 'if True:\n    x = \\\nrevision = "c1"\n', "line 5: revision follows a backslash continuation"),
     (BASE + 'x = f"{globals().update(revision=1)}"\n', "line 3: an f-string uses globals"),
     (BASE + 'x = fr"{globals()}"\n', "line 3: an f-string uses globals"),
+    (BASE + 'x = f"{(revision := \'c1\')}"\n', "line 3: an f-string assigns with :="),
     (BASE + "x = Rf'''{vars()}'''\n", "line 3: an f-string uses vars"),
     (BASE + "\uff52evision = 'c1'\n", "non-ASCII characters outside strings and comments"),
     (BASE + 'revision = "c1"\n', "revision is assigned more than once"),
