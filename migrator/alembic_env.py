@@ -22,18 +22,50 @@ from migrator import database, lock, logs
 from migrator.alembic_internals import ENV_FLAG
 from migrator.errors import LockLost, MigratorError
 
+MIGRATOR_TABLES = frozenset({"migrator_history", "migrator_seeds"})
+
 
 def _options(target_metadata: Any, extra: dict[str, Any]) -> dict[str, Any]:
     config = context.config
+    table, schema = config.get_main_option("version_table"), config.get_main_option("version_table_schema")
+    if not table:  # the plain `alembic` command: the version table migrator.toml gives this script directory
+        table, schema = _version_table_of_repo(config.get_main_option("script_location"))
     return {
         "target_metadata": target_metadata,
-        "version_table": config.get_main_option("version_table") or "alembic_version",
-        "version_table_schema": config.get_main_option("version_table_schema") or None,
+        "version_table": table,
+        "version_table_schema": schema or None,
+        # Autogenerate must not propose to drop migrator's own tables (it leaves Alembic's version table alone).
+        "include_name": _without_migrator_tables(extra.pop("include_name", None)),
         # One transaction per migration: a failure leaves earlier migrations applied and itself absent, and a
         # retry resumes where it stopped.
         "transaction_per_migration": True,
         **extra,
     }
+
+
+def _version_table_of_repo(script_location: str | None) -> tuple[str, str | None]:
+    """The version table (and schema) of the repo in migrator.toml whose scripts these are."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from migrator.repos import load_repos  # noqa: PLC0415
+
+    here = Path(script_location).resolve() if script_location else None
+    try:
+        repos = load_repos(Path.cwd())
+    except MigratorError:  # no usable migrator.toml here: Alembic's own default
+        return "alembic_version", None
+    for repo in repos:
+        if here is None or repo.script_location == here:
+            return repo.version_table, repo.version_table_schema
+    return "alembic_version", None
+
+
+def _without_migrator_tables(include_name: Any) -> Any:
+    def include(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "table" and name in MIGRATOR_TABLES:
+            return False
+        return bool(include_name(name, type_, parent_names)) if include_name is not None else True
+    return include
 
 
 def _configure(**options: Any) -> None:
@@ -72,7 +104,8 @@ def _run_standalone(options: dict[str, Any]) -> None:
     db = settings_config.database_config(os.environ)
     raw = database.connect(db, settings.timeouts, autocommit=True, purpose="alembic")
     try:
-        server = database.identify(raw, options["version_table_schema"])
+        server = database.identify(raw, options["version_table_schema"], options["version_table"])
+        database.require_primary(server, db)
         database.require_session_pooling(raw, server, db, settings.timeouts)
         key = lock.lock_key(server.database, server.schema, options["version_table"])
         lock.acquire(raw, key, settings.timeouts.lock, db.description)

@@ -210,7 +210,7 @@ def _newer(target: Target, conn: Connection, state: versions.DbState, known: Kno
 
 def _refuse_partial(target: Target, conn: Connection) -> None:
     """A migration left part-way needs a decision; name it (exit 6)."""
-    schema = database.identify(conn, target.repo.version_table_schema).schema
+    schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
     rows = history.open_rows(conn, schema, target.repo.version_table)
     if rows:
         raise PartiallyApplied(f"{target.db.description}: migration {rows[-1].describe()}; decide with `migrator "
@@ -428,7 +428,7 @@ def status(target: Target, settings: Settings, allow_newer: bool = False) -> Sta
 
 def _descends(conn: Connection, target: Target, current: tuple[str, ...], known: Known) -> tuple[bool, str]:
     """Whether the history proves that `current` descends from every head this image knows."""
-    schema = database.identify(conn, target.repo.version_table_schema).schema
+    schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
     if not history.exists(conn, schema):
         return False, "there is no migration history to prove its ancestry"
     return history.descends_from(conn, schema, target.repo.version_table, current, known=known.parents,
@@ -448,7 +448,7 @@ def _status(target: Target, conn: Connection) -> tuple[Status, Known]:
                    for step in internals.upgrade_plan(script, "heads", state.versions)]
     partial: list[str] = []
     if state.partial:
-        schema = database.identify(conn, target.repo.version_table_schema).schema
+        schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
         partial = [row.describe() for row in history.open_rows(conn, schema, target.repo.version_table)]
     return Status(target.repo.name, target.db.description, state.versions, tuple(sorted(known.heads)), pending,
                   unknown, partial), known
@@ -548,7 +548,7 @@ def _readiness(conn: Connection, target: Target, known: Known,
 def history_rows(target: Target, settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     """The newest `limit` rows of the migration history, oldest first (none when it does not exist yet)."""
     with _connection(target, settings, purpose="history") as conn:
-        schema = database.identify(conn, target.repo.version_table_schema).schema
+        schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
         if not history.exists(conn, schema):
             return []
         return history.recent(conn, schema, target.repo.version_table, limit)
@@ -581,7 +581,8 @@ def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool) -
         history.resolve_open(conn, session.history_schema, target.repo.version_table, rev, how)
         conn.commit()
         conn.autocommit = True
-    note = (f"{rev} will run again on the next migrate" if rerun else f"{rev} marked as done")
+    again = "migrate" if rows[-1].direction == history.UP else "rollback through it"
+    note = (f"{rev} will run again on the next {again}" if rerun else f"{rev} marked as done")
     get_logger().info(f"Resolved {rev} on {target.db.description}: {note}", repo=target.repo.name, revision=rev)
     after = state.versions if rerun else _state_after(target, settings)
     return Outcome(target.repo.name, "resolve", state.versions, after, [rev], time.monotonic() - started,

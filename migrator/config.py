@@ -70,13 +70,13 @@ WAIT_INTERVAL = Bounds(100 * MS, HOUR)
 
 @dataclass(frozen=True)
 class Timeouts:
-    """How long to wait for what, in seconds (statement 0 means no statement timeout)."""
+    """How long to wait for what, in seconds (statement: None leaves the server's own setting, 0 turns it off)."""
 
     lock: float = 600.0  # another migrator's lock (exit 4)
     ddl_lock: float = 5.0  # PostgreSQL lock_timeout of each migration statement
     concurrent_lock: float = 600.0  # lock_timeout of CONCURRENTLY statements (they wait for older transactions)
     ddl_retries: int = 5
-    statement: float = 0.0  # PostgreSQL statement_timeout; 0: off
+    statement: float | None = None  # PostgreSQL statement_timeout; None: the role's or database's; 0: off
     idle: float = 10.0  # idle_in_transaction_session_timeout of the migration session
     stall: float = 15.0  # no answer from the server for this long: the connection is lost
     connect: float = 60.0

@@ -122,6 +122,21 @@ def is_permanent(exc: psycopg.Error) -> bool:
     return bool(_MISSING_ROLE_OR_DATABASE.search(text)) or any(m in text for m in PERMANENT_FAILURES)
 
 
+# A setting libpq rejects before connecting, or one the server refuses at startup (options=-c ...): a change to
+# the configuration fixes it, waiting or retrying never does (exit 2).
+_MISCONFIGURED = ("invalid connection option", "invalid sslmode value", "invalid integer value",
+                  "invalid port number", "invalid gssencmode value", "invalid target_session_attrs value",
+                  "invalid load_balance_hosts value", "invalid channel_binding value", "invalid sslnegotiation value",
+                  "invalid require_auth", "unrecognized configuration parameter", "invalid value for parameter")
+
+
+def is_misconfigured(exc: psycopg.Error) -> bool:
+    if exc.sqlstate in ("42704", "22023"):
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in _MISCONFIGURED)
+
+
 def keepalive_params(stall: float) -> dict[str, str]:
     """libpq settings that make the client's kernel notice a dead peer within about `stall` seconds.
 
@@ -149,14 +164,18 @@ def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False,
         try:
             conn = Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
         except psycopg.OperationalError as exc:
+            if is_misconfigured(exc):
+                raise ConfigError(f"the connection settings of {db.description} are invalid: {reason(exc)} (check "
+                                  "the URL's query parameters and the PG* variables)") from None
             if is_permanent(exc):
                 raise DatabaseUnreachable(f"cannot connect to {db.description}: {reason(exc)}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnreachable(
+                unreachable = DatabaseUnreachable(
                     f"database {db.description} unreachable after {budget:g}s: {reason(exc)} "
-                    "(check the host and that the server is up; MIGRATOR_CONNECT_TIMEOUT sets the wait)"
-                ) from None
+                    "(check the host and that the server is up; MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+                unreachable.no_answer = isinstance(exc, psycopg.errors.ConnectionTimeout)  # type: ignore[attr-defined]
+                raise unreachable from None
             now = time.monotonic()
             if now - last_log >= LOG_EVERY:
                 get_logger().warning(f"waiting for database {db.description} ({purpose}): {reason(exc)}; "
@@ -177,17 +196,36 @@ class ServerSession:
 
     pid: int  # pg_backend_pid(): a pooler's BackendKeyData pid is not the server's
     database: str
-    schema: str  # where the version table lives: its configured schema, or search_path's first
+    schema: str  # where the version table is: its configured schema, where search_path finds it, or where it will be
     server_version: int
+    in_recovery: bool  # a hot standby: read-only
 
 
-def identify(conn: Connection, schema: str | None) -> ServerSession:
-    """Who we are on the server; one round trip, nothing set."""
+def identify(conn: Connection, schema: str | None, table: str) -> ServerSession:
+    """Who we are on the server; one round trip, nothing set.
+
+    The schema is where the version table resolves, not search_path's first entry: two migrators whose
+    search_path differ (a role's setting, `options=-csearch_path=...`, a "$user" schema) must agree on the
+    lock and the history of the one table Alembic finds."""
     conn.doing = "identifying the session"
-    row = conn.execute("SELECT pg_backend_pid(), current_database(), coalesce(%s, current_schema(), 'public')",
-                       (schema,)).fetchone()
+    row = conn.execute("SELECT pg_backend_pid(), current_database(), coalesce(%s, (SELECT n.nspname FROM pg_class c "
+                       "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)), "
+                       "current_schema(), 'public'), pg_is_in_recovery()",
+                       (schema, _quoted(table))).fetchone()
     assert row is not None
-    return ServerSession(int(row[0]), str(row[1]), str(row[2]), conn.info.server_version)
+    return ServerSession(int(row[0]), str(row[1]), str(row[2]), conn.info.server_version, bool(row[3]))
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def require_primary(server: ServerSession, db: DatabaseConfig) -> None:
+    """A hot standby cannot be migrated; after a failover, a retry reaches the new primary (exit 3)."""
+    if server.in_recovery:
+        raise DatabaseUnreachable(f"{db.description} is a read-only standby (in recovery): migrations need the "
+                                  "primary; point the URL at it (libpq's target_session_attrs=read-write picks it "
+                                  "among several hosts)")
 
 
 def require_session_pooling(conn: Connection, session: ServerSession, db: DatabaseConfig,
@@ -232,7 +270,6 @@ def session_settings(timeouts: Timeouts, server_version: int) -> dict[str, str]:
     """The settings every migration and seed starts from (set again before each one, so none leaks)."""
     settings = {
         "lock_timeout": f"{round(timeouts.ddl_lock * 1000)}ms",
-        "statement_timeout": f"{round(timeouts.statement * 1000)}ms",
         # A migrator that stalls or dies while it holds locks: the server ends its transaction.
         "idle_in_transaction_session_timeout": f"{round(timeouts.idle * 1000)}ms",
         # The server notices a dead client too (keepalives answered by nobody, unacknowledged data).
@@ -240,6 +277,8 @@ def session_settings(timeouts: Timeouts, server_version: int) -> dict[str, str]:
         "tcp_keepalives_interval": str(max(int(timeouts.stall / 6), 1)),
         "tcp_keepalives_count": "3",
     }
+    if timeouts.statement is not None:  # unset: the role's or database's statement_timeout stays
+        settings["statement_timeout"] = f"{round(timeouts.statement * 1000)}ms"
     if server_version >= SERVER_VERSION_TCP_USER_TIMEOUT:
         settings["tcp_user_timeout"] = str(int(timeouts.stall * 1000))
     if server_version >= SERVER_VERSION_CLIENT_CHECK:

@@ -23,9 +23,12 @@ from migrator.blocking import Backend, blocking_backends
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.database import Connection, connect
 from migrator.errors import MigratorError
+from migrator.logs import get_logger
 
 _STATE = "SELECT state FROM pg_stat_activity WHERE pid = %s"
-_BUSY_STATES = {"active", "fastpath function call"}
+# The states in which the server no longer works on a statement. Anything else (active, or `disabled` and NULL
+# under track_activities = off) is not evidence of a lost answer.
+_IDLE_STATES = {"idle", "idle in transaction", "idle in transaction (aborted)"}
 
 
 class Monitor:
@@ -72,12 +75,15 @@ class Monitor:
         while not self._stop.wait(self.interval):
             try:
                 state = self._look()
-            except (psycopg.Error, MigratorError):
+            except (psycopg.Error, MigratorError) as exc:
+                if not _no_answer(exc):
+                    last_answer = time.monotonic()  # the server answered, with an error: it is there
                 if time.monotonic() - last_answer > self.timeouts.stall:
                     self._give_up(f"no answer from the server for {self.timeouts.stall:g}s (the monitoring "
                                   "connection got none either)")
                     return
-                self._reconnect()
+                if not self._reconnect():
+                    return
                 continue
             last_answer = time.monotonic()
             if state is None:
@@ -91,8 +97,10 @@ class Monitor:
                 return
 
     def _look(self) -> str | None:
-        if self._conn is None:
-            raise psycopg.OperationalError("no monitoring connection")
+        if self._conn is None:  # the last reconnect got no answer in time
+            lost = psycopg.OperationalError("no monitoring connection")
+            lost.migrator_context = ("watching the migration session", "no answer")  # type: ignore[attr-defined]
+            raise lost
         seen = blocking_backends(self._conn, self.pid)
         if seen:
             self.last_blockers, self._seen_at = seen, time.monotonic()
@@ -102,21 +110,35 @@ class Monitor:
     def _unanswered(self, state: str, since: float | None) -> float | None:
         """Since when the client has been waiting for an answer the server no longer works on."""
         waiting = self.watched.waiting_since
-        if waiting is None or state in _BUSY_STATES or time.monotonic() - waiting < self.interval:
+        if waiting is None or state not in _IDLE_STATES or time.monotonic() - waiting < self.interval:
             return None
         return since if since is not None else time.monotonic()
 
-    def _reconnect(self) -> None:
+    def _reconnect(self) -> bool:
+        """A new monitoring connection; False when the server refuses one (then monitoring stops, and the
+        migration goes on: a refusal is an answer, not a stall)."""
         if self._conn is not None:
             deadlines.WATCHDOG.shut_down(self._conn, "monitor reconnecting")
             self._conn.close()
             self._conn = None
         try:
             self._conn = self._connect()
-        except MigratorError:
-            self._conn = None
+        except MigratorError as exc:
+            if _no_answer(exc):
+                return True  # counts toward the stall, tried again next round
+            get_logger().warning(f"the monitoring connection was lost and the server refuses a new one ({exc}): "
+                                 "the migrations go on unwatched; a stalled network is then noticed by TCP "
+                                 "keepalives and MIGRATOR_STATEMENT_TIMEOUT only")
+            return False
+        return True
 
     def _give_up(self, why: str) -> None:
         deadlines.WATCHDOG.shut_down(self.watched, why)
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """True when the error says the server did not answer in time (a deadline, a connect timeout), as
+    opposed to an answer that was an error (terminated, too many connections, refused)."""
+    return bool(getattr(exc, "no_answer", False) or getattr(exc, "migrator_context", (None, None))[1])
 
 

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
+from psycopg import sql as psql
 
 from migrator import alembic_internals as internals
 from migrator import database, history, lock, operations, retries
@@ -42,6 +43,7 @@ from migrator.blocking import describe_all
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
 from migrator.errors import (
+    ConfigError,
     ConnectionLost,
     Interrupted,
     LockLost,
@@ -90,22 +92,30 @@ class MigrationSession:
     current: Step | None = None
     monitor: Monitor | None = None
 
-    def reset_sql(self) -> tuple[str, dict[str, Any]]:
-        """The first statement of every step: migrator's settings again, the server's clock, and whether
-        this session still is the lock's holder."""
+    def reset_sql(self) -> psql.Composed:
+        """What every step starts with, in one round trip: every session setting back to the session's
+        defaults (a migration's SET search_path, SET ROLE or session_replication_role included), then
+        migrator's settings, the server's clock, and whether this session still holds the lock."""
         settings = database.session_settings(self.settings.timeouts, self.server.server_version)
-        calls = ", ".join(f"set_config(%(k{i})s, %(v{i})s, false)" for i in range(len(settings)))
-        params: dict[str, Any] = {"pid": self.server.pid, **lock.key_parts(self.key)}
-        for i, (name, value) in enumerate(settings.items()):
-            params[f"k{i}"], params[f"v{i}"] = name, value
-        return f"SELECT now(), {lock.OWNED}, {calls}", params
+        calls = psql.SQL(", ").join(psql.SQL("set_config({}, {}, false)").format(psql.Literal(k), psql.Literal(v))
+                                    for k, v in settings.items())
+        owned = psql.SQL(lock.OWNED % {"pid": self.server.pid, **lock.key_parts(self.key)})  # integers only
+        return psql.SQL("RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT now(), {}, {}").format(
+            owned, calls)
 
     def start_step(self, step: Step) -> None:
-        """Reset the session and prove the lock, in the step's transaction (SQLAlchemy autobegins it)."""
-        assert self.sa_conn is not None
-        self.conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
-        query, params = self.reset_sql()
-        row = self.sa_conn.exec_driver_sql(query, params).fetchone()
+        """Reset the session and prove the lock, outside any transaction, right before the step's own begins:
+        a rollback inside the step cannot undo them. The caller makes sure no transaction is open."""
+        conn = self.conn
+        conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
+        conn.autocommit = True
+        try:
+            cur = conn.execute(self.reset_sql())
+            while cur.nextset():
+                pass  # to the SELECT's row, after the RESETs'
+            row = cur.fetchone()
+        finally:
+            conn.autocommit = False
         assert row is not None
         if not row[1]:
             raise LockLost(f"the migration lock on {self.db.description} is no longer held by this session "
@@ -132,6 +142,9 @@ class Step:
     settled: int = 0  # how many of `statements` are accounted for in `committed`
     autocommit: bool = False  # inside an autocommit block: each statement commits as it succeeds
     stamped: bool = False  # Alembic stamped its version: the next commit is the step's own
+    # A step must not roll back its own transaction part-way (op.get_bind().rollback()): what ran before would
+    # be gone while the rest commits. Counted by the SQLAlchemy rollback event, refused when the step ends.
+    rollbacks: int = 0
     history_id: int | None = None
     invalid_before: frozenset[str] = frozenset()
     indexes: set[str] = field(default_factory=set)
@@ -156,6 +169,7 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
     sa.event.listen(engine, "after_cursor_execute", hooks.after)
     sa.event.listen(engine, "handle_error", hooks.failed)
     sa.event.listen(engine, "commit", hooks.committing)
+    sa.event.listen(engine, "rollback", hooks.rolling_back)
     return engine
 
 
@@ -165,7 +179,8 @@ def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, *, 
                    ) -> Iterator[MigrationSession | None]:
     """Take the migration lock on `conn` (autocommit) and yield the session, or None when `satisfied()` said
     while waiting that another migrator already did the work. The unlock's result is checked on the way out."""
-    server = database.identify(conn, schema)
+    server = database.identify(conn, schema, version_table)
+    database.require_primary(server, db)
     database.require_session_pooling(conn, server, db, settings.timeouts)
     key = lock.lock_key(server.database, server.schema, version_table)
     if not lock.acquire(conn, key, settings.timeouts.lock, db.description, satisfied):
@@ -242,7 +257,13 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
     """Create the history table when missing (in autocommit, before any step); its open rows."""
     conn, schema = session.conn, session.history_schema
     if not history.exists(conn, schema):
-        history.create(conn, schema)
+        try:
+            history.create(conn, schema)
+        except psycopg.errors.InsufficientPrivilege:
+            raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
+                              f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
+                              f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
+                              "default), or create the table once as its owner") from None
     return history.open_rows(conn, schema, version_table)
 
 
@@ -304,7 +325,15 @@ class StatementHooks:
         step = self.session.current
         if step is None or step.stamped or step.autocommit:
             return
+        if not step.allow_commit:
+            raise MigrationFailed(f"{step.label} commits the transaction it runs in through SQLAlchemy (it was not "
+                                  "committed): seeds run in one transaction with their ledger row; use "
+                                  "session.flush() to send statements, and let migrator commit")
         self.on_boundary()
+
+    def rolling_back(self, _conn: Any) -> None:
+        if self.session.current is not None:
+            self.session.current.rollbacks += 1
 
     def after(self, *_: Any) -> None:
         step = self.session.current
@@ -390,7 +419,9 @@ class Migrations:
     def _steps(self, plan: Plan) -> Callable[..., Iterator[Any]]:
         """Alembic's `fn`: yields the plan's steps, starting and logging each one."""
         def migrations_fn(heads: tuple[str, ...], _context: MigrationContext) -> Iterator[Any]:
-            for alembic_step in plan(heads):
+            steps = list(plan(heads))
+            self._refuse_open_rows_elsewhere(steps)
+            for alembic_step in steps:
                 script = internals.step_script(alembic_step)
                 step = Step(script.revision, f"{script.revision} ({module_name(script)})", self.direction,
                             parents=internals.parents(script), rerunnable=internals.rerunnable(script))
@@ -398,6 +429,8 @@ class Migrations:
                 phase = "upgrade" if self.direction == FORWARD else "downgrade"
                 get_logger().info(f"== Running {script.revision} {module_name(script)}.{phase} {self.direction}",
                                   revision=script.revision, direction=self.direction, module=module_name(script))
+                if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
+                    self.session.sa_conn.commit()  # Alembic's preamble (the version table), before the first step
                 self.session.start_step(step)
                 yield alembic_step
                 # Alembic resumes the generator only after the step's transaction ended. A migration that
@@ -411,6 +444,20 @@ class Migrations:
                 self.done.append(script.revision)
                 self.session.current = None
         return migrations_fn
+
+    def _refuse_open_rows_elsewhere(self, steps: Sequence[RevisionStep]) -> None:
+        """A migration left part-way that this run will not run (the other direction, or not in its plan)
+        stops the run: going on would build on a half-applied schema."""
+        direction = history.UP if self.direction == FORWARD else history.DOWN
+        planned = {internals.step_script(s).revision for s in steps}
+        for rows in self.open_rows.values():
+            row = rows[-1]
+            if row.direction != direction or row.revision not in planned:
+                phase = "migrate" if row.direction == history.UP else "rollback"
+                raise PartiallyApplied(
+                    f"migration {row.describe()}; this {'migrate' if direction == history.UP else 'rollback'} does "
+                    f"not run it, and would build on a half-applied schema. Finish it first: run the {phase} again "
+                    f"if it is rerunnable, or decide with `migrator resolve {row.revision} --rerun|--mark-applied`")
 
     def _decide_open_rows(self, step: Step) -> None:
         """A migration left part-way by an earlier run: run it again only if it says it may."""
@@ -459,6 +506,7 @@ class Migrations:
         step = self.session.current
         assert step is not None
         conn, schema = self.session.conn, self.session.history_schema
+        refuse_own_rollback(step)
         if step.partial:
             self._check_indexes(step)
         outcome = "applied" if step.direction == FORWARD else "reverted"
@@ -528,6 +576,10 @@ class Migrations:
         timeouts = self.session.settings.timeouts
         if step is None:
             return ConnectionLost(f"{base}; no migration was running")
+        if step.stamped:
+            return ConnectionLost(f"{base}; migration {step.label} was committing: whether it committed is not "
+                                  "known here (the next migrate reads the version table: it finds it applied, or "
+                                  "runs it again)")
         fate = (f"the server rolls back its open transaction when it notices: within MIGRATOR_IDLE_TIMEOUT="
                 f"{timeouts.idle:g}s of its last statement, or by TCP keepalives (about {timeouts.stall:g}s) if the "
                 "network is down; not confirmed here")
@@ -541,9 +593,29 @@ class Migrations:
 
     def _interrupted(self, exc: KeyboardInterrupt) -> Interrupted:
         step = self.session.current
+        if step is not None and step.stamped:
+            return self._interrupted_committing(step, exc)
         if step is not None and database.rolled_back(self.session.conn):
             self._record_failure(step, "partial" if step.partial else "interrupted", "interrupted by a signal")
         return interrupted(self.session, exc, step.label if step else None)
+
+    def _interrupted_committing(self, step: Step, exc: KeyboardInterrupt) -> Interrupted:
+        """The signal came while the step's COMMIT was in flight (a synchronous standby that does not answer):
+        only the version table can tell whether it committed."""
+        self.session.current = None
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        fate = "whether it committed is not confirmed (the version table will tell the next run)"
+        if database.rolled_back(self.session.conn):
+            with suppress(psycopg.Error):
+                found = self.session.conn.execute(
+                    psql.SQL("SELECT count(*) FROM {} WHERE version_num = %s").format(
+                        psql.Identifier(self.session.server.schema, self.version_table)), (step.revision,)).fetchone()
+                stamped = bool(found and found[0])
+                fate = ("it committed (the version table shows it)" if stamped == (self.direction == FORWARD)
+                        else "it did not commit (the version table does not show it); run it again to resume")
+                self.session.conn.rollback()
+        return Interrupted(name, code, f"interrupted by {name} while {step.label} was committing: {fate}")
 
     def _rolled_back_or_fail(self, step: Step, exc: BaseException) -> None:
         if not database.rolled_back(self.session.conn):
@@ -582,6 +654,14 @@ class Migrations:
             f"{step.revision} could not get a lock within {timeouts.ddl_lock:g}s (blocked by {who}); rolled back, "
             f"retry {attempt}/{timeouts.ddl_retries} in {delay:.1f}s", revision=step.revision, attempt=attempt)
         time.sleep(delay)
+
+
+def refuse_own_rollback(step: Step) -> None:
+    """A step that rolled back its own transaction part-way lost what it ran before: it must not commit the rest."""
+    if step.rollbacks:
+        raise MigrationFailed(f"{step.label} rolled back its own transaction part-way (op.get_bind().rollback() or "
+                              "similar): what it ran before that was undone while the rest went on, so none of it "
+                              "is committed; raise an exception to fail a migration instead")
 
 
 def invalid_indexes(conn: Connection, step: Step) -> list[str]:

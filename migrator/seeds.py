@@ -90,11 +90,13 @@ def _run_one(session: runner.MigrationSession, connection: sa.Connection, ledger
     step = runner.Step(path.name, f"seed {path.name}", "seed", allow_commit=False)
     try:
         with connection.begin():
-            session.start_step(step)  # settings and the lock, first, in the seed's transaction
+            session.start_step(step)  # settings and the lock, first, before the seed's transaction starts
             # A savepoint for the session: a seed that calls session.commit() cannot commit half of itself.
             with Session(bind=connection, join_transaction_mode="create_savepoint") as orm:
                 module.run(orm)
                 orm.commit()  # releases the savepoint; the ledger row and the outer commit follow
+            runner.refuse_own_rollback(step)
+            step.stamped = True  # the commit that follows is the seed's own
             upsert = pg_insert(ledger).values(name=path.name, checksum=digest)
             connection.execute(upsert.on_conflict_do_update(
                 index_elements=[ledger.c.name], set_={"checksum": digest, "applied_at": sa.func.now()}))

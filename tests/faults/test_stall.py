@@ -116,8 +116,7 @@ def test_stall_during_a_long_statement(fault_project: Path, url: str, proxied: s
     assert writer.done_at is not None, "the application's write was still queued"
     assert writer.done_at >= statement_ends - 0.2, "the write was not queued behind the migration's lock"
     assert writer.done_at - statement_ends <= IDLE + 1.5, "the server kept the stalled session's locks too long"
-    assert backend_gone(url, session.pid)
-    assert_nothing_left(url)
+    assert backend_gone(url, session.pid)  # and its lock with it (the other replica may hold its own by now)
 
     # The other replica ran the migration once, after the server ended the stalled session.
     done = second.finish(60)

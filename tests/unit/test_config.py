@@ -46,7 +46,7 @@ def test_bad_durations(text: str) -> None:
 def test_defaults() -> None:
     settings = load_settings({})
     assert (settings.timeouts.lock, settings.timeouts.ddl_lock, settings.timeouts.ddl_retries,
-            settings.timeouts.statement, settings.timeouts.connect) == (600, 5, 5, 0, 60)
+            settings.timeouts.statement, settings.timeouts.connect) == (600, 5, 5, None, 60)
     assert (settings.log_format, settings.log_level) == ("console", "info")
 
 
