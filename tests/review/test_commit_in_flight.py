@@ -1,0 +1,67 @@
+"""Review finding: a signal (or a lost connection) while the migration's COMMIT is in flight is reported as a
+rollback, and the migration is in fact applied.
+
+Reproduced deterministically with synchronous replication whose standby does not answer (a standby that is
+down or lagging; here `synchronous_standby_names` names one that does not exist): the COMMIT waits in SyncRep.
+On SIGTERM psycopg cancels it; PostgreSQL answers "canceling wait for synchronous replication ... The
+transaction has already committed locally" and the COMMIT succeeds. migrator then says "its running statement
+was cancelled and its transaction rolled back (confirmed by the server); run it again to resume", exits 143,
+and the history holds both `applied` and `interrupted` for the same revision. With MIGRATOR_STATEMENT_TIMEOUT
+set, the client gives up instead and says "the server rolls back its open transaction ... the next migrate
+runs it again from the start", and the migration commits as soon as the standby answers or the backend ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import add_revision, query
+from tests.faults.helpers import BASE, SIGNAL_BOUND, Migrator, at_base, history, versions, wait_for_backend
+from tests.postgres import DebianServer
+
+REV = "20240101000001"
+SYNC_COMMIT = """
+op.execute("SET LOCAL synchronous_commit = on")
+op.execute("CREATE TABLE synced (id int)")
+"""
+
+
+@pytest.fixture
+def sync_url(own_server: DebianServer) -> Iterator[str]:
+    """A database on a server whose synchronous standby never answers; only SET LOCAL synchronous_commit = on
+    transactions wait for it."""
+    with psycopg.connect(own_server.admin_url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ghost'")
+        conn.execute("ALTER SYSTEM SET synchronous_commit = 'local'")
+        conn.execute("SELECT pg_reload_conf()")
+    name = own_server.create_database()
+    try:
+        yield own_server.url_for(name)
+    finally:
+        with psycopg.connect(own_server.admin_url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            conn.execute("ALTER SYSTEM RESET synchronous_commit")
+            conn.execute("SELECT pg_reload_conf()")
+        own_server.drop_database(name)
+
+
+def test_sigterm_during_commit_is_not_reported_as_a_rollback(fault_project: Path, sync_url: str) -> None:
+    add_revision(fault_project, REV, BASE, SYNC_COMMIT, name="sync_commit")
+    at_base(sync_url)
+    run = Migrator(["migrate"], cwd=fault_project, url=sync_url)
+    wait_for_backend(sync_url, "COMMIT")  # waiting for the standby: the commit is in flight
+    time.sleep(0.5)
+    struck = run.signal(signal.SIGTERM)
+    result = run.finish(SIGNAL_BOUND, since=struck)
+    assert result.code == 143, result.err
+    if REV in versions(sync_url):
+        assert "rolled back" not in result.errors[-1], f"{REV} is applied, but the line says:\n{result.err}"
+        outcomes = [row[2] for row in history(sync_url) if row[0] == REV]
+        assert outcomes == ["applied"], outcomes
+    assert query(sync_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == [(0,)]

@@ -1,0 +1,42 @@
+"""Review findings (minor): exit codes that differ from the README's table.
+
+- A bad libpq setting in the URL (`sslmode=bogus`) is a bad URL (README: a bad URL or setting is exit 2, which
+  the chart does not retry); it exits 3 ("database unreachable"), which the Job retries.
+- A role that may not create migrator_history (PostgreSQL 15+ revokes CREATE on public; the version table
+  exists and the role may write it, as plain Alembic needs) fails with exit 1 and "database error: permission
+  denied for schema public ... CREATE TABLE IF NOT EXISTS "public"."migrator_history"", retried by the Job;
+  the plain `alembic` command migrates the same database fine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from tests.conftest import add_revision, query
+from tests.faults.helpers import BASE, Migrator, at_base
+from tests.review.urls import as_role
+
+
+def test_a_bad_sslmode_is_a_usage_error(fault_project: Path, url: str) -> None:
+    result = Migrator(["status"], cwd=fault_project, url=url + ("&" if "?" in url else "?") + "sslmode=bogus"
+                      ).finish(30)
+    assert result.code == 2, result.err
+
+
+def test_no_create_privilege_for_the_history_table(fault_project: Path, url: str) -> None:
+    add_revision(fault_project, "20240101000001", BASE, 'op.execute("UPDATE items SET note = upper(note)")',
+                 name="data_only")
+    at_base(url)
+    role = "lim_" + uuid.uuid4().hex[:8]
+    query(url, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    query(url, f"GRANT SELECT, INSERT, UPDATE, DELETE ON items, alembic_version TO {role}")
+    query(url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    mine = as_role(url, role, f"pw-{role}")
+    try:
+        result = Migrator(["migrate"], cwd=fault_project, url=mine).finish(60)
+        assert result.code in (0, 2), result.err  # migrated, or refused as a setup error naming the table
+        assert result.code == 0 or "migrator_history" in result.errors[-1]
+    finally:
+        query(url, f"DROP OWNED BY {role}")
+        query(url, f"DROP ROLE {role}")

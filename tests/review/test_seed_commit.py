@@ -1,0 +1,36 @@
+"""Review finding: a seed that commits through its session's connection commits part of itself, and the
+failure line then says "failed and was rolled back".
+
+README: "A seed cannot end the transaction it runs in: COMMIT or ROLLBACK is refused before it is sent, and
+`session.commit()` only releases a savepoint." `session.connection().commit()` is neither refused nor
+contained: the first row stays, the ledger has no row, so the next `seed` runs the file again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import query
+from tests.faults.helpers import Migrator, at_base
+
+SEED = '''
+import sqlalchemy as sa
+
+
+def run(session):
+    session.execute(sa.text("INSERT INTO ran_log (what) VALUES ('seed first half')"))
+    session.connection().commit()
+    session.execute(sa.text("INSERT INTO ran_log (what) VALUES ('seed second half')"))
+    raise RuntimeError("boom after half")
+'''
+
+
+def test_a_seed_cannot_commit_half_of_itself(fault_project: Path, url: str) -> None:
+    at_base(url)
+    (fault_project / "seeds" / "01_half.py").write_text(SEED)
+    result = Migrator(["seed"], cwd=fault_project, url=url).finish(60)
+    assert result.code == 1, result.err
+    committed = [row[0] for row in query(url, "SELECT what FROM ran_log")]
+    if "rolled back" in result.errors[-1]:
+        assert committed == [], f"the line says rolled back, but {committed} committed:\n{result.err}"
+    assert committed == [], committed
