@@ -19,7 +19,7 @@ from alembic import context
 
 from migrator import config as settings_config
 from migrator import database, lock, logs
-from migrator.alembic_internals import ENV_FLAG
+from migrator.alembic_internals import CONFIGURED_BY_MIGRATOR, ENV_FLAG
 from migrator.errors import LockLost, MigratorError
 
 MIGRATOR_TABLES = frozenset({"migrator_history", "migrator_seeds"})
@@ -27,12 +27,13 @@ MIGRATOR_TABLES = frozenset({"migrator_history", "migrator_seeds"})
 
 def _options(target_metadata: Any, extra: dict[str, Any]) -> dict[str, Any]:
     config = context.config
-    table, schema = config.get_main_option("version_table"), config.get_main_option("version_table_schema")
-    if not table:  # the plain `alembic` command: the version table migrator.toml gives this script directory
+    if config.attributes.get(CONFIGURED_BY_MIGRATOR):
+        table, schema = config.get_main_option("version_table"), config.get_main_option("version_table_schema")
+    else:  # the plain `alembic` command: the same version table migrator uses (migrator.toml, then alembic.ini)
         table, schema = _version_table_of_repo(config.get_main_option("script_location"))
     return {
         "target_metadata": target_metadata,
-        "version_table": table,
+        "version_table": table or "alembic_version",
         "version_table_schema": schema or None,
         # Autogenerate must not propose to drop migrator's own tables (it leaves Alembic's version table alone).
         "include_name": _without_migrator_tables(extra.pop("include_name", None)),

@@ -19,7 +19,7 @@ FILE = "alembic.ini"
 MAX_BYTES = 1 << 20
 # Keys whose presence changes where scripts are found or how they are read.
 LOCATION_KEYS = ("script_location", "version_locations", "recursive_version_locations", "sourceless",
-                 "path_separator", "version_path_separator")
+                 "path_separator", "version_path_separator", "version_table", "version_table_schema")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class AlembicIni:
     version_locations: tuple[Path, ...] = ()
     recursive: bool = False
     sourceless: bool = False
+    version_table: str | None = None  # read by env.py (Alembic's own template passes it to configure)
+    version_table_schema: str | None = None
 
 
 @functools.cache
@@ -73,6 +75,8 @@ def _parse(path: Path, text: str) -> AlembicIni:
         version_locations=tuple(_path(path, p) or path.parent for p in _split(values) if p),
         recursive=_bool(path, "recursive_version_locations", values["recursive_version_locations"]),
         sourceless=_bool(path, "sourceless", values["sourceless"]),
+        version_table=values["version_table"] or None,
+        version_table_schema=values["version_table_schema"] or None,
     )
 
 

@@ -37,6 +37,7 @@ from migrator.errors import ConfigError, RevisionError
 from migrator.repos import Repo
 
 ENV_FLAG = "migrator_env_configures"  # set by migrator.alembic_env right before it calls context.configure
+CONFIGURED_BY_MIGRATOR = "migrator_config"  # a Config alembic_config built (not the plain `alembic` command's)
 DELEGATE_HINT = ("replace its run_migrations_online()/offline() with `from migrator.alembic_env import "
                  "run_migrations` and `run_migrations(target_metadata=...)`, as `migrator init --adopt` does")
 
@@ -51,6 +52,7 @@ def alembic_config(repo: Repo) -> Config:
     options = argparse.Namespace(quiet=True)
     config = Config(file_=str(ini.path), cmd_opts=options) if ini is not None else Config(cmd_opts=options)
     config.set_main_option("script_location", str(repo.script_location).replace("%", "%%"))
+    config.attributes[CONFIGURED_BY_MIGRATOR] = True  # its version table is the repo's (see alembic_env)
     config.set_main_option("version_table", repo.version_table)
     if repo.version_table_schema:
         config.set_main_option("version_table_schema", repo.version_table_schema)

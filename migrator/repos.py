@@ -180,6 +180,12 @@ def _problem(kind: str, wanted: str) -> str:
             "file": "is a file", "other": f"is not a {wanted}"}[kind]
 
 
+def _ini_default(project_dir: Path, key: str) -> str | None:
+    """alembic.ini's value of `key`, which `alembic` would use, when migrator.toml does not set it."""
+    ini = alembic_ini.read(project_dir)
+    return getattr(ini, key) if ini is not None else None
+
+
 def _default_location(project_dir: Path) -> Path:
     """alembic.ini's script_location when the project has one (so that `alembic` and `migrator` agree), else
     migrations/."""
@@ -221,6 +227,6 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
         name=name, project_dir=project_dir, script_location=script_location, seeds=seeds,
         url_env=strings.get("url_env", "DATABASE_URL"),
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
-        version_table=strings.get("version_table", "alembic_version"),
-        version_table_schema=strings.get("version_table_schema"),
+        version_table=strings.get("version_table") or _ini_default(project_dir, "version_table") or "alembic_version",
+        version_table_schema=strings.get("version_table_schema") or _ini_default(project_dir, "version_table_schema"),
     )

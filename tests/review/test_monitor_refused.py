@@ -38,7 +38,7 @@ def test_a_refused_monitor_reconnect_does_not_kill_a_healthy_migration(fault_pro
         # The application fills the role's connections (the limit is checked only when a connection starts),
         # and a DBA's script ends the mostly idle monitoring session.
         query(url, f"ALTER ROLE {role} CONNECTION LIMIT 1")
-        terminate(url, int(rows[0][0]))
+        terminate(url, int(str(rows[0][0])))
         result = run.finish(30)
         assert "no answer from the server" not in result.err, result.err
         assert result.code == 0, result.err
