@@ -19,7 +19,9 @@ demo: $(STAMP)
 
 ## test: every check CI runs: ruff, mypy, squawk on migrations/, then the whole pytest suite
 test: lint
-	$(BIN)/pytest
+	# One worker per core, a test file per worker at a time: most tests wait on PostgreSQL, Docker or a
+	# subprocess, and files keep their own servers and images apart.
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
