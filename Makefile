@@ -18,9 +18,9 @@ demo: $(STAMP)
 	$(BIN)/python -m tests.demo
 
 ## test: every check CI runs: ruff, mypy, squawk on migrations/, then the whole pytest suite
+# One pytest worker per core, a test file per worker at a time: most tests wait on PostgreSQL, Docker or a
+# subprocess, and a file keeps its own servers and images to itself.
 test: lint
-	# One worker per core, a test file per worker at a time: most tests wait on PostgreSQL, Docker or a
-	# subprocess, and files keep their own servers and images apart.
 	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(STAMP)
