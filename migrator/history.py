@@ -18,6 +18,7 @@ migration committed. Rows about failures are written afterwards, best effort (th
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -78,18 +79,23 @@ _COLUMNS = ("version_table, revision, parents, direction, outcome, started_at, f
             "migrator_version, pod, namespace, image, host, detail")
 
 
+@functools.cache
+def _insert_sql(schema: str, finished: bool) -> sql.Composed:
+    ending = "clock_timestamp(), (extract(epoch FROM clock_timestamp() - %(started)s) * 1000)::bigint" \
+        if finished else "NULL, NULL"
+    return sql.SQL("INSERT INTO {} (" + _COLUMNS + ") VALUES (%(vt)s, %(rev)s, %(parents)s, %(direction)s, "  # noqa: S608
+                   "%(outcome)s, %(started)s, " + ending + ", %(version)s, %(pod)s, %(namespace)s, %(image)s, "
+                   "%(host)s, %(detail)s) RETURNING id").format(qualified(schema))
+
+
 def insert(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
            parents: Iterable[str], direction: str, outcome: str, started_at: datetime,
            finished: bool, detail: str | None = None) -> int:
     """One row; `finished` stamps finished_at and the duration with the server's clock. Returns its id."""
-    ending = "clock_timestamp(), (extract(epoch FROM clock_timestamp() - %(started)s) * 1000)::bigint" \
-        if finished else "NULL, NULL"
-    query = sql.SQL("INSERT INTO {} (" + _COLUMNS + ") VALUES (%(vt)s, %(rev)s, %(parents)s, %(direction)s, "  # noqa: S608
-                    "%(outcome)s, %(started)s, " + ending + ", %(version)s, %(pod)s, %(namespace)s, %(image)s, "
-                    "%(host)s, %(detail)s) RETURNING id").format(qualified(schema))
-    row = conn.execute(query, {"vt": version_table, "rev": revision, "parents": list(parents),
-                               "direction": direction, "outcome": outcome, "started": started_at,
-                               "version": __version__, "detail": detail, **who()}).fetchone()
+    row = conn.execute(_insert_sql(schema, finished),
+                       {"vt": version_table, "rev": revision, "parents": list(parents), "direction": direction,
+                        "outcome": outcome, "started": started_at, "version": __version__, "detail": detail,
+                        **who()}).fetchone()
     assert row is not None
     return int(row[0])
 

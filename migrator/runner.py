@@ -22,6 +22,7 @@ that died or stopped answering (migrator.monitor). Messages say only what the se
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -92,16 +93,18 @@ class MigrationSession:
     current: Step | None = None
     monitor: Monitor | None = None
 
-    def reset_sql(self) -> psql.Composed:
+    @functools.cached_property
+    def reset_sql(self) -> str:
         """What every step starts with, in one round trip: every session setting back to the session's
         defaults (a migration's SET search_path, SET ROLE or session_replication_role included), then
-        migrator's settings, the server's clock, and whether this session still holds the lock."""
+        migrator's settings, the server's clock, and whether this session still holds the lock. The same
+        text for every step of the session: composed once."""
         settings = database.session_settings(self.settings.timeouts, self.server.server_version)
         calls = psql.SQL(", ").join(psql.SQL("set_config({}, {}, false)").format(psql.Literal(k), psql.Literal(v))
                                     for k, v in settings.items())
         owned = psql.SQL(lock.OWNED % {"pid": self.server.pid, **lock.key_parts(self.key)})  # integers only
         return psql.SQL("RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT now(), {}, {}").format(
-            owned, calls)
+            owned, calls).as_string(self.conn)
 
     def start_step(self, step: Step) -> None:
         """Reset the session and prove the lock, outside any transaction, right before the step's own begins:
@@ -110,7 +113,7 @@ class MigrationSession:
         conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
         conn.autocommit = True
         try:
-            cur = conn.execute(self.reset_sql())
+            cur = conn.execute(self.reset_sql)
             while cur.nextset():
                 pass  # to the SELECT's row, after the RESETs'
             row = cur.fetchone()
