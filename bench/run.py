@@ -11,6 +11,11 @@ max and the ratio of medians, then each goal as measured. Numbers, not assertion
   B4 8 `migrator migrate` at once on an empty database (N = 200) vs one alone: wall time, failures
   B5 peak RSS of B1 (no-op) and B3 (apply), migrator vs alembic
   B6 script-directory load at N = 1000: migrator's text scan vs Alembic's ScriptDirectory + revision map
+
+`--baseline DIR` adds a third side to B1 and B3: the migrator package of another checkout (for example
+`git worktree add /tmp/base v0.1.0`), run by the same interpreter and dependencies on the same scripts,
+interleaved with the other two, and prints this checkout's ratio to it. That is how a change's cost is
+measured: side by side, never against numbers from another run.
 """
 
 from __future__ import annotations
@@ -130,8 +135,8 @@ def compile_all(*paths: Path) -> None:
 
 
 class Bench:
-    def __init__(self, server: EmbeddedServer, runs: int) -> None:
-        self.server, self.runs = server, runs
+    def __init__(self, server: EmbeddedServer, runs: int, baseline: Path | None = None) -> None:
+        self.server, self.runs, self.baseline = server, runs, baseline
         self.rows: list[str] = []
         self.goals: list[str] = []
 
@@ -149,6 +154,26 @@ class Bench:
 
     def alembic(self, path: Path, url: str) -> Sample:
         return run([str(BIN / "alembic"), "upgrade", "head"], self.env(url), path)
+
+    def old_migrator(self, path: Path, url: str) -> Sample:
+        """The baseline checkout's migrator: its package first on the path, everything else shared."""
+        assert self.baseline is not None
+        return run([sys.executable, "-m", "migrator", "migrate"],
+                   {**self.env(url), "PYTHONPATH": str(self.baseline)}, path)
+
+    def with_baseline(self, sides: dict[str, Callable[[], Sample]],
+                      new: Callable[[], Sample]) -> dict[str, Callable[[], Sample]]:
+        if self.baseline is not None:
+            sides["baseline"] = new
+        return sides
+
+    def versus_baseline(self, name: str, found: dict[str, list[Sample]]) -> None:
+        """The baseline's row and this checkout's ratio to it (reported; the goals stay against Alembic)."""
+        if "baseline" not in found:
+            return
+        self.row(f"{name}: baseline migrator", found["baseline"])
+        ratio = median(found["migrator"]) / median(found["baseline"])
+        self.goals.append(f"{name + ': migrator / baseline':<52} {ratio:8.2f}x  (reported, no goal)")
 
     def row(self, name: str, samples: list[Sample], attr: str = "seconds") -> None:
         values = [getattr(s, attr) for s in samples]
@@ -171,9 +196,10 @@ def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
                                                   "alembic": partial(bench.alembic, path, url)}
         if n == 2:
             sides["floor"] = partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)
-        found = interleave(bench.runs, sides)
+        found = interleave(bench.runs, bench.with_baseline(sides, partial(bench.old_migrator, path, url)))
         bench.row(f"B1 no-op N={n}: migrator migrate", found["migrator"])
         bench.row(f"B1 no-op N={n}: alembic upgrade head", found["alembic"])
+        bench.versus_baseline(f"B1 no-op N={n}", found)
         ratios[n] = median(found["migrator"]) / median(found["alembic"])
         bench.goal(f"B1 no-op N={n}: migrator / alembic", ratios[n], 0.5)
         if n == 2:
@@ -197,10 +223,13 @@ def generated(base: Path, revisions: int) -> Path:
 
 def b3_b5_apply(bench: Bench, base: Path) -> None:
     path = generated(base, 200)
-    found = interleave(bench.runs, {"migrator": lambda: bench.migrator(path, bench.database()),
-                                    "alembic": lambda: bench.alembic(path, bench.database())})
+    sides = bench.with_baseline({"migrator": lambda: bench.migrator(path, bench.database()),
+                                 "alembic": lambda: bench.alembic(path, bench.database())},
+                                lambda: bench.old_migrator(path, bench.database()))
+    found = interleave(bench.runs, sides)
     bench.row("B3 apply N=200: migrator migrate", found["migrator"])
     bench.row("B3 apply N=200: alembic upgrade head", found["alembic"])
+    bench.versus_baseline("B3 apply N=200", found)
     bench.goal("B3 apply N=200: migrator / alembic", median(found["migrator"]) / median(found["alembic"]), 1.2)
     bench.row("B5 peak RSS apply N=200: migrator", found["migrator"], "rss_mb")
     bench.row("B5 peak RSS apply N=200: alembic", found["alembic"], "rss_mb")
@@ -267,10 +296,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="runs of each side (default 7)")
     parser.add_argument("--only", nargs="+", choices=["B1", "B3", "B4", "B6"], default=["B1", "B3", "B4", "B6"],
                         help="scenarios to run (B2 and B5 come with B1 and B3)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another checkout whose migrator/ B1 and B3 also run, side by side")
     args = parser.parse_args()
+    if args.baseline is not None:
+        if not (args.baseline / "migrator" / "__init__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no migrator/__init__.py there")
+        args.baseline = args.baseline.resolve()
+        compile_all(args.baseline / "migrator")
     server = EmbeddedServer()
     os.environ["BENCH_ADMIN_URL"] = server.admin_url
-    bench = Bench(server, args.runs)
+    bench = Bench(server, args.runs, args.baseline)
     base = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
     try:
         print(machine(), flush=True)

@@ -80,12 +80,18 @@ _COLUMNS = ("version_table, revision, parents, direction, outcome, started_at, f
 
 
 @functools.cache
-def _insert_sql(schema: str, finished: bool) -> sql.Composed:
+def _insert_sql(schema: str, finished: bool, returning: bool = True) -> sql.Composed:
     ending = "clock_timestamp(), (extract(epoch FROM clock_timestamp() - %(started)s) * 1000)::bigint" \
         if finished else "NULL, NULL"
     return sql.SQL("INSERT INTO {} (" + _COLUMNS + ") VALUES (%(vt)s, %(rev)s, %(parents)s, %(direction)s, "  # noqa: S608
                    "%(outcome)s, %(started)s, " + ending + ", %(version)s, %(pod)s, %(namespace)s, %(image)s, "
-                   "%(host)s, %(detail)s) RETURNING id").format(qualified(schema))
+                   "%(host)s, %(detail)s)" + (" RETURNING id" if returning else "")).format(qualified(schema))
+
+
+def _values(*, version_table: str, revision: str, parents: Iterable[str], direction: str, outcome: str,
+            started_at: datetime, detail: str | None) -> dict[str, Any]:
+    return {"vt": version_table, "rev": revision, "parents": list(parents), "direction": direction,
+            "outcome": outcome, "started": started_at, "version": __version__, "detail": detail, **who()}
 
 
 def insert(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
@@ -93,11 +99,20 @@ def insert(conn: psycopg.Connection[Any], schema: str, *, version_table: str, re
            finished: bool, detail: str | None = None) -> int:
     """One row; `finished` stamps finished_at and the duration with the server's clock. Returns its id."""
     row = conn.execute(_insert_sql(schema, finished),
-                       {"vt": version_table, "rev": revision, "parents": list(parents), "direction": direction,
-                        "outcome": outcome, "started": started_at, "version": __version__, "detail": detail,
-                        **who()}).fetchone()
+                       _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
+                               outcome=outcome, started_at=started_at, detail=detail)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def insert_statement(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
+                     parents: Iterable[str], direction: str, outcome: str, started_at: datetime) -> str:
+    """The same INSERT of a finished row as one statement, its values bound on the client (psycopg's quoting),
+    so that it can travel with other statements in one round trip: the step's commit."""
+    with psycopg.ClientCursor(conn) as cur:
+        return cur.mogrify(_insert_sql(schema, True, returning=False),
+                           _values(version_table=version_table, revision=revision, parents=parents,
+                                   direction=direction, outcome=outcome, started_at=started_at, detail=None))
 
 
 def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None) -> None:

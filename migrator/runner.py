@@ -108,24 +108,37 @@ class MigrationSession:
 
     def start_step(self, step: Step) -> None:
         """Reset the session and prove the lock, outside any transaction, right before the step's own begins:
-        a rollback inside the step cannot undo them. The caller makes sure no transaction is open."""
+        a rollback inside the step cannot undo them. The caller makes sure no transaction is open. (Not folded
+        into the previous step's commit: a session lost in between must read as lost before this step.)"""
         conn = self.conn
         conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
         conn.autocommit = True
         try:
-            cur = conn.execute(self.reset_sql)
-            while cur.nextset():
-                pass  # to the SELECT's row, after the RESETs'
-            row = cur.fetchone()
+            started, owned = _reset_row(conn.execute(self.reset_sql))
         finally:
             conn.autocommit = False
-        assert row is not None
-        if not row[1]:
+        if not owned:
             raise LockLost(f"the migration lock on {self.db.description} is no longer held by this session "
                            f"(released by a statement such as pg_advisory_unlock_all() or DISCARD ALL, or the "
                            f"session changed under a pooler); stopped before {step.label}")
-        step.server_started = row[0]
+        step.server_started = started
         self.current = step
+
+    def commit_with(self, statement: str) -> None:
+        """Commit the running step with its last `statement` (its history row) in one round trip: the row
+        travels with the COMMIT, so the bookkeeping costs the step no round trip of its own. Alembic's commit
+        then finds the transaction ended, and psycopg sends nothing for it."""
+        self.conn.execute(f"{statement}; COMMIT")
+
+
+def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
+    """The reset's SELECT row (clock, lock held), past the RESETs' results before it."""
+    while cur.description is None:
+        if not cur.nextset():
+            raise AssertionError("the session reset returned no row")
+    row = cur.fetchone()
+    assert row is not None
+    return row[0], bool(row[1])
 
 
 @dataclass
@@ -513,14 +526,20 @@ class Migrations:
         if step.partial:
             self._check_indexes(step)
         outcome = "applied" if step.direction == FORWARD else "reverted"
-        if step.history_id is not None:
+        if step.reruns:
+            history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
+        if step.history_id is None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            step.stamped = True  # the common case: the row and the COMMIT, in flight together
+            self.session.commit_with(history.insert_statement(
+                conn, schema, version_table=self.version_table, revision=step.revision, parents=step.parents,
+                direction=_history_direction(step), outcome=outcome,
+                started_at=step.server_started or datetime.now().astimezone()))
+        elif step.history_id is not None:
             history.finish(conn, schema, step.history_id, outcome, "completed")
         else:
             history.insert(conn, schema, version_table=self.version_table, revision=step.revision,
                            parents=step.parents, direction=_history_direction(step), outcome=outcome,
                            started_at=step.server_started or datetime.now().astimezone(), finished=True)
-        if step.reruns:
-            history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
         step.stamped = True
 
     def _check_indexes(self, step: Step) -> None:

@@ -190,3 +190,19 @@ def test_history_records_who_ran_what(project: Path, database_url: str) -> None:
     assert rows[1]["parents"] == [FIRST] and all(r["duration_ms"] >= 0 for r in rows)
     assert rows[0]["migrator_version"] == __import__("migrator").__version__
     assert os.environ.get("MIGRATOR_POD_NAME") is None
+
+
+def test_history_rows_keep_odd_values_exactly(project: Path, database_url: str) -> None:
+    """The history row travels with the step's COMMIT, its values quoted on the client: what the environment
+    says (the chart's downward API, or anyone's) is stored as written, never run as SQL, also with
+    standard_conforming_strings off."""
+    query(database_url, f'ALTER DATABASE "{dbname(database_url)}" SET standard_conforming_strings = off')
+    pod = "x'); DROP TABLE users; --"
+    image = "reg\\istry.example/m:1 $$ %s %(x)s \u00e9\u00e9"
+    env = {"MIGRATOR_POD_NAME": pod, "MIGRATOR_IMAGE": image}
+    result = run_migrator(["migrate"], cwd=project, database_url=database_url, env=env)
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT pod, image, outcome FROM migrator_history ORDER BY id") == [
+        (pod, image, "applied"), (pod, image, "applied")]
+    assert versions(database_url) == [HEAD]
+    assert query(database_url, "SELECT to_regclass('users') IS NOT NULL") == [(True,)]
