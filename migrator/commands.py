@@ -11,14 +11,14 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from migrator import alembic_ini, database, heads, history, versions
+from migrator import alembic_ini, database, heads, history, lock, versions
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
 from migrator.errors import (
@@ -168,12 +168,19 @@ def _connection(target: Target, settings: Settings, purpose: str = "migrations")
         yield conn
 
 
+@contextmanager
 def _locked(target: Target, settings: Settings, conn: Connection,
-            satisfied: Callable[[], bool] | None = None) -> AbstractContextManager[MigrationSession | None]:
-    from migrator import runner  # noqa: PLC0415  (SQLAlchemy and Alembic only when there is work)
+            satisfied: Callable[[], bool] | None = None) -> Iterator[MigrationSession | None]:
+    """The locked migration session, or None when `satisfied()` said while waiting that another migrator
+    did the work."""
+    with lock.held(target.db, settings.timeouts, conn, version_table=target.repo.version_table,
+                   schema=target.repo.version_table_schema, satisfied=satisfied) as held:
+        if held is None:
+            yield None
+            return
+        from migrator import runner  # noqa: PLC0415  (SQLAlchemy and Alembic only once this process holds the lock)
 
-    return runner.locked_session(target.db, settings, conn, version_table=target.repo.version_table,
-                                 schema=target.repo.version_table_schema, satisfied=satisfied)
+        yield runner.MigrationSession(target.db, settings, conn, held.server, held.key, held.server.schema)
 
 
 def _state(conn: Connection, repo: Repo) -> versions.DbState:

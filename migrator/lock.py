@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-from migrator import retries
+import psycopg
+
+from migrator import database, retries
 from migrator.blocking import advisory_lock_holders, describe_all
-from migrator.database import Connection
-from migrator.errors import LockTimeout
+from migrator.config import DatabaseConfig, Timeouts
+from migrator.database import Connection, ServerSession
+from migrator.errors import LockLost, LockTimeout, MigratorError
 from migrator.logs import get_logger
 
 NAMESPACE = b"migrator/v1"
@@ -81,3 +86,54 @@ def release(conn: Connection, key: int) -> bool:
     """Unlock; True when this session held the lock, False when it no longer did (the caller says so)."""
     row = conn.execute("SELECT pg_advisory_unlock(%s)", (key,)).fetchone()
     return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class Held:
+    """The lock this process holds: on which server session, under which key."""
+
+    server: ServerSession
+    key: int
+
+
+@contextmanager
+def held(db: DatabaseConfig, timeouts: Timeouts, conn: Connection, *, version_table: str, schema: str | None,
+         satisfied: Callable[[], bool] | None = None) -> Iterator[Held | None]:
+    """Take the migration lock on `conn` (autocommit) and yield it, or None when `satisfied()` said while
+    waiting that another migrator already did the work. The unlock's result is checked on the way out.
+
+    Nothing here imports SQLAlchemy or Alembic: replicas that wait and then find the work done never load
+    them (a second of CPU each, which several pods starting on one node would pay at once)."""
+    server = database.identify(conn, schema, version_table)
+    database.require_primary(server, db)
+    database.require_session_pooling(conn, server, db, timeouts)
+    key = lock_key(server.database, server.schema, version_table)
+    if not acquire(conn, key, timeouts.lock, db.description, satisfied):
+        yield None
+        return
+    failed = True
+    try:
+        yield Held(server, key)
+        failed = False
+    finally:
+        _end(conn, key, db.description, failed)
+
+
+def _end(conn: Connection, key: int, description: str, failed: bool) -> None:
+    """Release the lock and say so truthfully; a failure already being reported is not masked."""
+    if conn.closed or conn.broken:
+        return  # the session is gone, and its lock with it
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True
+        conn.doing = "releasing the migration lock"
+        still_held = release(conn, key)
+    except (psycopg.Error, MigratorError):
+        if failed:
+            return
+        raise
+    if not still_held and not failed:
+        raise LockLost(f"the migration lock on {description} was no longer held by this session when the run "
+                       "ended (a statement such as pg_advisory_unlock_all() or DISCARD ALL released it): another "
+                       "migrator may have run meanwhile; check `migrator history`")

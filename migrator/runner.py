@@ -190,49 +190,6 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
 
 
 @contextmanager
-def locked_session(db: DatabaseConfig, settings: Settings, conn: Connection, *, version_table: str,
-                   schema: str | None, satisfied: Callable[[], bool] | None = None
-                   ) -> Iterator[MigrationSession | None]:
-    """Take the migration lock on `conn` (autocommit) and yield the session, or None when `satisfied()` said
-    while waiting that another migrator already did the work. The unlock's result is checked on the way out."""
-    server = database.identify(conn, schema, version_table)
-    database.require_primary(server, db)
-    database.require_session_pooling(conn, server, db, settings.timeouts)
-    key = lock.lock_key(server.database, server.schema, version_table)
-    if not lock.acquire(conn, key, settings.timeouts.lock, db.description, satisfied):
-        yield None
-        return
-    session = MigrationSession(db, settings, conn, server, key, server.schema)
-    failed = True
-    try:
-        yield session
-        failed = False
-    finally:
-        _end(session, failed)
-
-
-def _end(session: MigrationSession, failed: bool) -> None:
-    """Release the lock and say so truthfully; a failure already being reported is not masked."""
-    conn = session.conn
-    if conn.closed or conn.broken:
-        return  # the session is gone, and its lock with it
-    try:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.rollback()
-        conn.autocommit = True
-        conn.doing = "releasing the migration lock"
-        held = lock.release(conn, session.key)
-    except (psycopg.Error, MigratorError):
-        if failed:
-            return
-        raise
-    if not held and not failed:
-        raise LockLost(f"the migration lock on {session.db.description} was no longer held by this session when "
-                       "the run ended (a statement such as pg_advisory_unlock_all() or DISCARD ALL released it): "
-                       "another migrator may have run meanwhile; check `migrator history`")
-
-
-@contextmanager
 def running(session: MigrationSession, hooks: StatementHooks) -> Iterator[sa.Connection]:
     """The session's SQLAlchemy connection, with the monitor watching, for the steps of one command."""
     session.conn.autocommit = False

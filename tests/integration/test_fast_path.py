@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from migrator import heads
+from migrator.lock import lock_key
 from migrator.repos import load_repos
 from migrator.runner import alembic_config, load_script
-from tests.conftest import FIRST, HEAD, add_revision, migrator_env, query, run_migrator
+from tests.conftest import FIRST, HEAD, add_revision, dbname, migrator_env, query, run_migrator
 
 A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "20220101000003"
 
@@ -178,3 +180,28 @@ def test_fast_and_full_status_agree_end_to_end(project: Path, database_url: str)
     full_status = run_migrator(["status", "--json"], cwd=project, database_url=database_url)
     assert fast_status.stdout == full_status.stdout
     assert query(database_url, "SELECT version_num FROM alembic_version") == [(A,)]
+
+
+def test_a_replica_waiting_for_the_lock_loads_neither_alembic_nor_sqlalchemy(project: Path, database_url: str
+                                                                             ) -> None:
+    """Replicas that start together wait for the one that migrates; those that then find the work done never
+    load SQLAlchemy and Alembic (about a second of CPU each, paid at once by every pod on a node)."""
+    assert run_migrator(["migrate", "--to", FIRST], cwd=project, database_url=database_url).returncode == 0
+    probe = ("import sys, runpy\nsys.argv = ['migrator'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('migrator', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
+             "    print(e.code, loaded)\n")
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        key = lock_key(dbname(database_url), "public", "alembic_version")
+        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+        waiter = subprocess.Popen([sys.executable, "-c", probe, "migrate"], cwd=project, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=migrator_env(database_url))
+        deadline = time.monotonic() + 30
+        while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory%%' "
+                                      "AND application_name LIKE 'migrator@%%'"):
+            assert time.monotonic() < deadline and waiter.poll() is None, waiter.communicate()
+            time.sleep(0.05)
+        holder.execute("UPDATE alembic_version SET version_num = %s", (HEAD,))  # the holder "migrated"
+        out, err = waiter.communicate(timeout=60)
+    assert out.splitlines()[-1] == "0 []", (out, err)
+    assert "Migrations already up" in err
