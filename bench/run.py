@@ -162,9 +162,9 @@ class Bench:
                    {**self.env(url), "PYTHONPATH": str(self.baseline)}, path)
 
     def with_baseline(self, sides: dict[str, Callable[[], Sample]],
-                      new: Callable[[], Sample]) -> dict[str, Callable[[], Sample]]:
+                      baseline_side: Callable[[], Sample]) -> dict[str, Callable[[], Sample]]:
         if self.baseline is not None:
-            sides["baseline"] = new
+            sides["baseline"] = baseline_side
         return sides
 
     def versus_baseline(self, name: str, found: dict[str, list[Sample]]) -> None:

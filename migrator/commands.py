@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from migrator import alembic_ini, database, heads, history, lock, versions
+from migrator import alembic_ini, database, heads, history, versions
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
 from migrator.errors import (
@@ -173,6 +173,8 @@ def _locked(target: Target, settings: Settings, conn: Connection,
             satisfied: Callable[[], bool] | None = None) -> Iterator[MigrationSession | None]:
     """The locked migration session, or None when `satisfied()` said while waiting that another migrator
     did the work."""
+    from migrator import lock  # noqa: PLC0415  (not on the no-op path, which never locks)
+
     with lock.held(target.db, settings.timeouts, conn, version_table=target.repo.version_table,
                    schema=target.repo.version_table_schema, satisfied=satisfied) as held:
         if held is None:
