@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -391,15 +390,7 @@ def _fail(command: str, code: int, message: str) -> int:
 
 
 def entrypoint() -> None:
-    """Run, then end the process at once: the outcome is logged and the termination message written, and
-    nothing left to finalise (connections to a stalled peer, daemon threads) may delay the exit past the
-    documented bounds. Seen in CI: a run that had logged its exit-3 line seconds before its bound was still
-    alive at the bound."""
-    code = main()
-    with suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
+    sys.exit(main())
 
 
 if __name__ == "__main__":
