@@ -7,6 +7,7 @@ so a broken deadline in the migrator shows as a failure, never as a hung test.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -90,7 +91,8 @@ class Migrator:
 
     def __init__(self, args: list[str], *, cwd: Path, url: str, termination: Path | None = None,
                  env: Mapping[str, str] | None = None, **more_env: str) -> None:
-        settings = {**FAST, **(env or {}), **more_env}
+        # A run that overstays its bound is sent SIGABRT first: faulthandler prints every thread's stack.
+        settings = {"PYTHONFAULTHANDLER": "1", **FAST, **(env or {}), **more_env}
         if termination is not None:
             settings["MIGRATOR_TERMINATION_LOG"] = str(termination)
         self.termination = termination
@@ -100,16 +102,19 @@ class Migrator:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=migrator_env(url, **settings))
         self._err: list[str] = []
+        self._err_at: list[float] = []  # when each stderr line arrived (time.monotonic())
         self._out: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
-                         for stream, into in ((self.proc.stderr, self._err), (self.proc.stdout, self._out))]
+        self._readers = [threading.Thread(target=self._read, args=(stream, into, at), daemon=True)
+                         for stream, into, at in ((self.proc.stderr, self._err, self._err_at),
+                                                  (self.proc.stdout, self._out, []))]
         for reader in self._readers:
             reader.start()
         LIVE.append(self)
 
     @staticmethod
-    def _read(stream: IO[str], into: list[str]) -> None:
+    def _read(stream: IO[str], into: list[str], at: list[float]) -> None:
         for line in stream:
+            at.append(time.monotonic())
             into.append(line)
 
     @property
@@ -137,8 +142,11 @@ class Migrator:
         try:
             self.proc.wait(timeout=max(since + bound - time.monotonic(), 0.01))
         except subprocess.TimeoutExpired:
+            self._dump_stacks()
             self.kill()
-            raise AssertionError(f"the migrator did not exit within {bound:g}s (killed):\n{self.err}") from None
+            lines = "".join(f"+{at - since:6.2f}s {line}" for at, line in zip(self._err_at, self._err, strict=False))
+            raise AssertionError(f"the migrator did not exit within {bound:g}s (killed; stderr with arrival "
+                                 f"times after the reference point, and its stacks at the bound):\n{lines}") from None
         elapsed = time.monotonic() - since
         for reader in self._readers:
             reader.join(10)
@@ -150,6 +158,15 @@ class Migrator:
         print(f"migrator {' '.join(self.args)}: exit {self.proc.returncode} {elapsed:.2f}s after the reference "
               f"point (bound {bound:g}s), {time.monotonic() - self.started:.2f}s after start; last line: {last}")
         return Result(self.proc.returncode, out, err, elapsed)
+
+    def _dump_stacks(self) -> None:
+        """SIGABRT: faulthandler writes each thread's stack to stderr, which the readers collect."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(3)
+        for reader in self._readers:
+            reader.join(3)
 
     def running(self) -> bool:
         return self.proc.poll() is None

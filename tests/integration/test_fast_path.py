@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -191,17 +193,28 @@ def test_a_replica_waiting_for_the_lock_loads_neither_alembic_nor_sqlalchemy(pro
              "try:\n    runpy.run_module('migrator', run_name='__main__')\nexcept SystemExit as e:\n"
              "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
              "    print(e.code, loaded)\n")
-    with psycopg.connect(database_url, autocommit=True) as holder:
+    with psycopg.connect(database_url, autocommit=True) as holder, \
+            tempfile.TemporaryFile("w+") as stderr:
         key = lock_key(dbname(database_url), "public", "alembic_version")
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
         waiter = subprocess.Popen([sys.executable, "-c", probe, "migrate"], cwd=project, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=migrator_env(database_url))
-        deadline = time.monotonic() + 30
-        while not query(database_url, "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory%%' "
-                                      "AND application_name LIKE 'migrator@%%'"):
-            assert time.monotonic() < deadline and waiter.poll() is None, waiter.communicate()
-            time.sleep(0.05)
-        holder.execute("UPDATE alembic_version SET version_num = %s", (HEAD,))  # the holder "migrated"
-        out, err = waiter.communicate(timeout=60)
+                                  stdout=subprocess.PIPE, stderr=stderr, env=migrator_env(database_url))
+        try:
+            # Its first failed try logs who holds the lock: from then on it is a waiting replica.
+            deadline = time.monotonic() + 30
+            while "waiting for the migration lock" not in _read(stderr):
+                assert time.monotonic() < deadline and waiter.poll() is None, _read(stderr)
+                time.sleep(0.05)
+            holder.execute("UPDATE alembic_version SET version_num = %s", (HEAD,))  # the holder "migrated"
+            out, _ = waiter.communicate(timeout=60)
+        finally:
+            waiter.kill()  # a no-op once it exited; never left waiting behind a failed assertion
+            waiter.wait()
+        err = _read(stderr)
     assert out.splitlines()[-1] == "0 []", (out, err)
     assert "Migrations already up" in err
+
+
+def _read(file: IO[str]) -> str:
+    file.seek(0)
+    return file.read()
