@@ -22,6 +22,10 @@ from migrator.repos import load_repos
 from migrator.runner import alembic_config, load_script
 from tests.conftest import FIRST, HEAD, add_revision, dbname, migrator_env, query, run_migrator
 
+# Runs what `python -m migrator ARGS` runs (cli.main; entrypoint only adds the exit), then prints the exit code
+# and which SQLAlchemy and Alembic modules got loaded.
+PROBE = ("import sys\nfrom migrator.cli import main\ncode = main(sys.argv[1:])\n"
+         "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy')))\n")
 A, B, C, M = "20220101000000", "20220101000001", "20220101000002", "20220101000003"
 
 
@@ -157,17 +161,13 @@ def test_version_table_reads(database_url: str) -> None:
 
 def test_fast_path_does_not_import_alembic_or_sqlalchemy(project: Path, database_url: str) -> None:
     assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
-    probe = ("import sys, runpy\nsys.argv = ['migrator'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('migrator', run_name='__main__')\nexcept SystemExit as e:\n"
-             "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
-             "    print(e.code, loaded)\n")
     for args in (["migrate"], ["status", "--check"], ["wait", "--timeout", "5"]):
-        result = subprocess.run([sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True,
+        result = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=project, capture_output=True, text=True,
                                 env=migrator_env(database_url), check=False)
         assert result.stdout.splitlines()[-1] == "0 []", (args, result.stdout, result.stderr)
     # ... and takes the full path when something is pending.
     add_revision(project, A, HEAD, "pass", name="pending")
-    result = subprocess.run([sys.executable, "-c", probe, "status", "--check"], cwd=project, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", PROBE, "status", "--check"], cwd=project, capture_output=True,
                             text=True, env=migrator_env(database_url), check=False)
     assert result.stdout.splitlines()[-1].startswith("5 [") and "'alembic'" in result.stdout
 
@@ -189,15 +189,11 @@ def test_a_replica_waiting_for_the_lock_loads_neither_alembic_nor_sqlalchemy(pro
     """Replicas that start together wait for the one that migrates; those that then find the work done never
     load SQLAlchemy and Alembic (about a second of CPU each, paid at once by every pod on a node)."""
     assert run_migrator(["migrate", "--to", FIRST], cwd=project, database_url=database_url).returncode == 0
-    probe = ("import sys, runpy\nsys.argv = ['migrator'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('migrator', run_name='__main__')\nexcept SystemExit as e:\n"
-             "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
-             "    print(e.code, loaded)\n")
     with psycopg.connect(database_url, autocommit=True) as holder, \
             tempfile.TemporaryFile("w+") as stderr:
         key = lock_key(dbname(database_url), "public", "alembic_version")
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
-        waiter = subprocess.Popen([sys.executable, "-c", probe, "migrate"], cwd=project, text=True,
+        waiter = subprocess.Popen([sys.executable, "-c", PROBE, "migrate"], cwd=project, text=True,
                                   stdout=subprocess.PIPE, stderr=stderr, env=migrator_env(database_url))
         try:
             # Its first failed try logs who holds the lock: from then on it is a waiting replica.
