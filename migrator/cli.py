@@ -214,7 +214,7 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> list[commands.Outc
 def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
     found = [commands.status(t, settings, allow_newer=args.allow_newer) for t in _targets(args)]
     for status in found:
-        print(_status_json(status) if args.json else _status_text(status), flush=True)
+        _print(_status_json(status) if args.json else _status_text(status))
     behind = [s for s in found if not s.at_head]
     partial = [s for s in behind if s.partial]
     if args.check and partial:
@@ -261,22 +261,22 @@ def run_sql(args: argparse.Namespace, settings: Settings) -> list[commands.Outco
     rendered = commands.sql(repo, start, args.end)
     if not rendered.strip():  # say so in SQL, so that a reviewer or a pipeline sees an answer, not nothing
         rendered = f"-- nothing to migrate: {nothing}\n"
-    sys.stdout.write(rendered)
+    _print(rendered, end="")
     return []
 
 
 def run_new(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
     [repo] = _repos(args, single=True)
-    print(commands.new(repo, args.message), flush=True)
+    _print(str(commands.new(repo, args.message)))
     return []
 
 
 def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
     [repo] = _repos(args, single=True)
     try:
-        print(commands.lint(repo, args.start), flush=True)
+        _print(commands.lint(repo, args.start))
     except LintFailed as exc:
-        print(exc.report, flush=True)
+        _print(exc.report)
         raise
     return []
 
@@ -286,11 +286,11 @@ def run_history(args: argparse.Namespace, settings: Settings) -> list[commands.O
         rows = commands.history_rows(target, settings, args.limit)
         if args.json:
             for row in rows:
-                print(json.dumps({"repo": target.repo.name, **row}, default=str), flush=True)
+                _print(json.dumps({"repo": target.repo.name, **row}, default=str))
             continue
-        print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)", flush=True)
+        _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
-            print("  " + _history_line(row), flush=True)
+            _print("  " + _history_line(row))
     return []
 
 
@@ -312,7 +312,7 @@ def run_resolve(args: argparse.Namespace, settings: Settings) -> list[commands.O
 def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
     from migrator import scaffold  # noqa: PLC0415  (only init needs it)
 
-    print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)), flush=True)
+    _print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)))
     return []
 
 
@@ -350,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes = RUNNERS[command](args, settings)
     except MigratorError as exc:
         return _fail(command, exc.exit_code, str(exc))
+    except errors.OutputClosed:
+        return _output_closed()
     except KeyboardInterrupt as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else errors.INTERRUPTED_SIGINT
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
@@ -382,6 +384,26 @@ def _database_error(exc: Exception) -> MigratorError | None:
     if database.is_connection_error(exc):
         return database.lost(None, orig, "talking to the database")
     return errors.MigrationFailed(f"database error: {database.reason(orig)}")
+
+
+def _print(text: str, end: str = "\n") -> None:
+    """A command's result on stdout, flushed at once: a reader that went away (`migrator sql | head`)
+    surfaces here, inside main, as OutputClosed, never as a traceback or a failed flush at exit."""
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise errors.OutputClosed from None
+
+
+def _output_closed() -> int:
+    """Stop quietly, as a command ended by SIGPIPE does; what was unwritten goes nowhere."""
+    with suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the buffered rest is flushed there, not at the closed pipe
+        os.close(devnull)
+    logs.get_logger().debug("standard output was closed by its reader; stopped writing")
+    return errors.OUTPUT_CLOSED
 
 
 def _fail(command: str, code: int, message: str) -> int:

@@ -14,6 +14,7 @@ LOCK_TIMEOUT = 4
 NOT_AT_HEAD = 5
 PARTIAL = 6
 INTERRUPTED_SIGINT = 130
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader left
 INTERRUPTED_SIGTERM = 143
 
 EXIT_CODES: dict[int, str] = {
@@ -29,6 +30,8 @@ EXIT_CODES: dict[int, str] = {
     NOT_AT_HEAD: "not at head (status --check, wait timed out, seed before migrate)",
     PARTIAL: "a non-transactional migration was left part-way: an operator decides (status, resolve)",
     INTERRUPTED_SIGINT: "interrupted by SIGINT (within 10 s of the signal)",
+    OUTPUT_CLOSED: "standard output was closed by its reader (migrator sql piped to head): the output stops "
+                   "there, quietly, as after SIGPIPE",
     INTERRUPTED_SIGTERM: "interrupted by SIGTERM (within 10 s of the signal)",
 }
 
@@ -101,6 +104,10 @@ class NotAtHead(MigratorError):
     """The database is not at the head revision of the scripts."""
 
     exit_code = NOT_AT_HEAD
+
+
+class OutputClosed(Exception):
+    """The reader of standard output went away; the command stops writing (exit 141, nothing logged)."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator import errors
 from migrator.lock import lock_key
 from tests.conftest import (
     FIRST,
@@ -144,6 +145,25 @@ def test_sql_with_nothing_to_render_says_so_in_sql(project: Path, database_url: 
     assert re.fullmatch(rf"-- nothing to migrate: postgres@\S+/{dbname(database_url)} is at {HEAD}\n", at_head.stdout)
     offline = run_migrator(["sql", "--from", HEAD], cwd=project, database_url=None)
     assert offline.returncode == 0 and offline.stdout == f"-- nothing to migrate: from {HEAD} to heads\n"
+
+
+@pytest.mark.parametrize("command", [["sql"], ["status"], ["history", "--json"]])
+def test_a_reader_that_went_away_ends_the_output_quietly(project: Path, database_url: str, command: list[str]
+                                                         ) -> None:
+    """`migrator sql | head -1`: once the reader has closed the pipe, migrator stops writing with 141 (what a
+    shell reports after SIGPIPE), without a traceback or "please report it", and changes nothing."""
+    assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte
+    try:
+        proc = subprocess.run([sys.executable, "-m", "migrator", *command], cwd=project, stdout=write,
+                              stderr=subprocess.PIPE, text=True, env=migrator_env(database_url), timeout=120,
+                              check=False)
+    finally:
+        os.close(write)
+    assert proc.returncode == errors.OUTPUT_CLOSED, proc.stderr
+    assert "Traceback" not in proc.stderr and "[error]" not in proc.stderr, proc.stderr
+    assert query(database_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
 
 
 # --- new ------------------------------------------------------------------------------------------------
