@@ -110,7 +110,8 @@ def migrator_env(database_url: str | None, **extra: str) -> dict[str, str]:
     # PYTHONUNBUFFERED is dropped too: a console script outside the image runs buffered, and what it prints
     # must still reach a pipe in full (this machine's environment sets it, and would hide a missing flush).
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PG", "MIGRATOR_", "DATABASE_", "PYTHONUNBUFFERED")) or k == "MIGRATOR_CI_STRICT"}
+           if k != "PYTHONUNBUFFERED"
+           and (not k.startswith(("PG", "MIGRATOR_", "DATABASE_")) or k == "MIGRATOR_CI_STRICT")}
     if database_url is not None:
         env["DATABASE_URL"] = database_url
     env.setdefault("MIGRATOR_CONNECT_TIMEOUT", "10")
