@@ -79,13 +79,37 @@ _COLUMNS = ("version_table, revision, parents, direction, outcome, started_at, f
             "migrator_version, pod, namespace, image, host, detail")
 
 
+_FIELDS = ("vt", "rev", "parents", "direction", "outcome", "started", "version", "pod", "namespace", "image", "host",
+           "detail")
+
+
+def _insert_text(table: str, values: Mapping[str, str], finished: bool, returning: bool) -> str:
+    """The INSERT of one row into `table`, each of `_FIELDS` given as SQL text (a placeholder or a literal)."""
+    v = values
+    ending = f"clock_timestamp(), (extract(epoch FROM clock_timestamp() - {v['started']}) * 1000)::bigint" \
+        if finished else "NULL, NULL"
+    return (f"INSERT INTO {table} ({_COLUMNS}) VALUES ({v['vt']}, {v['rev']}, {v['parents']}, {v['direction']}, "  # noqa: S608
+            f"{v['outcome']}, {v['started']}, {ending}, {v['version']}, {v['pod']}, {v['namespace']}, {v['image']}, "
+            f"{v['host']}, {v['detail']})" + (" RETURNING id" if returning else ""))
+
+
 @functools.cache
 def _insert_sql(schema: str, finished: bool, returning: bool = True) -> sql.Composed:
-    ending = "clock_timestamp(), (extract(epoch FROM clock_timestamp() - %(started)s) * 1000)::bigint" \
-        if finished else "NULL, NULL"
-    return sql.SQL("INSERT INTO {} (" + _COLUMNS + ") VALUES (%(vt)s, %(rev)s, %(parents)s, %(direction)s, "  # noqa: S608
-                   "%(outcome)s, %(started)s, " + ending + ", %(version)s, %(pod)s, %(namespace)s, %(image)s, "
-                   "%(host)s, %(detail)s)" + (" RETURNING id" if returning else "")).format(qualified(schema))
+    return sql.SQL(_insert_text("{}", {k: f"%({k})s" for k in _FIELDS}, finished, returning)).format(qualified(schema))
+
+
+def literal(value: str | datetime | Iterable[str] | None) -> str:
+    """`value` as SQL text, for a statement that travels with others in one round trip (no bind parameters
+    there). E'' quoting reads the same whatever standard_conforming_strings says."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return f"{literal(value.isoformat())}::timestamptz"
+    if not isinstance(value, str):
+        return f"ARRAY[{', '.join(literal(item) for item in value)}]::text[]"
+    if "\0" in value:
+        raise ValueError("a NUL character cannot be stored in PostgreSQL text")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _values(*, version_table: str, revision: str, parents: Iterable[str], direction: str, outcome: str,
@@ -105,14 +129,19 @@ def insert(conn: psycopg.Connection[Any], schema: str, *, version_table: str, re
     return int(row[0])
 
 
-def insert_statement(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
-                     parents: Iterable[str], direction: str, outcome: str, started_at: datetime) -> str:
-    """The same INSERT of a finished row as one statement, its values bound on the client (psycopg's quoting),
-    so that it can travel with other statements in one round trip: the step's commit."""
-    with psycopg.ClientCursor(conn) as cur:
-        return cur.mogrify(_insert_sql(schema, True, returning=False),
-                           _values(version_table=version_table, revision=revision, parents=parents,
-                                   direction=direction, outcome=outcome, started_at=started_at, detail=None))
+def insert_statement(schema: str, *, version_table: str, revision: str, parents: Iterable[str], direction: str,
+                     outcome: str, started_at: datetime) -> str:
+    """The same INSERT of a finished row as one statement, its values quoted on the client, so that it can
+    travel with other statements in one round trip: the step's commit."""
+    values = _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
+                     outcome=outcome, started_at=started_at, detail=None)
+    return _insert_text(_table_text(schema), {k: literal(values[k]) for k in _FIELDS}, True, False)
+
+
+@functools.cache
+def _table_text(schema: str) -> str:
+    """The table's qualified name as SQL text: an identifier doubles its quotes, whatever the settings."""
+    return ".".join('"' + name.replace('"', '""') + '"' for name in (schema, TABLE))
 
 
 def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None) -> None:

@@ -7,9 +7,9 @@ keep sessions is refused before the lock is taken (database.require_session_pool
 
 It is taken by polling `pg_try_advisory_lock` in autocommit mode, so waiting never happens inside a
 transaction (a `CREATE INDEX CONCURRENTLY` waits for every older transaction; it runs on this same session,
-which it does not wait for). Ownership is proven again before every migration and seed (`OWNED`, run as part
-of each step's first statement), and the unlock's result is checked: False means the lock was no longer
-ours, which the caller reports.
+which it does not wait for). Ownership is proven again before every migration and seed (`OWNED`, sent with
+the previous step's COMMIT or in the step's own first round trip), and the unlock's result is checked: False
+means the lock was no longer ours, which the caller reports.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from migrator.logs import get_logger
 
 NAMESPACE = b"migrator/v1"
 LOG_EVERY = 10.0
-# True when the session running it holds the lock (classid, objid) and is still the backend `pid`.
-OWNED = ("(pg_backend_pid() = %(pid)s AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-         "AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND classid = %(classid)s::bigint::oid "
-         "AND objid = %(objid)s::bigint::oid AND database = (SELECT oid FROM pg_database "
-         "WHERE datname = current_database())))")
+# True when the session running it holds the lock and is still the backend `pid` (a pooler did not switch it).
+# The migration session holds the lock twice over (advisory locks count, `held`), so the proof takes one count
+# back and adds it again: both on this backend alone, never letting go of the lock, and without a scan of
+# pg_locks (whose cost grows with max_connections and with the locks a step holds). When the lock was released
+# meanwhile (pg_advisory_unlock_all(), DISCARD ALL), the unlock finds nothing and the proof is false.
+OWNED = ("CASE WHEN pg_backend_pid() <> %(pid)s THEN false WHEN pg_advisory_unlock(%(key)s::bigint) "
+         "THEN pg_try_advisory_lock(%(key)s::bigint) ELSE false END")
 
 
 def lock_key(database: str, schema: str, table: str) -> int:
@@ -43,11 +45,6 @@ def lock_key(database: str, schema: str, table: str) -> int:
     digest = hashlib.blake2b(b"\0".join([NAMESPACE, database.encode(), schema.encode(), table.encode()]),
                              digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def key_parts(key: int) -> dict[str, int]:
-    """The (classid, objid) pair pg_locks shows for a bigint advisory key."""
-    return {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF}
 
 
 def acquire(conn: Connection, key: int, timeout: float, what: str,
@@ -82,9 +79,10 @@ def _try_lock(conn: Connection, key: int) -> bool:
     return bool(row and row[0])
 
 
-def release(conn: Connection, key: int) -> bool:
-    """Unlock; True when this session held the lock, False when it no longer did (the caller says so)."""
-    row = conn.execute("SELECT pg_advisory_unlock(%s)", (key,)).fetchone()
+def release(conn: Connection, key: int, counts: int = 1) -> bool:
+    """Unlock, `counts` times over; True when this session held the lock, False when it no longer did (the
+    caller says so)."""
+    row = conn.execute("SELECT " + ", ".join(["pg_advisory_unlock(%(key)s)"] * counts), {"key": key}).fetchone()
     return bool(row and row[0])
 
 
@@ -99,8 +97,9 @@ class Held:
 @contextmanager
 def held(db: DatabaseConfig, timeouts: Timeouts, conn: Connection, *, version_table: str, schema: str | None,
          satisfied: Callable[[], bool] | None = None) -> Iterator[Held | None]:
-    """Take the migration lock on `conn` (autocommit) and yield it, or None when `satisfied()` said while
-    waiting that another migrator already did the work. The unlock's result is checked on the way out.
+    """Take the migration lock on `conn` (autocommit), twice over so that OWNED can prove it cheaply, and yield
+    it, or None when `satisfied()` said while waiting that another migrator already did the work. The unlock's
+    result is checked on the way out.
 
     Nothing here imports SQLAlchemy or Alembic: replicas that wait and then find the work done never load
     them (a second of CPU each, which several pods starting on one node would pay at once)."""
@@ -111,6 +110,7 @@ def held(db: DatabaseConfig, timeouts: Timeouts, conn: Connection, *, version_ta
     if not acquire(conn, key, timeouts.lock, db.description, satisfied):
         yield None
         return
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # the second count, which OWNED takes back and adds again
     failed = True
     try:
         yield Held(server, key)
@@ -128,7 +128,7 @@ def _end(conn: Connection, key: int, description: str, failed: bool) -> None:
             conn.rollback()
         conn.autocommit = True
         conn.doing = "releasing the migration lock"
-        still_held = release(conn, key)
+        still_held = release(conn, key, counts=2)
     except (psycopg.Error, MigratorError):
         if failed:
             return

@@ -36,11 +36,16 @@ def redact_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
+_clock: list[Any] = [None, ""]  # the last whole second rendered, and its HH:MM:SS
+
+
 def render_console(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     """`HH:MM:SS.mmm [level] event`, local time, as Ecto's Logger prints it."""
     when = event_dict.pop("timestamp")
-    clock = time.strftime("%H:%M:%S", time.localtime(when))
-    line = f"{clock}.{int(when % 1 * 1000):03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
+    second = int(when)
+    if _clock[0] != second:  # lines come many to a second while migrations run: format each second once
+        _clock[:] = [second, time.strftime("%H:%M:%S", time.localtime(second))]
+    line = f"{_clock[1]}.{int(when % 1 * 1000):03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
     exception = event_dict.get("exception")
     return f"{line}\n{exception}" if exception else line
 
@@ -55,7 +60,7 @@ def jsonable(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 def processors(log_format: str) -> list[Processor]:
     """The whole chain for one format: level, time, redaction, rendering."""
-    common: list[Processor] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+    common: list[Processor] = [structlog.processors.add_log_level,
                                add_timestamp, structlog.processors.format_exc_info, redact_values]
     if log_format == "json":
         return [*common, jsonable, structlog.processors.JSONRenderer()]

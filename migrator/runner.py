@@ -4,8 +4,9 @@ Like Ecto.Migrator: one session (migrator.database.Connection) takes the migrati
 migration and seed, so the lock shares its fate (migrator.lock). Each step:
 
 - starts from migrator's settings (lock_timeout, statement_timeout, idle_in_transaction_session_timeout,
-  keepalives) and proves the lock is still held, in the step's first statement: nothing a previous migration
-  SET leaks into the next, and no step runs without the lock;
+  keepalives) with the lock proven held: nothing a previous migration SET leaks into the next, and no step runs
+  without the lock. The reset and the proof travel right after the previous step's COMMIT, in its round trip;
+  the first step of a run, and any step after a failure, sends them on its own;
 - runs in its own transaction (Alembic's transaction_per_migration), each statement logged in Ecto's words,
   with a longer lock_timeout for CONCURRENTLY statements (they wait for older transactions by design, without
   queueing application traffic);
@@ -92,31 +93,38 @@ class MigrationSession:
     sa_conn: sa.Connection | None = None
     current: Step | None = None
     monitor: Monitor | None = None
+    # The reset and lock proof (server clock, lock held) that the previous step's COMMIT carried, for the next
+    # step; None when the next step must send its own.
+    prepared: tuple[datetime, bool] | None = None
 
     @functools.cached_property
     def reset_sql(self) -> str:
-        """What every step starts with, in one round trip: every session setting back to the session's
-        defaults (a migration's SET search_path, SET ROLE or session_replication_role included), then
-        migrator's settings, the server's clock, and whether this session still holds the lock. The same
-        text for every step of the session: composed once."""
+        """What every step starts from: every session setting back to the session's defaults (a migration's
+        SET search_path, SET ROLE or session_replication_role included), then migrator's settings, the
+        server's clock, and whether this session still holds the lock. The same text for every step of the
+        session: composed once."""
         settings = database.session_settings(self.settings.timeouts, self.server.server_version)
         calls = psql.SQL(", ").join(psql.SQL("set_config({}, {}, false)").format(psql.Literal(k), psql.Literal(v))
                                     for k, v in settings.items())
-        owned = psql.SQL(lock.OWNED % {"pid": self.server.pid, **lock.key_parts(self.key)})  # integers only
-        return psql.SQL("RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT now(), {}, {}").format(
-            owned, calls).as_string(self.conn)
+        owned = psql.SQL(lock.OWNED % {"pid": self.server.pid, "key": self.key})  # integers only
+        return psql.SQL("RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; SELECT clock_timestamp(), {}, {}"
+                        ).format(owned, calls).as_string(self.conn)
 
     def start_step(self, step: Step) -> None:
-        """Reset the session and prove the lock, outside any transaction, right before the step's own begins:
-        a rollback inside the step cannot undo them. The caller makes sure no transaction is open. (Not folded
-        into the previous step's commit: a session lost in between must read as lost before this step.)"""
+        """Start `step` from a reset session whose lock is proven: the reset the previous step's COMMIT carried
+        (nothing ran on the session since), or else a round trip of its own, in autocommit right before the
+        step's transaction begins, so that a rollback inside the step cannot undo it. The caller makes sure no
+        transaction is open."""
         conn = self.conn
         conn.doing = f"running {'' if step.direction == 'seed' else 'migration '}{step.label}"
-        conn.autocommit = True
-        try:
-            started, owned = _reset_row(conn.execute(self.reset_sql))
-        finally:
-            conn.autocommit = False
+        prepared, self.prepared = self.prepared, None
+        if prepared is None or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.autocommit = True
+            try:
+                prepared = _reset_row(conn.execute(self.reset_sql))
+            finally:
+                conn.autocommit = False
+        started, owned = prepared
         if not owned:
             raise LockLost(f"the migration lock on {self.db.description} is no longer held by this session "
                            f"(released by a statement such as pg_advisory_unlock_all() or DISCARD ALL, or the "
@@ -125,10 +133,12 @@ class MigrationSession:
         self.current = step
 
     def commit_with(self, statement: str) -> None:
-        """Commit the running step with its last `statement` (its history row) in one round trip: the row
-        travels with the COMMIT, so the bookkeeping costs the step no round trip of its own. Alembic's commit
-        then finds the transaction ended, and psycopg sends nothing for it."""
-        self.conn.execute(f"{statement}; COMMIT")
+        """Commit the running step with its last `statement` (its history row), then reset the session and
+        prove the lock for the next step, in one round trip: the bookkeeping costs a step no round trip of its
+        own. The reset follows the COMMIT (PostgreSQL runs and commits it as an implicit transaction), so that
+        what the migration SET LOCAL still governs its own COMMIT (synchronous_commit). Alembic's commit then
+        finds the transaction ended, and psycopg sends nothing for it."""
+        self.prepared = _reset_row(self.conn.execute(f"{statement}; COMMIT; {self.reset_sql}"))
 
 
 def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
@@ -153,6 +163,7 @@ class Step:
     started: float = field(default_factory=time.monotonic)
     server_started: datetime | None = None
     statements: list[str] = field(default_factory=list)
+    answered: int = 0  # statements the server answered (successfully)
     partial: bool = False  # part of it committed outside its transaction (a boundary passed)
     committed: list[str] = field(default_factory=list)  # what is known to have committed, described
     settled: int = 0  # how many of `statements` are accounted for in `committed`
@@ -206,6 +217,7 @@ def running(session: MigrationSession, hooks: StatementHooks) -> Iterator[sa.Con
             yield session.sa_conn
         finally:
             session.monitor = None
+            session.prepared = None  # a later command's first step proves the lock itself
             session.conn.wait_limit = timeouts.stall
             _back_to_autocommit(session)
 
@@ -258,17 +270,17 @@ class StatementHooks:
         self.on_boundary = on_boundary
         self._restore_lock_timeout = False
         self._running: str | None = None  # the statement sent, until it succeeds
+        self._log = get_logger()  # for this command's run, configured by now
 
-    def before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def before(self, _conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, *_: Any) -> None:
         step = self.session.current
-        if step is None:
+        if step is None or self._stamping(context):
             return
         op = operations.describe(statement)
         if op.touches(self.version_table) or op.touches(history.TABLE):
             return  # Alembic's and migrator's own bookkeeping
-        log = get_logger()
-        context = {"seed": step.revision} if step.direction == "seed" else {"revision": step.revision}
-        (log.debug if op.quiet else log.info)(op.text, **context)
+        fields = {"seed": step.revision} if step.direction == "seed" else {"revision": step.revision}
+        (self._log.debug if op.quiet else self._log.info)(op.text, **fields)
         step.statements.append(op.text)
         self._running = op.text
         if op.index:
@@ -278,6 +290,14 @@ class StatementHooks:
         if op.concurrent:
             self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
             self._restore_lock_timeout = True
+
+    def _stamping(self, context: Any) -> bool:
+        """An INSERT, UPDATE or DELETE that SQLAlchemy compiled for the version table (Alembic stamping a step,
+        or the seeds' ledger row): known without reading the statement's text."""
+        if context is None or not (context.isinsert or context.isupdate or context.isdelete):
+            return False
+        table = getattr(getattr(context.compiled, "statement", None), "table", None)
+        return getattr(table, "name", None) == self.version_table
 
     def _ending(self, step: Step, statement: str) -> None:
         words = _LEADING_WORDS.match(statement)
@@ -310,9 +330,11 @@ class StatementHooks:
 
     def after(self, *_: Any) -> None:
         step = self.session.current
-        if step is not None and step.autocommit and self._running is not None:
-            step.committed.append(self._running)  # it succeeded outside any transaction: it is committed
-            step.settled = len(step.statements)
+        if step is not None:
+            step.answered += 1
+            if step.autocommit and self._running is not None:
+                step.committed.append(self._running)  # it succeeded outside any transaction: it is committed
+                step.settled = len(step.statements)
         self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
@@ -396,12 +418,13 @@ class Migrations:
             self._refuse_open_rows_elsewhere(steps)
             for alembic_step in steps:
                 script = internals.step_script(alembic_step)
-                step = Step(script.revision, f"{script.revision} ({module_name(script)})", self.direction,
+                module = module_name(script)
+                step = Step(script.revision, f"{script.revision} ({module})", self.direction,
                             parents=internals.parents(script), rerunnable=internals.rerunnable(script))
                 self._decide_open_rows(step)
                 phase = "upgrade" if self.direction == FORWARD else "downgrade"
-                get_logger().info(f"== Running {script.revision} {module_name(script)}.{phase} {self.direction}",
-                                  revision=script.revision, direction=self.direction, module=module_name(script))
+                get_logger().info(f"== Running {script.revision} {module}.{phase} {self.direction}",
+                                  revision=script.revision, direction=self.direction, module=module)
                 if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
                     self.session.sa_conn.commit()  # Alembic's preamble (the version table), before the first step
                 self.session.start_step(step)
@@ -488,7 +511,7 @@ class Migrations:
         if step.history_id is None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
             step.stamped = True  # the common case: the row and the COMMIT, in flight together
             self.session.commit_with(history.insert_statement(
-                conn, schema, version_table=self.version_table, revision=step.revision, parents=step.parents,
+                schema, version_table=self.version_table, revision=step.revision, parents=step.parents,
                 direction=_history_direction(step), outcome=outcome,
                 started_at=step.server_started or datetime.now().astimezone()))
         elif step.history_id is not None:
@@ -526,6 +549,10 @@ class Migrations:
             return MigrationFailed(f"migrations on {session.db.description} failed before any step ran: {cause}"
                                    + ("" if confirmed else "; the server did not confirm the rollback"))
         confirmed = database.rolled_back(conn)
+        if step.stamped and confirmed and self._committed_despite_error(step):
+            # The error came after the step's COMMIT, from the reset that travels with it.
+            return MigrationFailed(f"migration {step.label} was committed (the version table shows it), but resetting "
+                                   f"the session after it failed: {cause}; run migrate again to go on from there")
         if step.partial:
             if confirmed and not isinstance(exc, _IndexLeftInvalid):
                 with suppress(psycopg.Error):
@@ -534,6 +561,9 @@ class Migrations:
                         cause += f"; it left {_invalid_text(bad)}"
             self._record_failure(step, "partial", cause)
             return self._partial_failure(step, cause, confirmed)
+        return self._transactional_failure(step, cause, confirmed)
+
+    def _transactional_failure(self, step: Step, cause: str, confirmed: bool) -> MigratorError:
         if not confirmed:
             return MigrationFailed(f"migration {step.label} failed: {cause}; the server did not confirm that its "
                                    "transaction rolled back (it ends it when it notices the lost connection)")
@@ -562,6 +592,12 @@ class Migrations:
         fate = (f"the server rolls back its open transaction when it notices: within MIGRATOR_IDLE_TIMEOUT="
                 f"{timeouts.idle:g}s of its last statement, or by TCP keepalives (about {timeouts.stall:g}s) if the "
                 "network is down; not confirmed here")
+        if not step.partial and not step.answered:
+            # Also a session lost between two steps (their reset and lock proof travel with the previous
+            # COMMIT): the step's first statement is what notices it.
+            return ConnectionLost(f"{base}; migration {step.label} got no answer to its first statement, so nothing "
+                                  f"of it was committed (no COMMIT was sent; {fate}); the next migrate runs it from "
+                                  "the start")
         if step.partial:
             left = "it runs again on the next migrate" if step.rerunnable else \
                 "the next migrate stops at it (exit 6) until `migrator resolve`"
@@ -587,14 +623,24 @@ class Migrations:
         fate = "whether it committed is not confirmed (the version table will tell the next run)"
         if database.rolled_back(self.session.conn):
             with suppress(psycopg.Error):
-                found = self.session.conn.execute(
-                    psql.SQL("SELECT count(*) FROM {} WHERE version_num = %s").format(
-                        psql.Identifier(self.session.server.schema, self.version_table)), (step.revision,)).fetchone()
-                stamped = bool(found and found[0])
-                fate = ("it committed (the version table shows it)" if stamped == (self.direction == FORWARD)
+                fate = ("it committed (the version table shows it)" if self._committed(step)
                         else "it did not commit (the version table does not show it); run it again to resume")
-                self.session.conn.rollback()
         return Interrupted(name, code, f"interrupted by {name} while {step.label} was committing: {fate}")
+
+    def _committed_despite_error(self, step: Step) -> bool:
+        try:
+            return self._committed(step)
+        except psycopg.Error:
+            return False  # not known: reported as the failure it is
+
+    def _committed(self, step: Step) -> bool:
+        """Whether the version table shows `step` done (applied, or reverted for a rollback), read outside any
+        transaction. psycopg.Error when it cannot be read."""
+        conn = self.session.conn
+        found = conn.execute(psql.SQL("SELECT count(*) FROM {} WHERE version_num = %s").format(
+            psql.Identifier(self.session.server.schema, self.version_table)), (step.revision,)).fetchone()
+        conn.rollback()
+        return bool(found and found[0]) == (self.direction == FORWARD)
 
     def _rolled_back_or_fail(self, step: Step, exc: BaseException) -> None:
         if not database.rolled_back(self.session.conn):

@@ -48,6 +48,44 @@ def test_eight_simultaneous_migrators_apply_each_migration_once(project: Path, d
     assert versions(database_url) == [HEAD]
 
 
+def test_the_lock_is_never_free_while_the_steps_run(project: Path, database_url: str) -> None:
+    """Each step proves the lock by taking one of its two counts back and adding it again (lock.OWNED). A
+    session queued for the lock would be granted it the instant it were free; through a run of 40 steps it
+    gets it only once every step is committed, and migrator ends with the lock released (no count left)."""
+    down = HEAD
+    for n in range(40):
+        rev = f"2023{n:010d}"
+        add_revision(project, rev, down, f"op.create_table('t{n}', sa.Column('id', sa.Integer))\n"
+                                         "op.execute('SELECT pg_sleep(0.05)')", name=f"t{n}")
+        down = rev
+    key = lock_key(dbname(database_url), "public", "alembic_version")
+    seen: list[object] = []
+
+    def queue_for_the_lock() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '120s'")
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            seen.extend(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    proc = start_migrator(["migrate"], cwd=project, database_url=database_url)
+    # Queued once the example's CREATE INDEX CONCURRENTLY is done: it would wait for the queued session's
+    # transaction, a deadlock by design (why migrator itself polls for the lock in autocommit).
+    wait_for(lambda: query(database_url, "SELECT to_regclass('t0') IS NOT NULL") == [(True,)],
+             what="migrator to run the first of the 40")
+    waiter = threading.Thread(target=queue_for_the_lock)
+    waiter.start()
+    wait_for(lambda: bool(query(database_url, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")),
+             what="the second session to queue for the lock")
+    code = proc.wait(timeout=120)
+    waiter.join(timeout=30)
+    err = proc.communicate()[1]
+    assert code == 0, err
+    assert len(running_lines(err)) == 42, err  # the two of the example, and the 40
+    assert seen == [down], f"the queued session got the lock while the version table was at {seen}"
+    assert query(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+
+
 def test_failing_migration_between_two_good_ones(project: Path, database_url: str) -> None:
     add_revision(project, "20220101000000", HEAD, "op.add_column('users', sa.Column('age', sa.Integer))",
                  name="add_age")

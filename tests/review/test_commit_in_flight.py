@@ -55,7 +55,9 @@ def test_sigterm_during_commit_is_not_reported_as_a_rollback(fault_project: Path
     add_revision(fault_project, REV, BASE, SYNC_COMMIT, name="sync_commit")
     at_base(sync_url)
     run = Migrator(["migrate"], cwd=fault_project, url=sync_url)
-    wait_for_backend(sync_url, "%COMMIT")  # waiting for the standby: the commit (with the history row) is in flight
+    # Waiting for the standby: the commit (with the history row, and the reset after it) is in flight.
+    wait_for_backend(sync_url, "%; COMMIT; RESET ALL;%")
+    assert query(sync_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == [(1,)]
     time.sleep(0.5)
     struck = run.signal(signal.SIGTERM)
     result = run.finish(SIGNAL_BOUND, since=struck)
