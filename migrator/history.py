@@ -140,8 +140,8 @@ def insert_statement(schema: str, *, version_table: str, revision: str, parents:
 
 @functools.cache
 def _table_text(schema: str) -> str:
-    """The table's qualified name as SQL text: an identifier doubles its quotes, whatever the settings."""
-    return ".".join('"' + name.replace('"', '""') + '"' for name in (schema, TABLE))
+    """`qualified(schema)` as SQL text (identifier quoting needs no connection)."""
+    return qualified(schema).as_string()
 
 
 def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None) -> None:

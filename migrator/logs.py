@@ -7,6 +7,7 @@ Logs go to stderr; command results (status, sql) go to stdout, so they can be pi
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -36,16 +37,15 @@ def redact_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
-_clock: list[Any] = [None, ""]  # the last whole second rendered, and its HH:MM:SS
+@functools.lru_cache(maxsize=1)  # lines come many to a second while migrations run: format each second once
+def _clock(second: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(second))
 
 
 def render_console(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     """`HH:MM:SS.mmm [level] event`, local time, as Ecto's Logger prints it."""
     when = event_dict.pop("timestamp")
-    second = int(when)
-    if _clock[0] != second:  # lines come many to a second while migrations run: format each second once
-        _clock[:] = [second, time.strftime("%H:%M:%S", time.localtime(second))]
-    line = f"{_clock[1]}.{int(when % 1 * 1000):03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
+    line = f"{_clock(int(when))}.{int(when % 1 * 1000):03d} [{event_dict.get('level', 'info')}] {event_dict['event']}"
     exception = event_dict.get("exception")
     return f"{line}\n{exception}" if exception else line
 

@@ -549,7 +549,7 @@ class Migrations:
             return MigrationFailed(f"migrations on {session.db.description} failed before any step ran: {cause}"
                                    + ("" if confirmed else "; the server did not confirm the rollback"))
         confirmed = database.rolled_back(conn)
-        if step.stamped and confirmed and self._committed_despite_error(step):
+        if step.stamped and confirmed and self._committed(step):
             # The error came after the step's COMMIT, from the reset that travels with it.
             return MigrationFailed(f"migration {step.label} was committed (the version table shows it), but resetting "
                                    f"the session after it failed: {cause}; run migrate again to go on from there")
@@ -620,26 +620,22 @@ class Migrations:
         self.session.current = None
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
-        fate = "whether it committed is not confirmed (the version table will tell the next run)"
-        if database.rolled_back(self.session.conn):
-            with suppress(psycopg.Error):
-                fate = ("it committed (the version table shows it)" if self._committed(step)
-                        else "it did not commit (the version table does not show it); run it again to resume")
+        committed = self._committed(step) if database.rolled_back(self.session.conn) else None
+        fate = {None: "whether it committed is not confirmed (the version table will tell the next run)",
+                True: "it committed (the version table shows it)",
+                False: "it did not commit (the version table does not show it); run it again to resume"}[committed]
         return Interrupted(name, code, f"interrupted by {name} while {step.label} was committing: {fate}")
 
-    def _committed_despite_error(self, step: Step) -> bool:
-        try:
-            return self._committed(step)
-        except psycopg.Error:
-            return False  # not known: reported as the failure it is
-
-    def _committed(self, step: Step) -> bool:
+    def _committed(self, step: Step) -> bool | None:
         """Whether the version table shows `step` done (applied, or reverted for a rollback), read outside any
-        transaction. psycopg.Error when it cannot be read."""
+        transaction; None when it cannot be read."""
         conn = self.session.conn
-        found = conn.execute(psql.SQL("SELECT count(*) FROM {} WHERE version_num = %s").format(
-            psql.Identifier(self.session.server.schema, self.version_table)), (step.revision,)).fetchone()
-        conn.rollback()
+        try:
+            found = conn.execute(psql.SQL("SELECT count(*) FROM {} WHERE version_num = %s").format(
+                psql.Identifier(self.session.server.schema, self.version_table)), (step.revision,)).fetchone()
+            conn.rollback()
+        except psycopg.Error:
+            return None
         return bool(found and found[0]) == (self.direction == FORWARD)
 
     def _rolled_back_or_fail(self, step: Step, exc: BaseException) -> None:

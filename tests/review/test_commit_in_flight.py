@@ -22,7 +22,8 @@ import psycopg
 import pytest
 
 from tests.conftest import add_revision, query
-from tests.faults.helpers import BASE, SIGNAL_BOUND, Migrator, at_base, history, versions, wait_for_backend
+from tests.faults.helpers import BASE, SIGNAL_BOUND, Migrator, at_base, history, versions
+from tests.faults.proxy import wait_until
 from tests.postgres import DebianServer
 
 REV = "20240101000001"
@@ -56,8 +57,10 @@ def test_sigterm_during_commit_is_not_reported_as_a_rollback(fault_project: Path
     at_base(sync_url)
     run = Migrator(["migrate"], cwd=fault_project, url=sync_url)
     # Waiting for the standby: the commit (with the history row, and the reset after it) is in flight.
-    wait_for_backend(sync_url, "%; COMMIT; RESET ALL;%")
-    assert query(sync_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == [(1,)]
+    # (A COMMIT that a reset before it had freed of the migration's SET LOCAL would never wait there.)
+    wait_until(lambda: query(sync_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' "
+                                       "AND query LIKE '%; COMMIT; RESET ALL;%'") == [(1,)],
+               30, "the step's COMMIT to wait for the synchronous standby")
     time.sleep(0.5)
     struck = run.signal(signal.SIGTERM)
     result = run.finish(SIGNAL_BOUND, since=struck)
