@@ -258,8 +258,8 @@ def b4_concurrency(bench: Bench, base: Path) -> None:
 def b6_load(bench: Bench, base: Path) -> None:
     path = generated(base, 1000)
     # Each in a fresh process, timed after its imports: the load itself, as a cold start pays it.
-    scan = ("import time; from pathlib import Path; from migrator import heads; t = time.perf_counter(); "
-            "heads.scan([Path('migrations/versions')]).heads; print(time.perf_counter() - t)")
+    scan = ("import time; from pathlib import Path; from migrator import revision_scan; t = time.perf_counter(); "
+            "revision_scan.scan([Path('migrations/versions')]).heads; print(time.perf_counter() - t)")
     full = ("import time; from pathlib import Path; from migrator.repos import load_repos; "
             "from migrator import runner; t = time.perf_counter(); [r] = load_repos(Path('.')); "
             "runner.load_script(runner.alembic_config(r)).get_heads(); print(time.perf_counter() - t)")

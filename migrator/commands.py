@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from migrator import alembic_ini, database, heads, history, versions
+from migrator import alembic_ini, database, revision_scan
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
 from migrator.errors import (
@@ -32,6 +32,7 @@ from migrator.errors import (
 )
 from migrator.logs import get_logger
 from migrator.repos import Repo
+from migrator.tables import history, versions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -114,24 +115,24 @@ class Known:
 _deferred: set[str] = set()
 
 
-def _graph(repo: Repo) -> heads.ScriptGraph | None:
+def _graph(repo: Repo) -> revision_scan.ScriptGraph | None:
     """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside)."""
     try:
         return _scan(repo)
-    except heads.Uncertain as exc:
+    except revision_scan.Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
             get_logger().info(f"fast path not taken, Alembic reads the scripts: {exc}", repo=repo.name)
         return None
 
 
-def _scan(repo: Repo) -> heads.ScriptGraph:
+def _scan(repo: Repo) -> revision_scan.ScriptGraph:
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
     ini = alembic_ini.read(repo.project_dir)
     if ini is not None and ini.sourceless:
-        raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
+        raise revision_scan.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
     dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
-    return heads.scan(dirs, recursive=bool(ini and ini.recursive))
+    return revision_scan.scan(dirs, recursive=bool(ini and ini.recursive))
 
 
 def _script(repo: Repo) -> tuple[Config, ScriptDirectory]:
@@ -240,17 +241,18 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
     graph = _graph(target.repo) if to is None else None
     with _connection(target, settings) as conn:
         state = _state(conn, target.repo)
-        if graph is not None and not state.partial and heads.at_head(graph, state.versions):
+        if graph is not None and not state.partial and revision_scan.at_head(graph, state.versions):
             return _already_up(target, state.versions, started)
 
         def done_by_another() -> bool:
             now = _state(conn, target.repo)
-            return graph is not None and not now.partial and heads.at_head(graph, now.versions)
+            return graph is not None and not now.partial and revision_scan.at_head(graph, now.versions)
 
         # Waiting replicas stop waiting as soon as the holder's migrations reached head.
         with _locked(target, settings, conn, satisfied=done_by_another) as session:
             state = _state(conn, target.repo)  # read again: another migrator may have finished meanwhile
-            if session is None or (graph is not None and not state.partial and heads.at_head(graph, state.versions)):
+            if session is None or (graph is not None and not state.partial
+                                   and revision_scan.at_head(graph, state.versions)):
                 return _already_up(target, state.versions, started)
             return _upgrade(target, session, to, allow_newer=allow_newer, state=state, started=started)
 
@@ -422,7 +424,7 @@ def status(target: Target, settings: Settings, allow_newer: bool = False) -> Sta
     graph = _graph(target.repo)
     with _connection(target, settings, purpose="status") as conn:
         state = _state(conn, target.repo)
-        if graph is not None and not state.partial and heads.at_head(graph, state.versions):
+        if graph is not None and not state.partial and revision_scan.at_head(graph, state.versions):
             return Status(target.repo.name, target.db.description, state.versions, tuple(sorted(graph.heads)), [],
                           [])
         found, known = _status(target, conn)

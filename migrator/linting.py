@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from migrator.errors import ConfigError, LintFailed
-from migrator.operations import describe
+from migrator.statements import describe
 
 
 def without_version_table(sql: str, version_table: str) -> str:

@@ -40,7 +40,7 @@ from alembic.script import Script, ScriptDirectory
 from psycopg import sql as psql
 
 from migrator import alembic_internals as internals
-from migrator import database, history, lock, operations, retries
+from migrator import database, lock, retries, statements
 from migrator.blocking import describe_all
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
@@ -56,6 +56,7 @@ from migrator.errors import (
 from migrator.logs import get_logger
 from migrator.monitor import Monitor
 from migrator.redaction import redact
+from migrator.tables import history
 
 LOCK_NOT_AVAILABLE = "55P03"
 FORWARD, BACKWARD = "forward", "backward"
@@ -276,7 +277,7 @@ class StatementHooks:
         step = self.session.current
         if step is None or self._stamping(context):
             return
-        op = operations.describe(statement)
+        op = statements.describe(statement)
         if op.touches(self.version_table) or op.touches(history.TABLE):
             return  # Alembic's and migrator's own bookkeeping
         fields = {"seed": step.revision} if step.direction == "seed" else {"revision": step.revision}

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migrator import history
+from migrator.tables import history
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import IO
 import psycopg
 import pytest
 
-from migrator import heads
+from migrator import revision_scan as heads
 from migrator.lock import lock_key
 from migrator.repos import load_repos
 from migrator.runner import alembic_config, load_script

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrator.history import literal
+from migrator.tables.history import literal
 
 # Quoting's special characters often, among any others (lone surrogates cannot be sent as UTF-8 at all).
 TEXT = st.text(st.one_of(st.sampled_from("\\'\"$%{}\n"),

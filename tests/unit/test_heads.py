@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator import heads
-from migrator.heads import RevisionFile, Uncertain, parse_script, scan
+from migrator import revision_scan as heads
+from migrator.revision_scan import RevisionFile, Uncertain, parse_script, scan
 
 DOC = '"""add users\n\nRevision ID: b1\nRevises: a1\nthis revision adds a table; revision = "no"\n"""\n'
 IMPORTS = "from typing import Sequence, Union\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n"

@@ -14,7 +14,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrator.operations import EXECUTE_PREVIEW, Operation, describe, log_statement
+from migrator.statements import EXECUTE_PREVIEW, Operation, describe, log_statement
 
 INFO, DEBUG = "info", "debug"
 C, E = "concurrent", "ends_transaction"
