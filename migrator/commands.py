@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from migrator.runner import MigrationSession
+    from migrator.session import MigrationSession
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,9 @@ def _locked(target: Target, settings: Settings, conn: Connection,
         if held is None:
             yield None
             return
-        from migrator import runner  # noqa: PLC0415  (SQLAlchemy and Alembic only once this process holds the lock)
+        from migrator.session import MigrationSession  # noqa: PLC0415
 
-        yield runner.MigrationSession(target.db, settings, conn, held.server, held.key, held.server.schema)
+        yield MigrationSession(target.db, settings, conn, held.server, held.key, held.server.schema)
 
 
 def _state(conn: Connection, repo: Repo) -> versions.DbState:
@@ -260,7 +260,8 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
 def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow_newer: bool,
              state: versions.DbState, started: float) -> Outcome:
     from migrator import alembic_internals as internals  # noqa: PLC0415
-    from migrator import runner  # noqa: PLC0415
+    from migrator.migrations import Migrations  # noqa: PLC0415  (SQLAlchemy and Alembic only when there is work)
+    from migrator.steps import FORWARD  # noqa: PLC0415
 
     config, script = _script(target.repo)
     known = _known_from(script)
@@ -271,7 +272,7 @@ def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow
         raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
                             "them (alembic merge heads) or choose one with migrate --to REV")
     destination = internals.resolve(script, to) if to is not None else "head"
-    run = runner.Migrations(session, config, script, target.repo.version_table, runner.FORWARD)
+    run = Migrations(session, config, script, target.repo.version_table, FORWARD)
     done = run.run(lambda current: internals.upgrade_plan(script, destination, current), destination)
     after = _state(session.conn, target.repo).versions
     _check_stamped(target, done, after, forward=True)
@@ -303,7 +304,8 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
     `dry_run` logs the same plan and changes nothing.
     """
     from migrator import alembic_internals as internals  # noqa: PLC0415
-    from migrator import runner  # noqa: PLC0415
+    from migrator.migrations import Migrations  # noqa: PLC0415
+    from migrator.steps import BACKWARD  # noqa: PLC0415
 
     started = time.monotonic()
     config, script = _script(target.repo)
@@ -319,7 +321,7 @@ def rollback(target: Target, settings: Settings, to: str | None = None, steps: i
             destination, outcome = _rollback_plan(target, script, state, to=to, steps=steps, started=started)
             if destination is None:
                 return outcome
-            run = runner.Migrations(session, config, script, target.repo.version_table, runner.BACKWARD)
+            run = Migrations(session, config, script, target.repo.version_table, BACKWARD)
             done = run.run(lambda current: internals.downgrade_plan(script, destination, current), destination)
             after = _state(conn, target.repo).versions
             _check_stamped(target, done, after, forward=False)
@@ -332,7 +334,7 @@ def _rollback_plan(target: Target, script: ScriptDirectory, state: versions.DbSt
                    steps: int | None, started: float, dry_run: bool = False) -> tuple[str | None, Outcome]:
     """(absolute destination, outcome so far): None as destination when there is nothing to do."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
-    from migrator.runner import BACKWARD, module_name  # noqa: PLC0415
+    from migrator.steps import BACKWARD  # noqa: PLC0415
 
     current = state.versions
     known = _known_from(script)
@@ -352,7 +354,7 @@ def _rollback_plan(target: Target, script: ScriptDirectory, state: versions.DbSt
     if dry_run:
         for step in plan:
             script_ = internals.step_script(step)
-            get_logger().info(f"== Would run {script_.revision} {module_name(script_)}.downgrade {BACKWARD}",
+            get_logger().info(f"== Would run {script_.revision} {internals.module_name(script_)}.downgrade {BACKWARD}",
                               revision=script_.revision, direction=BACKWARD, dry_run=True)
         get_logger().info(f"Dry run: {len(plan)} migration(s) would be reverted; nothing was changed",
                           repo=target.repo.name)
@@ -573,14 +575,14 @@ def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool) -
     the interrupted step started from.
     """
     from migrator import alembic_internals as internals  # noqa: PLC0415
-    from migrator import runner  # noqa: PLC0415
+    from migrator.session import prepare_history  # noqa: PLC0415
 
     started = time.monotonic()
     _, script = _script(target.repo)
     rev = internals.resolve(script, revision)
     with _connection(target, settings) as conn, _locked(target, settings, conn) as session:
         assert session is not None
-        rows = [r for r in runner.prepare_history(session, target.repo.version_table) if r.revision == rev]
+        rows = [r for r in prepare_history(session, target.repo.version_table) if r.revision == rev]
         if not rows:
             raise RevisionError(f"nothing to resolve: {rev} is not left part-way on {target.db.description} "
                                 "(see migrator status and migrator history)")
@@ -637,18 +639,18 @@ def sql(repo: Repo, start: str = "base", end: str = "heads") -> str:
 
     Backwards (a rollback) when `end` is below `start`. Nothing connects to a database.
     """
-    from migrator import runner  # noqa: PLC0415
+    from migrator import alembic_internals as internals  # noqa: PLC0415
 
-    config = runner.alembic_config(repo)
-    script = runner.load_script(config)
-    return render_sql(config, script, runner.resolve(script, start), runner.resolve(script, end))
+    config = internals.alembic_config(repo)
+    script = internals.load_script(config)
+    return render_sql(config, script, internals.resolve(script, start), internals.resolve(script, end))
 
 
 def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) -> str:
     """Offline rendering of `start` -> `end` (resolved ids, `base` or `heads`)."""
-    from migrator import runner  # noqa: PLC0415
+    from migrator import alembic_internals as internals  # noqa: PLC0415
 
-    with runner.revision_errors():
+    with internals.revision_errors():
         if start in ("head", "heads"):
             heads_now = script.get_heads()
             if len(heads_now) > 1:
@@ -662,7 +664,7 @@ def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) ->
             return script._downgrade_revs(end, current) if backward else script._upgrade_revs(end, current)
 
         try:
-            runner.run_alembic(config, script, None, plan, as_sql=True, output_buffer=buffer,
+            internals.run_env(config, script, None, plan, as_sql=True, output_buffer=buffer,
                                starting_rev=None if start == "base" else start, destination_rev=end)
         except (MigratorError, KeyboardInterrupt):
             raise
@@ -677,11 +679,12 @@ def render_sql(config: Config, script: ScriptDirectory, start: str, end: str) ->
 
 def lint(repo: Repo, start: str = "base") -> str:
     """Run squawk on the SQL of each migration after `start`; returns its report, LintFailed on findings."""
-    from migrator import linting, runner  # noqa: PLC0415
+    from migrator import alembic_internals as internals  # noqa: PLC0415
+    from migrator import linting  # noqa: PLC0415
 
-    config = runner.alembic_config(repo)
-    script = runner.load_script(config)
-    start = runner.resolve(script, start)
+    config = internals.alembic_config(repo)
+    script = internals.load_script(config)
+    start = internals.resolve(script, start)
     after = {s.revision for s in script.iterate_revisions(start, "base")} if start != "base" else set()
     files: list[tuple[str, str]] = []
     for revision in reversed(list(script.walk_revisions())):
@@ -689,7 +692,7 @@ def lint(repo: Repo, start: str = "base") -> str:
             continue  # already linted, or a merge point (it runs no SQL of its own)
         parent = revision.down_revision if isinstance(revision.down_revision, str) else "base"
         rendered = render_sql(config, script, parent or "base", revision.revision)
-        name = f"{len(files) + 1:04d}_{revision.revision}_{runner.module_name(revision)}.sql"
+        name = f"{len(files) + 1:04d}_{revision.revision}_{internals.module_name(revision)}.sql"
         files.append((name, linting.without_version_table(rendered, repo.version_table)))
     return linting.squawk(files, repo.project_dir)
 
@@ -703,15 +706,15 @@ def new(repo: Repo, message: str) -> Path:
 
     from alembic import command  # noqa: PLC0415
 
-    from migrator import runner  # noqa: PLC0415
+    from migrator import alembic_internals as internals  # noqa: PLC0415
 
     message = " ".join(message.split())  # one line: the template may put it in a comment as well as a docstring
     if not message:
         raise ConfigError("new needs a message describing the change, e.g. migrator new \"add users.age\"")
     if not message.isprintable():
         raise ConfigError(f"new: the message must be printable text, not {message!r}")
-    config = runner.alembic_config(repo)
-    script = runner.load_script(config)
+    config = internals.alembic_config(repo)
+    script = internals.load_script(config)
     current_heads = script.get_heads()
     if len(current_heads) > 1:
         raise RevisionError(f"the migrations have several heads ({', '.join(sorted(current_heads))}): merge them "
@@ -723,7 +726,7 @@ def new(repo: Repo, message: str) -> Path:
         newest = datetime.strptime(max(stamps), TIMESTAMP).replace(tzinfo=UTC)
         when = max(when, newest + timedelta(seconds=1))
     rev_id = when.strftime(TIMESTAMP)
-    with runner.revision_errors():
+    with internals.revision_errors():
         try:
             created = command.revision(config, message=source_text(message), rev_id=rev_id)
         except OSError as exc:

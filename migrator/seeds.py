@@ -2,7 +2,7 @@
 
 A ledger table records each file's name and checksum in the same transaction as the file's work, so a file
 runs once per content: unchanged files are skipped, changed ones run again, `--force` runs all. Seeds run on
-the locked migration session (migrator.runner), like migrations: each starts from migrator's settings and
+the locked migration session (migrator.session), like migrations: each starts from migrator's settings and
 proves the lock first, its statements are logged, and a seed cannot end the transaction it runs in (a COMMIT
 or ROLLBACK is refused before it is sent; `session.commit()` only releases a savepoint).
 """
@@ -19,9 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from migrator import database, runner
-from migrator.errors import ConfigError, ConnectionLost, LockLost, MigrationFailed, MigratorError
+from migrator import failures
+from migrator.engine import running
+from migrator.errors import ConfigError, ConnectionLost, LockLost, MigrationFailed
 from migrator.logs import get_logger
+from migrator.session import MigrationSession
+from migrator.statement_hooks import StatementHooks
+from migrator.steps import SEED, Step, refuse_own_rollback
 
 LEDGER_TABLE = "migrator_seeds"
 
@@ -62,11 +66,11 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
-def run_seeds(session: runner.MigrationSession, files: list[Path], schema: str | None, force: bool) -> list[str]:
+def run_seeds(session: MigrationSession, files: list[Path], schema: str | None, force: bool) -> list[str]:
     """Run each file whose checksum the ledger lacks (all with `force`); returns the names that ran."""
     ledger = _ledger(schema)
-    hooks = runner.StatementHooks(session, LEDGER_TABLE)
-    with runner.running(session, hooks) as connection:
+    hooks = StatementHooks(session, LEDGER_TABLE)
+    with running(session, hooks) as connection:
         with connection.begin():
             ledger.create(connection, checkfirst=True)
             done = dict(connection.execute(sa.select(ledger.c.name, ledger.c.checksum)).tuples().all())
@@ -82,12 +86,12 @@ def run_seeds(session: runner.MigrationSession, files: list[Path], schema: str |
     return ran
 
 
-def _run_one(session: runner.MigrationSession, connection: sa.Connection, ledger: sa.Table, path: Path,
+def _run_one(session: MigrationSession, connection: sa.Connection, ledger: sa.Table, path: Path,
              digest: str) -> None:
     log = get_logger()
     log.info(f"== Running seed {path.name}", seed=path.name)
     module = _load(path)
-    step = runner.Step(path.name, f"seed {path.name}", "seed", allow_commit=False)
+    step = Step(path.name, f"seed {path.name}", SEED, allow_commit=False)
     try:
         with connection.begin():
             session.start_step(step)  # settings and the lock, first, before the seed's transaction starts
@@ -95,33 +99,29 @@ def _run_one(session: runner.MigrationSession, connection: sa.Connection, ledger
             with Session(bind=connection, join_transaction_mode="create_savepoint") as orm:
                 module.run(orm)
                 orm.commit()  # releases the savepoint; the ledger row and the outer commit follow
-            runner.refuse_own_rollback(step)
+            refuse_own_rollback(step)
             step.stamped = True  # the commit that follows is the seed's own
             upsert = pg_insert(ledger).values(name=path.name, checksum=digest)
             connection.execute(upsert.on_conflict_do_update(
                 index_elements=[ledger.c.name], set_={"checksum": digest, "applied_at": sa.func.now()}))
-    except KeyboardInterrupt as exc:
-        raise runner.interrupted(session, exc, f"seed {path.name}") from None
     except (ConnectionLost, LockLost):
         raise
-    except (Exception, SystemExit) as exc:
-        raise _failed(session, path, exc) from None
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: a seed's sys.exit()
+        raise _failed(session, step, exc) from None
     finally:
         session.current = None
     took = time.monotonic() - step.started
     log.info(f"== Seeded {path.name} in {took:.1f}s", seed=path.name, duration=round(took, 3))
 
 
-def _failed(session: runner.MigrationSession, path: Path, exc: BaseException) -> MigratorError:
-    """Say what the server confirmed: rolled back, or the connection is gone."""
-    if database.is_connection_error(exc) or session.conn.closed or session.conn.broken:
-        return database.lost(session.conn, exc, f"running seed {path.name}")
-    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    what = f"{type(exc).__name__}{': ' + cause[0] if cause else ''}"
-    if isinstance(exc, MigratorError):
-        what = str(exc)
-    elif isinstance(exc, SystemExit):
-        what = f"it called sys.exit({exc.code!r})"
-    if not database.rolled_back(session.conn):
-        return database.lost(session.conn, exc, f"running seed {path.name}")
-    return MigrationFailed(f"seed {path.name} failed and was rolled back: {what}")
+def _failed(session: MigrationSession, step: Step, exc: BaseException) -> failures.Failure:
+    """The one error a failed seed ends the run with (migrator.failures). A signal before the seed's
+    transaction began interrupted nothing of it."""
+    if isinstance(exc, KeyboardInterrupt) and session.current is None:
+        step_or_none: Step | None = None
+    else:
+        step_or_none = step
+    session.current = None
+    said = failures.confirm(session, step_or_none, exc, LEDGER_TABLE)
+    run = failures.Run(session.db.description, session.settings.timeouts, False, session.conn)
+    return failures.explain(step_or_none, exc, said, run).error
