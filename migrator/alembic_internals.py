@@ -186,8 +186,9 @@ def step_script(step: RevisionStep) -> Script:
     return step.revision
 
 
-def step_is_upgrade(step: RevisionStep) -> bool:
-    return bool(step.is_upgrade)
+def step_destination(step: RevisionStep) -> tuple[str, ...]:
+    """The revisions the database is at once `step` ran."""
+    return tuple(step.to_revisions)
 
 
 # --- running env.py --------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from migrator.config import (
 )
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
 from migrator.repos import Repo, load_repos, project_directory, select
+from migrator.status import Status
+from migrator.targets import Outcome, Target
 
 DESCRIPTION = """\
 Database migrations for PostgreSQL, for release images: Alembic migrations run once, under a lock, one
@@ -191,27 +193,27 @@ def _repos(args: argparse.Namespace, single: bool = False) -> list[Repo]:
     return repos
 
 
-def _targets(args: argparse.Namespace, single: bool = False) -> list[commands.Target]:
+def _targets(args: argparse.Namespace, single: bool = False) -> list[Target]:
     """The selected repos with their database settings, all validated before any database is touched."""
-    return [commands.Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
+    return [Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
             for repo in _repos(args, single)]
 
 
-def run_migrate(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_migrate(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     return [commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer)
             for t in _targets(args, single=args.to is not None)]
 
 
-def run_rollback(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     [target] = _targets(args, single=True)
     return [commands.rollback(target, settings, to=args.revision, steps=args.steps, dry_run=args.dry_run)]
 
 
-def run_seed(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_seed(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     return [commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer) for t in _targets(args)]
 
 
-def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     found = [commands.status(t, settings, allow_newer=args.allow_newer) for t in _targets(args)]
     for status in found:
         _print(_status_json(status) if args.json else _status_text(status))
@@ -220,17 +222,17 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[commands.Ou
     if args.check and partial:
         raise PartiallyApplied("left part-way: " + "; ".join(f"{s.repo} {s.partial[-1]}" for s in partial))
     if args.check and behind:
-        raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {commands.describe_behind(s)}" for s in behind))
+        raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {s.behind()}" for s in behind))
     return []
 
 
-def _status_json(status: commands.Status) -> str:
+def _status_json(status: Status) -> str:
     return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
                        "partial": status.partial, "at_head": status.at_head})
 
 
-def _status_text(status: commands.Status) -> str:
+def _status_text(status: Status) -> str:
     def revs(values: Sequence[str]) -> str:
         return ", ".join(values) or "none"
     lines = [f"{status.repo} ({status.database})", f"  current: {revs(status.current) if status.current else 'base'}",
@@ -242,13 +244,13 @@ def _status_text(status: commands.Status) -> str:
     return "\n".join(lines)
 
 
-def run_wait(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_wait(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     deadline = time.monotonic() + args.timeout
     return [commands.wait(t, settings, timeout=args.timeout, allow_newer=args.allow_newer, interval=args.interval,
                           deadline=deadline) for t in _targets(args)]
 
 
-def run_sql(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_sql(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     start, nothing = args.start, f"from {args.start} to {args.end}"
     if start == "current":
         [target] = _targets(args, single=True)
@@ -265,13 +267,13 @@ def run_sql(args: argparse.Namespace, settings: Settings) -> list[commands.Outco
     return []
 
 
-def run_new(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+def run_new(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
     [repo] = _repos(args, single=True)
     _print(str(commands.new(repo, args.message)))
     return []
 
 
-def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+def run_lint(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
     [repo] = _repos(args, single=True)
     try:
         _print(commands.lint(repo, args.start))
@@ -281,7 +283,7 @@ def run_lint(args: argparse.Namespace, _settings: Settings) -> list[commands.Out
     return []
 
 
-def run_history(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_history(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     for target in _targets(args):
         rows = commands.history_rows(target, settings, args.limit)
         if args.json:
@@ -304,19 +306,19 @@ def _history_line(row: dict[str, Any]) -> str:
             f"(migrator {row['migrator_version']}){detail}")
 
 
-def run_resolve(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     [target] = _targets(args, single=True)
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
 
 
-def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
+def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
     from migrator import scaffold  # noqa: PLC0415  (only init needs it)
 
     _print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)))
     return []
 
 
-RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
+RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
     "init": run_init,

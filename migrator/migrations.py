@@ -28,11 +28,11 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import ScriptDirectory
 
 from migrator import alembic_internals as internals
-from migrator import failures, retries
+from migrator import failures, partway, retries
 from migrator.blocking import describe_all
 from migrator.database import rolled_back
 from migrator.engine import running
-from migrator.errors import MigrationFailed, PartiallyApplied
+from migrator.errors import MigrationFailed
 from migrator.logs import get_logger
 from migrator.session import MigrationSession, prepare_history
 from migrator.statement_hooks import StatementHooks
@@ -98,13 +98,14 @@ class Migrations:
         """Alembic's `fn`: yields the plan's steps, starting and logging each one."""
         def migrations_fn(heads: tuple[str, ...], _context: MigrationContext) -> Iterator[Any]:
             steps = list(plan(heads))
-            self._refuse_open_rows_elsewhere(steps)
+            partway.refuse_elsewhere(self.open_rows, (internals.step_script(s).revision for s in steps),
+                                     self.direction)
             for alembic_step in steps:
                 script = internals.step_script(alembic_step)
                 module = internals.module_name(script)
                 step = Step(script.revision, f"{script.revision} ({module})", self.direction,
                             parents=internals.parents(script), rerunnable=internals.rerunnable(script))
-                self._decide_open_rows(step)
+                partway.decide(self.open_rows, step)
                 phase = "upgrade" if self.direction == FORWARD else "downgrade"
                 get_logger().info(f"== Running {script.revision} {module}.{phase} {self.direction}",
                                   revision=script.revision, direction=self.direction, module=module)
@@ -123,36 +124,6 @@ class Migrations:
                 self.done.append(script.revision)
                 self.session.current = None
         return migrations_fn
-
-    def _refuse_open_rows_elsewhere(self, steps: Sequence[RevisionStep]) -> None:
-        """A migration left part-way that this run will not run (the other direction, or not in its plan)
-        stops the run: going on would build on a half-applied schema."""
-        direction = history.UP if self.direction == FORWARD else history.DOWN
-        planned = {internals.step_script(s).revision for s in steps}
-        for rows in self.open_rows.values():
-            row = rows[-1]
-            if row.direction != direction or row.revision not in planned:
-                phase = "migrate" if row.direction == history.UP else "rollback"
-                raise PartiallyApplied(
-                    f"migration {row.describe()}; this {'migrate' if direction == history.UP else 'rollback'} does "
-                    f"not run it, and would build on a half-applied schema. Finish it first: run the {phase} again "
-                    f"if it is rerunnable, or decide with `migrator resolve {row.revision} --rerun|--mark-applied`")
-
-    def _decide_open_rows(self, step: Step) -> None:
-        """A migration left part-way by an earlier run: run it again only if it says it may."""
-        rows = self.open_rows.get(step.revision, [])
-        if not rows:
-            return
-        if not step.rerunnable:
-            raise PartiallyApplied(
-                f"migration {step.label} was left part-way: {rows[-1].describe()}. Its committed part stays, so "
-                "running it again could fail or do it twice. Check the database, then either complete or undo "
-                f"it by hand and run `migrator resolve {step.revision} --mark-applied` (it is done) or "
-                f"`migrator resolve {step.revision} --rerun` (run it again), or declare `rerunnable = True` in "
-                "the revision file if it is safe to run again")
-        get_logger().warning(f"{step.label} was left part-way ({rows[-1].describe()}); it declares itself "
-                             "rerunnable, so it runs again", revision=step.revision)
-        step.reruns = rows
 
     def _autocommit(self, on: bool) -> None:
         if self.session.current is not None:

@@ -11,6 +11,8 @@ the first step of a run, and any step after a failure, sends them on its own.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from migrator.database import Connection, ServerSession
 from migrator.errors import ConfigError, LockLost
 from migrator.steps import Step
 from migrator.tables import history
+from migrator.targets import Target
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -91,6 +94,17 @@ class MigrationSession:
         what the migration SET LOCAL still governs its own COMMIT (synchronous_commit). Alembic's commit then
         finds the transaction ended, and psycopg sends nothing for it."""
         self.prepared = _reset_row(self.conn.execute(f"{statement}; COMMIT; {self.reset_sql}"))
+
+
+@contextmanager
+def locked(target: Target, settings: Settings, conn: Connection,
+           satisfied: Callable[[], bool] | None = None) -> Iterator[MigrationSession | None]:
+    """The migration session on `conn` once it holds the lock (migrator.lock), or None when `satisfied()` said
+    while waiting that another migrator did the work."""
+    db, repo = target.db, target.repo
+    with lock.held(db, settings.timeouts, conn, version_table=repo.version_table, schema=repo.version_table_schema,
+                   satisfied=satisfied) as held:
+        yield None if held is None else MigrationSession(db, settings, conn, held.server, held.key, held.server.schema)
 
 
 def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:

@@ -10,7 +10,7 @@ schema; `version_table` tells repos apart). It also answers two questions the ve
   run decides explicitly (golang-migrate's dirty flag), and `resolve` closes them.
 - Does a database at a revision this image does not know descend from this image's heads (a newer release
   migrated it)? Each row records the revision's parents, so the ancestry of an unknown revision can be
-  followed back to known ones (`descends_from`).
+  followed back to known ones (migrator.version_skew).
 
 A transactional migration's row is written in the migration's own transaction: it exists exactly when the
 migration committed. Rows about failures are written afterwards, best effort (the connection may be gone).
@@ -190,31 +190,12 @@ def open_rows(conn: psycopg.Connection[Any], schema: str, version_table: str) ->
     return [OpenRow(*row) for row in rows]
 
 
-def descends_from(conn: psycopg.Connection[Any], schema: str, version_table: str, current: Iterable[str], *,
-                  known: Mapping[str, tuple[str, ...]], heads: Iterable[str]) -> tuple[bool, str]:
-    """Whether the database's revisions descend from every one of `heads` (this image's), as far as the
-    history can prove: unknown revisions are followed through their recorded parents, known ones through
-    `known` (revision -> parents from this image's scripts). Returns (proven, what was found)."""
-    recorded = dict(conn.execute(sql.SQL(
+def applied_parents(conn: psycopg.Connection[Any], schema: str, version_table: str) -> dict[str, tuple[str, ...]]:
+    """Each revision the history shows applied (its latest `up` row), with the parents recorded for it."""
+    rows = conn.execute(sql.SQL(
         "SELECT DISTINCT ON (revision) revision, parents FROM {} WHERE version_table = %s AND direction = 'up' "
-        "AND outcome = 'applied' ORDER BY revision, id DESC").format(qualified(schema)), (version_table,)).fetchall())
-    reached: set[str] = set()
-    frontier = list(current)
-    while frontier:
-        revision = frontier.pop()
-        if revision in reached:
-            continue
-        reached.add(revision)
-        if revision in known:
-            frontier.extend(known[revision])
-        elif revision in recorded:
-            frontier.extend(recorded[revision])
-        else:
-            return False, f"the history has no record of revision {revision}, so its ancestry is unknown"
-    missing = sorted(set(heads) - reached)
-    if missing:
-        return False, f"it does not descend from {', '.join(missing)} (a different branch, or rolled back)"
-    return True, f"it descends from {', '.join(sorted(heads))} (proven by the migration history)"
+        "AND outcome = 'applied' ORDER BY revision, id DESC").format(qualified(schema)), (version_table,)).fetchall()
+    return {revision: tuple(parents) for revision, parents in rows}
 
 
 def recent(conn: psycopg.Connection[Any], schema: str, version_table: str, limit: int) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ part-way (open rows in the migration history). Read with psycopg alone, in one q
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +59,12 @@ def _partial(conn: psycopg.Connection[Any], table: str, schema: str | None) -> b
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return False
     return bool(row and row[0])
+
+
+def stamp(conn: psycopg.Connection[Any], table: str, schema: str | None, *, remove: Iterable[str],
+          add: Iterable[str]) -> None:
+    """Move the version table from `remove` to `add` in the caller's transaction (resolve --mark-applied)."""
+    for old in remove:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version_num = %s").format(_name(schema, table)), (old,))
+    for new in add:
+        conn.execute(sql.SQL("INSERT INTO {} (version_num) VALUES (%s)").format(_name(schema, table)), (new,))

@@ -60,11 +60,11 @@ def test_autocommit_block_is_the_reviewed_one() -> None:
 
 def test_step_plans_and_their_fields(merged: ScriptDirectory) -> None:
     up = internals.upgrade_plan(merged, "heads", ())
-    assert all(isinstance(step, RevisionStep) and internals.step_is_upgrade(step) for step in up)
+    assert all(isinstance(step, RevisionStep) for step in up)
     assert [internals.step_script(s).revision for s in up][-1] == "e"
     down = internals.downgrade_plan(merged, "c", ("e",))
     assert [internals.step_script(s).revision for s in down] == ["e", "d", "m"]
-    assert set(down[-1].to_revisions) == {"b2", "c"}
+    assert set(internals.step_destination(down[-1])) == {"b2", "c"}
     assert internals.parents(merged.get_revision("m")) == ("b2", "c")
     assert internals.is_merge(merged.get_revision("m"))
     assert internals.known_parents(merged)["a"] == ()
