@@ -103,10 +103,6 @@ def known_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
     return {s.revision: parents(s) for s in script.walk_revisions()}
 
 
-def is_merge(script: Script) -> bool:
-    return len(script._versioned_down_revisions) > 1
-
-
 def rerunnable(script: Script) -> bool:
     """`rerunnable = True` in a revision file: its non-transactional part may run again after an interruption."""
     return getattr(script.module, "rerunnable", False) is True

@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from migrator import __version__, commands, deadlines, errors, logs, termination
+from migrator import __version__, commands, errors, logs
 from migrator.config import (
     WAIT_INTERVAL,
     WAIT_TIMEOUT,
@@ -31,6 +29,7 @@ from migrator.config import (
 )
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
 from migrator.repos import Repo, load_repos, project_directory, select
+from migrator.shutdown import SHUTDOWN
 from migrator.status import Status
 from migrator.targets import Outcome, Target
 
@@ -148,38 +147,10 @@ def _bounded(bounds: Bounds) -> Callable[[str], float]:
     return parse
 
 
-def _seconds(value: str) -> float:
-    try:
-        return parse_seconds("value", value)
-    except ConfigError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (5, 2.5, 500ms, 2m)") from None
-
-
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
     return int(value)
-
-
-# --- signals ------------------------------------------------------------------------------------------
-
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    """First signal: raise Interrupted (psycopg cancels the running statement, the transaction rolls back)
-    and start the bound. Later ones do not raise (that would abort the cleanup): they cut it short."""
-    name, code = ("SIGTERM", errors.INTERRUPTED_SIGTERM) if signum == signal.SIGTERM else \
-        ("SIGINT", errors.INTERRUPTED_SIGINT)
-    if deadlines.SIGNALS.signalled(name, code):
-        raise Interrupted(name, code)
-
-
-def _last_words(message: str, code: int) -> None:
-    _fail("migrator", code, message)
-
-
-def install_signal_handlers() -> None:
-    deadlines.SIGNALS.start(last_words=_last_words)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
 
 
 # --- dispatch -----------------------------------------------------------------------------------------
@@ -199,9 +170,34 @@ def _targets(args: argparse.Namespace, single: bool = False) -> list[Target]:
             for repo in _repos(args, single)]
 
 
+T = TypeVar("T")
+
+
+def _each(targets: list[Target], run: Callable[[Target], T]) -> list[T]:
+    """`run` on each target in turn; with several, a failure or a signal names the database it happened on."""
+    results = []
+    for target in targets:
+        try:
+            SHUTDOWN.check()  # a signal that came between two databases stops the run before the next one
+            results.append(run(target))
+        except (MigratorError, Interrupted) as exc:
+            if len(targets) > 1:
+                _name_database(exc, target)
+            raise
+    return results
+
+
+def _name_database(exc: MigratorError | Interrupted, target: Target) -> None:
+    where = f"{target.repo.name} ({target.db.description})"
+    if isinstance(exc, Interrupted):
+        exc.detail = f"{where}: {exc.detail or f'interrupted by {exc.signal_name}; nothing was running'}"
+    elif target.db.description not in str(exc):
+        exc.args = (f"{where}: {exc}", *exc.args[1:])
+
+
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return [commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer)
-            for t in _targets(args, single=args.to is not None)]
+    return _each(_targets(args, single=args.to is not None),
+                 lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer))
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -210,11 +206,11 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return [commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer) for t in _targets(args)]
+    return _each(_targets(args), lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer))
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    found = [commands.status(t, settings, allow_newer=args.allow_newer) for t in _targets(args)]
+    found = _each(_targets(args), lambda t: commands.status(t, settings, allow_newer=args.allow_newer))
     for status in found:
         _print(_status_json(status) if args.json else _status_text(status))
     behind = [s for s in found if not s.at_head]
@@ -246,8 +242,8 @@ def _status_text(status: Status) -> str:
 
 def run_wait(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     deadline = time.monotonic() + args.timeout
-    return [commands.wait(t, settings, timeout=args.timeout, allow_newer=args.allow_newer, interval=args.interval,
-                          deadline=deadline) for t in _targets(args)]
+    return _each(_targets(args), lambda t: commands.wait(t, settings, timeout=args.timeout, interval=args.interval,
+                                                         allow_newer=args.allow_newer, deadline=deadline))
 
 
 def run_sql(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -340,8 +336,8 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the process exit code."""
-    install_signal_handlers()
+    """Run one command; returns the process exit code. Its outcome is written once, by SHUTDOWN.finish."""
+    SHUTDOWN.install()
     _configure_logging()
     started = time.monotonic()
     command = "migrator"
@@ -362,16 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         database_error = _database_error(exc)
         if database_error is not None:
-            logs.get_logger().debug("where the database error surfaced", exc_info=True)
             return _fail(command, database_error.exit_code, str(database_error))
         # A bug: say so in one line, then show where.
-        logs.get_logger().error(f"unexpected error ({type(exc).__name__}: {exc}); please report it",
-                                exc_info=True)
-        termination.write(f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}")
-        return errors.FAILED
+        return SHUTDOWN.finish(errors.FAILED, f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}",
+                               f"unexpected error ({type(exc).__name__}: {exc}); please report it", exc_info=True)
     summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
-    termination.write(f"{summary} (total {time.monotonic() - started:.1f}s)")
-    return errors.OK
+    return SHUTDOWN.finish(errors.OK, f"{summary} (total {time.monotonic() - started:.1f}s)")
 
 
 def _database_error(exc: Exception) -> MigratorError | None:
@@ -405,13 +397,11 @@ def _output_closed() -> int:
         os.dup2(devnull, sys.stdout.fileno())  # the buffered rest is flushed there, not at the closed pipe
         os.close(devnull)
     logs.get_logger().debug("standard output was closed by its reader; stopped writing")
-    return errors.OUTPUT_CLOSED
+    return SHUTDOWN.finish(errors.OUTPUT_CLOSED, None)
 
 
 def _fail(command: str, code: int, message: str) -> int:
-    logs.get_logger().error(message, exit_code=code)
-    termination.write(f"{command} failed (exit {code}): {message}")
-    return code
+    return SHUTDOWN.finish(code, f"{command} failed (exit {code}): {message}", message)
 
 
 def entrypoint() -> None:
@@ -424,7 +414,7 @@ def entrypoint() -> None:
     (make bench)."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):  # results are flushed by _print already; this only empties what is left
+        with suppress(Exception):  # finish flushed them already; this only empties what a late line left
             stream.flush()
     os._exit(code)
 
