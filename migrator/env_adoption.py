@@ -155,7 +155,8 @@ def metadata_block(models: Models | None, captured: Captured | None) -> Metadata
                   + "\n".join(lines) + f"\n\n    return {models.expression}\n")
         origin = models.expression
     convention = json.dumps(captured.naming_convention, indent=4)
-    block = (f"\n\n{loader}\n\n# The naming convention of {origin}, captured by `migrator init --adopt`: Alembic "
+    block = (f"\n\n# ruff: noqa: PLC0415  (target_metadata() imports the models when called: the migration image has "
+             f"none)\n{loader}\n\n# The naming convention of {origin}, captured by `migrator init --adopt`: Alembic "
              "names the\n# constraints and indexes the migrations create after it, so they run with it also where "
              f"the models\n# are not installed (the migration image); where they are, the two must agree.\n"
              f"NAMING_CONVENTION = {convention}\n")
