@@ -22,7 +22,7 @@ prepend_sys_path = .
 sqlalchemy.url = driver://user:pass@localhost/dbname
 
 [loggers]
-keys = root
+keys = root,sqlalchemy,alembic
 
 [handlers]
 keys = console
@@ -33,6 +33,17 @@ keys = generic
 [logger_root]
 level = WARNING
 handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
 
 [handler_console]
 class = StreamHandler
