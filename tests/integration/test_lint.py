@@ -41,7 +41,8 @@ def test_lint_keeps_the_project_exclusions_beside_its_own(tmp_path: Path) -> Non
     new_revision(project, "create items", "op.create_table('items', sa.Column('id', sa.Integer, primary_key=True))")
     flagged = run_migrator(["lint"], cwd=project, database_url=None)
     assert "prefer-bigint-over-int" in flagged.stdout
-    (project / ".squawk.toml").write_text('excluded_rules = ["prefer-bigint-over-int", "prefer-robust-stmts", "prefer-identity"]\n')
+    (project / ".squawk.toml").write_text(
+        'excluded_rules = ["prefer-bigint-over-int", "prefer-robust-stmts", "prefer-identity"]\n')
     clean = run_migrator(["lint"], cwd=project, database_url=None)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout == "squawk: 1 migration(s), no problems\n"

@@ -169,7 +169,7 @@ def test_only_imports_that_add_tables_are_carried_and_every_other_is_noted() -> 
     assert found.notes == ["env.py.orig line 10: `from apps import settings` is not carried over: importing it adds "
                            "no table to Base.metadata"]
     namespace: dict[str, object] = {}
-    exec(compile("from typing import Any\n" + found.block, "env.py", "exec"), namespace)  # noqa: S102
+    exec(compile("from typing import Any\n" + found.block, "env.py", "exec"), namespace)
     assert namespace["NAMING_CONVENTION"] == captured.naming_convention
 
 
@@ -209,8 +209,8 @@ def test_options_carry_constants_and_refuse_an_unknown_version_table() -> None:
     assert options.versions == {"version_table": "my_versions", "version_table_schema": "meta"}
     assert options.notes == ["context.configure(include_object=keep) is not carried over (not one constant): "
                              "see env.py.orig"]
-    with pytest.raises(ConfigError, match="sets version_table to name: migrator must read the same table .* write it "
-                                          "in env.py as a string, then run init --adopt again"):
+    with pytest.raises(ConfigError, match=r"sets version_table to name: migrator must read the same table .* write "
+                                          r"it in env.py as a string, then run init --adopt again"):
         env_adoption.carry_options(ast.parse("context.configure(version_table=name)\n"), {})
 
 
@@ -220,7 +220,7 @@ def test_options_carry_constants_and_refuse_an_unknown_version_table() -> None:
     ("os.getenv('APP_SCHEMA')", {"version_table_schema_env": "APP_SCHEMA"}),
     ("os.environ['APP_SCHEMA']", {"version_table_schema_env": "APP_SCHEMA"}),
 ])
-def test_a_version_table_schema_from_the_environment_names_the_variable(expression: str, versions: dict) -> None:
+def test_a_version_table_schema_from_the_environment_names_the_variable(expression: str, versions: dict[str, str]) -> None:
     options = env_adoption.carry_options(ast.parse(f"context.configure(version_table_schema={expression})\n"), {})
     assert options.versions == versions and options.carried == {}
 
@@ -258,8 +258,9 @@ def test_flask_migrate_single_database_templates_load_the_app(template: str) -> 
 @pytest.mark.parametrize("template", ["flask-multidb", "aioflask-multidb"])
 def test_flask_migrate_multi_database_templates_are_refused_with_what_to_do(template: str) -> None:
     source = flask_migrate_template(template)
-    with pytest.raises(ConfigError, match=r"Flask-Migrate's multi-database env.py .* give each database a script "
-                                          r"directory of its own .* or keep `flask db upgrade` \(nothing was written\)"):
+    with pytest.raises(ConfigError, match=r"Flask-Migrate's multi-database env.py .* give each database a "
+                                          r"script directory of its own .* or keep `flask db upgrade` "
+                                          r"\(nothing was written\)"):
         env_adoption.find_models(ast.parse(source), source)
 
 
