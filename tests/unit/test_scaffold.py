@@ -220,7 +220,8 @@ def test_options_carry_constants_and_refuse_an_unknown_version_table() -> None:
     ("os.getenv('APP_SCHEMA')", {"version_table_schema_env": "APP_SCHEMA"}),
     ("os.environ['APP_SCHEMA']", {"version_table_schema_env": "APP_SCHEMA"}),
 ])
-def test_a_version_table_schema_from_the_environment_names_the_variable(expression: str, versions: dict[str, str]) -> None:
+def test_a_version_table_schema_from_the_environment_names_the_variable(expression: str,
+                                                                         versions: dict[str, str]) -> None:
     options = env_adoption.carry_options(ast.parse(f"context.configure(version_table_schema={expression})\n"), {})
     assert options.versions == versions and options.carried == {}
 
