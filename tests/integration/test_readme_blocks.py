@@ -6,6 +6,7 @@ build and run) are the image tests' (tests/image/test_init_image.py)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -60,8 +61,8 @@ def test_the_command_table_lists_every_option() -> None:
     commands_section = README[start:README.index("\n## ", start + 1)]
     rows = re.findall(r"^\| `(\w+)([^|]*)` \|", commands_section, re.MULTILINE)
     table = {command: "".join(rest for name, rest in rows if name == command) for command, _ in rows}
-    subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    for command, parser in subcommands.items():
+    [subcommands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for command, parser in subcommands.choices.items():
         options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")} - {"--help", "--repo"}
         assert set(re.findall(r"--[\w-]+", table[command])) == options, command
 
