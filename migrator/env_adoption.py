@@ -16,6 +16,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from migrator.errors import ConfigError
@@ -379,6 +380,27 @@ def _engine_keywords(call: ast.Call) -> str:
     echo = " (MIGRATOR_LOG_LEVEL=debug logs the SQL)" if any(k.arg == "echo" for k in kept) else ""
     return f"it created the engine with {names}{echo}; migrator connects from DATABASE_URL (or PG*), with libpq's " \
            "parameters in the URL"
+
+
+def revisions_importing_the_app(versions: Path, models: Models | None) -> list[str]:
+    """Notes on revision files that import the app's own modules (a column type of the models, say): the
+    migration image holds no app code, so they cannot run there."""
+    if models is None or models.flask:
+        return []
+    app = {_module_root(s) for s in models.needed} - MACHINERY - {""}  # where the models live
+    notes = []
+    for path in sorted(versions.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue  # migrator reports a broken revision file itself, when it loads the scripts
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom) and _module_root(node) in app:
+                notes.append(f"{versions.name}/{path.name} line {node.lineno}: `{_short(ast.unparse(node))}` imports "
+                             "the app, which the migration image does not hold: migrating stops there (exit 2); "
+                             "write what it uses into the revision (e.g. a column type's implementation)")
+                break
+    return notes
 
 
 def _short(text: str) -> str:

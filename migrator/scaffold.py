@@ -31,6 +31,7 @@ from migrator.env_adoption import (
     leftovers,
     metadata_block,
     python_literal,
+    revisions_importing_the_app,
 )
 from migrator.errors import ConfigError
 from migrator.metadata_capture import capture
@@ -192,7 +193,8 @@ def _adopt_plan(project_dir: Path) -> Plan:
     if captured is not None:
         plan.report.append(f"imported {models.expression if models and not models.flask else 'the Flask app'} "
                            f"({captured.tables} table(s)) with {captured.python} to capture its naming convention")
-    notes = metadata.notes + options.notes + leftovers(tree)
+    notes = metadata.notes + options.notes + leftovers(tree) + revisions_importing_the_app(script_dir / "versions",
+                                                                                       models)
     if models is not None and models.flask:
         notes.append("the Flask app's database URL (SQLALCHEMY_DATABASE_URI) is no longer read: `flask db upgrade`, "
                      "`migrator` and `alembic` connect from DATABASE_URL (or PGHOST, PGUSER, ...)")
