@@ -147,7 +147,7 @@ def metadata_block(models: Models | None, captured: Captured | None) -> Metadata
     notes: list[str] = []
     if models.flask:
         loader = FLASK_LOADER
-        origin = f"the Flask app {captured.app}'s Flask-Migrate database"
+        origin = f"Flask-Migrate's database in the Flask app {captured.app!r}"
     else:
         carried, notes = _carried_imports(models, captured)
         lines = [f"    {ast.unparse(s)}{comment}" for s, comment in carried]
@@ -156,12 +156,22 @@ def metadata_block(models: Models | None, captured: Captured | None) -> Metadata
                   + "\n".join(lines) + f"\n\n    return {models.expression}\n")
         origin = models.expression
     convention = json.dumps(captured.naming_convention, indent=4)
+    comment = (f"The naming convention of {origin}, captured by `migrator init --adopt`: Alembic names the "
+               "constraints and indexes the migrations create after it, so they run with it also where the models "
+               "are not installed (the migration image); where they are, the two must agree.")
     block = (f"\n\n# ruff: noqa: PLC0415  (target_metadata() imports the models when called: the migration image has "
-             f"none)\n{loader}\n\n# The naming convention of {origin}, captured by `migrator init --adopt`: Alembic "
-             "names the\n# constraints and indexes the migrations create after it, so they run with it also where "
-             f"the models\n# are not installed (the migration image); where they are, the two must agree.\n"
-             f"NAMING_CONVENTION = {convention}\n")
+             f"none)\n{loader}\n\n{_comment(comment)}\nNAMING_CONVENTION = {convention}\n")
     return Metadata(block, f"target_metadata = {models.expression} with its naming convention", notes)
+
+
+def _comment(text: str, width: int = 110) -> str:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append("# " + word)
+    return "\n".join(lines)
 
 
 def _carried_imports(models: Models, captured: Captured) -> tuple[list[tuple[ast.stmt, str]], list[str]]:
@@ -313,7 +323,7 @@ STOCK_CALLS = {"configure", "begin_transaction", "run_migrations", "is_offline_m
                "info", "debug", "do_run_migrations", "run_async_migrations", "run_migrations_online",
                "run_migrations_offline", "engine_from_config", "create_engine", "async_engine_from_config",
                "create_async_engine", "execution_options", "commit", "begin", "text", "isinstance", "list", "dict",
-               "get_x_argument", "get_bind"}
+               "get_x_argument", "get_bind", "close"}
 ENGINE_CALLS = {"engine_from_config", "create_engine", "async_engine_from_config", "create_async_engine"}
 STOCK_ENGINE_KEYWORDS = {"prefix", "poolclass", "future"}
 
