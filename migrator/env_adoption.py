@@ -160,17 +160,18 @@ def metadata_block(models: Models | None, captured: Captured | None) -> Metadata
                "constraints and indexes the migrations create after it, so they run with it also where the models "
                "are not installed (the migration image); where they are, the two must agree.")
     block = (f"\n\n# ruff: noqa: PLC0415  (target_metadata() imports the models when called: the migration image has "
-             f"none)\n{loader}\n\n{_comment(comment)}\nNAMING_CONVENTION = {convention}\n")
+             f"none)\n{loader}\n\n{wrap(comment, prefix='# ')}\nNAMING_CONVENTION = {convention}\n")
     return Metadata(block, f"target_metadata = {models.expression} with its naming convention", notes)
 
 
-def _comment(text: str, width: int = 110) -> str:
+def wrap(text: str, width: int = 110, prefix: str = "") -> str:
+    """TEXT in lines of at most WIDTH characters, each starting with PREFIX."""
     lines: list[str] = []
     for word in text.split():
         if lines and len(lines[-1]) + 1 + len(word) <= width:
             lines[-1] += " " + word
         else:
-            lines.append("# " + word)
+            lines.append(prefix + word)
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ from migrator.env_adoption import (
     metadata_block,
     python_literal,
     revisions_importing_the_app,
+    wrap,
 )
 from migrator.errors import ConfigError
 from migrator.metadata_capture import capture
@@ -175,7 +176,7 @@ def _adopt_plan(project_dir: Path) -> Plan:
     origin = (f"Written by `migrator init --adopt`, which kept the original as {BACKUP} (it carried over "
               f"{metadata.summary}, {options.summary}"
               f"{', and its logging set-up: alembic.ini, under the plain alembic command' if logging_kept else ''}).")
-    plan.rewrite = (env_py, _render("env.py.tmpl", origin=_wrap(origin), metadata=metadata.block,
+    plan.rewrite = (env_py, _render("env.py.tmpl", origin=wrap(origin), metadata=metadata.block,
                                     typing="from typing import Any\n\n" if metadata.block else "",
                                     arguments=arguments))
     plan.report.append(f"rewrote {relative / 'env.py'}: it delegates to migrator, with {metadata.summary} "
@@ -260,16 +261,6 @@ def _sys_path(project_dir: Path, ini_options: dict[str, str]) -> list[str]:
     """Where Alembic looks for the app's modules: alembic.ini's prepend_sys_path (relative to the project)."""
     entries = ini_options.get("prepend_sys_path", ".").replace(os.pathsep, " ").split()
     return [str((project_dir / entry).resolve()) for entry in entries]
-
-
-def _wrap(text: str, width: int = 110) -> str:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return "\n".join(lines)
 
 
 # --- checking and writing -------------------------------------------------------------------------------
