@@ -170,3 +170,12 @@ def test_the_detached_pod_runs_other_arguments_with_the_same_settings() -> None:
     assert container["args"] == ["history", "--json"]
     assert container["env"] == before["env"] and container["volumeMounts"] == before["volumeMounts"]
     assert detached["spec"]["volumes"] == original["spec"]["volumes"]
+
+
+# --- test_kind_smoke: each cluster test says what only a cluster proves ---------------------------------
+
+def test_every_cluster_test_names_what_only_a_cluster_proves() -> None:
+    from tests.smoke import test_kind_smoke
+
+    tests = {name for name in vars(test_kind_smoke) if name.startswith("test_")}
+    assert set(test_kind_smoke.ONLY_A_CLUSTER) == tests
