@@ -114,9 +114,8 @@ class Release:
 
     def close(self) -> None:
         self.helm.close()
-        for pod in self.cluster.pods:
-            for run in pod.runs:
-                assert_no_secret(run.output, run.termination_message)
+        assert_no_secret(*(text for pod in self.cluster.pods for run in pod.runs
+                           for text in (run.output, run.termination_message)))
 
 
 @pytest.fixture
