@@ -52,6 +52,12 @@ def minor(version: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def chart_minimum_helm() -> tuple[int, int]:
+    """The oldest Helm the chart supports: chart/Chart.yaml says which and why ("Helm 3.18.0 or later")."""
+    [minimum] = re.findall(r"Helm (3\.\d+)\.0 or later", (ROOT / "chart" / "Chart.yaml").read_text())
+    return minor(minimum)
+
+
 def chart_minimum_kubernetes() -> tuple[int, int]:
     """The oldest Kubernetes minor chart/Chart.yaml's kubeVersion (">=1.29.0-0") admits."""
     constraint = yaml.safe_load((ROOT / "chart" / "Chart.yaml").read_text())["kubeVersion"]
@@ -85,14 +91,25 @@ def test_the_schema_check_can_fail(tmp_path: Path) -> None:
 
 # --- the matrix -----------------------------------------------------------------------------------------
 
-def test_the_matrix_covers_the_oldest_and_newest_kubernetes_with_helm_3_18_and_4() -> None:
+def test_the_matrix_covers_the_oldest_and_newest_kubernetes_with_the_oldest_helm_and_helm_4() -> None:
     rows = matrix()
     kubernetes = sorted({minor(row["kubernetes"]) for row in rows})
     assert kubernetes[0] == chart_minimum_kubernetes()
+    assert chart_minimum_helm() == (3, 18)
     for version in (kubernetes[0], kubernetes[-1]):
         helms = {minor(row["helm"]) for row in rows if minor(row["kubernetes"]) == version}
-        assert (3, 18) in helms, f"Kubernetes {version}: no Helm 3.18"
+        assert chart_minimum_helm() in helms, f"Kubernetes {version}: not the chart's oldest Helm"
         assert any(major == 4 for major, _ in helms), f"Kubernetes {version}: no Helm 4"
+
+
+# The newest major of each action (checked against their repositories' tags); node24 runtimes.
+ACTIONS = {"actions/checkout": "v7", "actions/setup-python": "v7", "azure/setup-helm": "v5",
+           "helm/kind-action": "v1.14.0"}
+
+
+def test_the_workflow_uses_current_actions() -> None:
+    uses = dict(s["uses"].split("@", 1) for s in job()["steps"] if "uses" in s)
+    assert uses == ACTIONS
 
 
 def test_each_row_pins_a_node_image_of_its_kubernetes_and_a_matching_kubectl() -> None:
@@ -113,6 +130,7 @@ def test_the_workflow_runs_the_cluster_tests_on_its_cluster() -> None:
     kind = step(uses="helm/kind-action")["with"]
     assert kind["cluster_name"] == env["MIGRATOR_KIND_CLUSTER"]
     assert f"kind_load.py --name {env['MIGRATOR_KIND_CLUSTER']} " in scripts()
+    assert "bash image/build.sh all" in step(name="Build the images")["run"]
     assert "python -m pytest tests/smoke -m cluster" in step(name="Smoke tests")["run"]
 
 
