@@ -23,6 +23,7 @@ from tests.chart.chart_render import render, rollback_pod
 from tests.chart.lifecycle_emulation import ActionResult, EmulatedCluster, HelmEmulation, PodRun
 from tests.chart.pod_emulation import without_password
 from tests.conftest import assert_no_secret, query
+from tests.docker import docker
 from tests.postgres import SUPERUSER_PASSWORD, DebianServer
 from tests.smoke.kube_state import detached_argv, notes_rollback_argv
 from tests.smoke.smoke_images import build_smoke_images
@@ -53,8 +54,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def images(migrator_image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return build_smoke_images(migrator_image, tmp_path_factory.mktemp("smoke-images"))
+def images(migrator_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The smoke images built on the image under test (role -> tag), removed afterwards."""
+    built = build_smoke_images(migrator_image, tmp_path_factory.mktemp("smoke-images"))
+    yield built
+    docker("image", "rm", *(tag for role, tag in built.items() if role != "base"), check=False)
 
 
 class Release:
