@@ -24,7 +24,7 @@ from tests.conftest import FIRST, HEAD, query
 from tests.docker import run_container
 from tests.postgres import DebianServer
 from tests.smoke.pod_security import restricted_violations
-from tests.smoke.test_smoke_workflow import matrix, minor
+from tests.smoke.test_smoke_workflow import kube_versions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 OLD_COMMAND = "kubectl run migrator --image=IMG --restart=Never --rm -i -- rollback 20211103022310"
@@ -49,12 +49,6 @@ def shell_words(command: str) -> list[str]:
 
 def readme_pod() -> dict[str, Any]:
     return rollback_pod(shell_words(readme_command()), "unused")
-
-
-def kube_versions() -> list[str]:
-    """The oldest and newest Kubernetes of the kind-smoke workflow's matrix."""
-    versions = sorted({minor(row["kubernetes"]) for row in matrix()})
-    return [f"{major}.{minor_}.0" for major, minor_ in (versions[0], versions[-1])]
 
 
 def test_the_command_rolls_back_with_the_overrides() -> None:

@@ -52,6 +52,12 @@ def minor(version: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def kube_versions() -> list[str]:
+    """The oldest and newest Kubernetes of the kind-smoke workflow's matrix."""
+    versions = sorted({minor(row["kubernetes"]) for row in matrix()})
+    return [f"{major}.{minor_}.0" for major, minor_ in (versions[0], versions[-1])]
+
+
 def chart_minimum_helm() -> tuple[int, int]:
     """The oldest Helm the chart supports: chart/Chart.yaml says which and why ("Helm 3.18.0 or later")."""
     [minimum] = re.findall(r"Helm (3\.\d+)\.0 or later", (ROOT / "chart" / "Chart.yaml").read_text())
