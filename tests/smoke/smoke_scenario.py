@@ -109,8 +109,8 @@ def image_values(migrator_image: str, app_image: str) -> dict[str, Any]:
 
 def hook_values(migrator_image: str, app_image: str, database: Mapping[str, Any],
                 migrator: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Hook mode with a chart-made Secret (DATABASE carries the password): the pre-install ordering is what this
-    release proves."""
+    """Hook mode, the password in a Secret made before the release (secret_database): the pre-install hook Jobs
+    read it, and the chart makes no copy of it."""
     return merge(image_values(migrator_image, app_image), {
         "database": database,
         # Keep succeeded Jobs (not their hook copies) so that their logs can be read.
@@ -132,7 +132,7 @@ def init_values(migrator_image: str, app_image: str, database: Mapping[str, Any]
 
 
 def secret_database(url: str) -> dict[str, Any]:
-    """The database block of the job and initContainer releases: URL, the password from the Secret `postgres`."""
+    """The database block of every release: URL, the password from the Secret `postgres`."""
     return {"url": url, "existingSecret": dict(SECRET)}
 
 

@@ -156,7 +156,7 @@ def test_the_notes_command_for_a_context_and_revision() -> None:
 
 
 def test_the_detached_pod_runs_other_arguments_with_the_same_settings() -> None:
-    rendered = render({"database": {"password": "pw"}})
+    rendered = render({"database": {"existingSecret": {"name": "app-db", "passwordKey": "password"}}})
     notes_argv = notes_rollback_argv(rendered.notes, "kind-migrator", "REV")
     argv = detached_argv(notes_argv, "rel-history", ["history", "--json"])
     assert argv[:3] == ["kubectl", "run", "rel-history"]
