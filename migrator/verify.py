@@ -32,6 +32,7 @@ from migrator import alembic_internals as internals
 from migrator import commands, errors, history, runner, schema_snapshot, scratch_database
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, MigratorError, PartiallyApplied, RevisionError
+from migrator.logs import get_logger
 from migrator.repos import Repo
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ def _walk(target: commands.Target, settings: Settings, scripts: Scripts, *, chec
             problem = walk.cycle(revision, before, walk.snapshot())
             if problem:
                 failures.append(Result(FAIL, CYCLE, f"{label(revision)}: {problem}"))
+                get_logger().info(f"== Rebuilding from base to {label(revision)} after its failed up/down/up")
                 walk.rebuild(revision)
             before = walk.snapshot()
         heads = ", ".join(sorted(scripts.script.get_heads())) or "base"

@@ -111,36 +111,49 @@ RETYPES_EMAIL = (ADD_BIO[0], ADD_BIO[1], ADD_BIO[2] + '\n    op.alter_column("us
 CHANGED_EMAIL = "changed column public.users.email: was text not null, now character varying(200) not null"
 
 
+RETYPED_0003 = (f"FAIL  up/down/up: 0003 (add_bio): the downgrade {CHANGED_EMAIL}; the upgrade applied again differs "
+                f"from its first run: {CHANGED_EMAIL}")
+
+
 def test_downgrades_that_do_not_restore_the_schema_fail_up_down_up(tmp_path: Path, database_url: str) -> None:
     """0002's downgrade forgets its index (its upgrade then fails again); 0003's changes a column it never
     touched (its upgrade then runs, on a different schema)."""
-    code, lines = verify(write_project(tmp_path, [CREATE_USERS, FORGETS_THE_INDEX, RETYPES_EMAIL]), database_url)
+    project = write_project(tmp_path, [CREATE_USERS, FORGETS_THE_INDEX, RETYPES_EMAIL])
+    code, lines = verify(project, database_url)
     assert code == 1
-    assert lines[2:4] == [
+    assert lines[2:] == [
         "FAIL  up/down/up: 0002 (add_email_index): the downgrade left behind index public.users_email_index "
         "(CREATE INDEX users_email_index ON public.users USING btree (email)); the upgrade applied again failed: "
         "migration 0002 (add_email_index) failed and was rolled back: DuplicateTable: relation "
         "\"users_email_index\" already exists; nothing was applied",
-        # Checked although 0002 failed: verify rebuilt the database from base up to 0002 first.
-        f"FAIL  up/down/up: 0003 (add_bio): the downgrade {CHANGED_EMAIL}; the upgrade applied again differs from "
-        f"its first run: {CHANGED_EMAIL}"]
-    assert lines[4:] == [PASSED[3], PASSED[4], "verify: 4 passed, 1 failed, 0 skipped in N.Ns"]
+        # Checked although 0002 failed, and drift too: verify rebuilt the database from base after each failure.
+        RETYPED_0003, PASSED[3], PASSED[4], "verify: 4 passed, 1 failed, 0 skipped in N.Ns"]
     assert is_empty(database_url)  # the named database is left as verify found it
 
+    code, lines = verify(project, database_url, "--downgrades-from", "0003")  # 0001 and 0002 only upgrade
+    assert (code, lines[2:4]) == (1, [RETYPED_0003, PASSED[3]])
 
-def test_two_heads_fail_the_single_head_check_and_both_branches_are_verified(tmp_path: Path,
-                                                                             database_url: str) -> None:
-    code, lines = verify(write_project(tmp_path, downs=(None, "0001", "0001")), database_url)
-    assert code == 1
-    assert lines == [
-        "FAIL  single head: 2 heads, 0002 (add_email_index), 0003 (add_bio): merge them (alembic merge heads) or "
-        "rebase the newer one on the other",
-        "ok    upgrade: 3 revision(s) from base to 0002, 0003, one by one",
-        PASSED[2],
-        "ok    drift: the models match the schema at 0002 (add_email_index), 0003 (add_bio)",
-        PASSED[4],
+
+MERGE = ("merge", "    pass", "    pass")
+NOOP = ("noop", "    pass", "    pass")
+
+
+def test_two_heads_fail_the_single_head_check_and_every_branch_is_verified(tmp_path: Path,
+                                                                          database_url: str) -> None:
+    """0002 and 0003 branch from 0001 and merge in 0004; 0005 branches from 0001 again and is never merged.
+    Each revision is taken down alone, also beside its sibling branches and at the merge point."""
+    project = write_project(tmp_path, [CREATE_USERS, ADD_INDEX, ADD_BIO, MERGE, NOOP],
+                            downs=(None, "0001", "0001", ("0002", "0003"), "0001"))
+    code, lines = verify(project, database_url)
+    assert (code, lines) == (1, [
+        "FAIL  single head: 2 heads, 0004 (merge), 0005 (noop): merge them (alembic merge heads) or rebase the "
+        "newer one on the other",
+        "ok    upgrade: 5 revision(s) from base to 0004, 0005, one by one",
+        "ok    up/down/up: each of 5 revision(s) downgrades to the schema before its upgrade and upgrades again",
+        "ok    drift: the models match the schema at 0004 (merge), 0005 (noop)",
+        "ok    offline sql: 4 of 4 revision(s) render without a database (1 merge point(s) left out)",
         "verify: 4 passed, 1 failed, 0 skipped in N.Ns",
-    ]
+    ])
 
 
 READS_DATA = (ADD_BIO[0],
