@@ -72,7 +72,8 @@ PASSED = [
 
 
 def write_project(root: Path, revisions: list[tuple[str, str, str]] | None = None, *,
-                  downs: tuple[str | None, ...] = (None, "0001", "0002"), extra_model: str = "") -> Path:
+                  downs: tuple[str | tuple[str, ...] | None, ...] = (None, "0001", "0002"),
+                  extra_model: str = "") -> Path:
     """A project of three revisions 0001..0003 (default: users, its email index, users.bio) and its models."""
     versions = root / "migrations" / "versions"
     versions.mkdir(parents=True)
