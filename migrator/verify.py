@@ -24,7 +24,8 @@ revision, so that every later revision, and drift, is still checked from the sch
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -167,9 +168,7 @@ def _walk(target: commands.Target, settings: Settings, scripts: Scripts, *, chec
           report: Report) -> bool:
     """Upgrade revision by revision, cycling each from `checked_from` on; whether every revision upgraded.
     The upgrade's line comes first, then each failed cycle's, so that they read in the order of the checks."""
-    # The locked migration session migrate uses: its steps, statements, history and logs.
-    with commands._connection(target, settings) as conn, commands._locked(target, settings, conn) as session:
-        assert session is not None  # no `satisfied` was given: the lock is held or LockTimeout was raised
+    with _locked_session(target, settings) as session:
         walk = _Walker(session, scripts.config, scripts.script, target.repo.version_table)
         order = scripts.order
         failures: list[Result] = []
@@ -201,6 +200,14 @@ def _walk(target: commands.Target, settings: Settings, scripts: Scripts, *, chec
         if not failures:
             report.add(Result(OK, CYCLE, _cycled(order, checked_from)))
         return True
+
+
+@contextmanager
+def _locked_session(target: commands.Target, settings: Settings) -> Iterator[runner.MigrationSession]:
+    """The locked migration session `migrate` uses (its steps, statements, history and logs), for the walk."""
+    with commands._connection(target, settings) as conn, commands._locked(target, settings, conn) as session:
+        assert session is not None  # no `satisfied` was given: the lock is held, or LockTimeout was raised
+        yield session
 
 
 def _cycled(order: Sequence[Script], checked_from: int) -> str:
