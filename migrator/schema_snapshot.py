@@ -33,9 +33,10 @@ import psycopg
 
 Snapshot = Mapping[tuple[str, str], str]  # (kind, qualified name) -> its definition, whitespace collapsed
 
-# An object is not a database's own when an extension created it: the extension stands for it.
+# An object is not a database's own when an extension created it (the extension stands for it), nor when it
+# is part of another object ('i': a range type's constructor functions): `deptypes` says which apply.
 _OWN = """NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass AND e.objid = {oid}
-                  AND e.deptype = 'e')"""
+                  AND e.deptype IN ({deptypes}))"""
 _USER_SCHEMA = "{nsp} !~ '^pg_' AND {nsp} <> 'information_schema'"
 _ACL = ("coalesce(' acl ' || nullif(array_to_string(ARRAY(SELECT a::text FROM unnest({acl}) a ORDER BY 1), ','), ''), "
         "'')")
@@ -53,7 +54,7 @@ WITH excluded AS (
 rel AS (
     SELECT c.*, c.oid AS relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE {_USER_SCHEMA.format(nsp="n.nspname")} AND c.oid NOT IN (SELECT oid FROM excluded)
-      AND {_OWN.format(catalog="pg_class", oid="c.oid")}
+      AND {_OWN.format(catalog="pg_class", oid="c.oid", deptypes="'e'")}
 )
 SELECT 'schema', quote_ident(n.nspname),
        'owner ' || pg_get_userbyid(n.nspowner) || {_ACL.format(acl="n.nspacl")}
@@ -105,7 +106,7 @@ SELECT 'constraint', coalesce(c.oid::regclass::text, k.contypid::regtype::text) 
        pg_get_constraintdef(k.oid)
 FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace LEFT JOIN rel c ON c.oid = k.conrelid
 WHERE {_USER_SCHEMA.format(nsp="n.nspname")} AND (c.oid IS NOT NULL OR (k.conrelid = 0 AND k.contypid <> 0
-      AND {_OWN.format(catalog="pg_type", oid="k.contypid")}))
+      AND {_OWN.format(catalog="pg_type", oid="k.contypid", deptypes="'e'")}))
 UNION ALL
 SELECT 'index', x.indexrelid::regclass::text,
        pg_get_indexdef(x.indexrelid)
@@ -136,7 +137,7 @@ SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'p' THEN 'procedure' ELSE '
        || ' owner ' || pg_get_userbyid(p.proowner) || {_ACL.format(acl="p.proacl")}
        || {_COMMENT.format(description="obj_description(p.oid, 'pg_proc')")}
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE {_USER_SCHEMA.format(nsp="n.nspname")} AND {_OWN.format(catalog="pg_proc", oid="p.oid")}
+WHERE {_USER_SCHEMA.format(nsp="n.nspname")} AND {_OWN.format(catalog="pg_proc", oid="p.oid", deptypes="'e', 'i'")}
 UNION ALL
 SELECT 'type', t.oid::regtype::text,
        CASE t.typtype
@@ -153,7 +154,7 @@ SELECT 'type', t.oid::regtype::text,
        || {_COMMENT.format(description="obj_description(t.oid, 'pg_type')")}
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE {_USER_SCHEMA.format(nsp="n.nspname")} AND t.typtype IN ('b', 'c', 'd', 'e', 'r')
-  AND {_OWN.format(catalog="pg_type", oid="t.oid")}
+  AND {_OWN.format(catalog="pg_type", oid="t.oid", deptypes="'e'")}
   AND NOT (t.typtype = 'b' AND t.typcategory = 'A')  -- the array type PostgreSQL makes beside each type
   AND (t.typrelid = 0 OR (SELECT r.relkind FROM pg_class r WHERE r.oid = t.typrelid) = 'c')  -- not a row type
 UNION ALL

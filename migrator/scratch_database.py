@@ -135,8 +135,9 @@ UNION ALL
 SELECT CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
        p.oid::regprocedure::text
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'public' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                                           AND d.objid = p.oid AND d.deptype = 'e')
+WHERE n.nspname = 'public'  -- not a range's constructor functions ('i'): they go with the range
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                  AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
 UNION ALL
 SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
@@ -164,6 +165,12 @@ def drop_everything(conn: Connection, keep_extensions: Iterable[str]) -> None:
 
 def _drop(conn: Connection, kind: str, name: str) -> None:
     statement = sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(kind), sql.SQL(name))
-    with conn.transaction():
-        conn.execute("SET LOCAL search_path = ''")
-        conn.execute(statement)
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL search_path = ''")
+            conn.execute(statement)
+    except psycopg.errors.DatabaseError as exc:  # a lost connection is not this: it goes up as it is (exit 3)
+        if database.is_connection_error(exc):
+            raise
+        raise ConfigError(f"verify could not empty the database: DROP {kind} {name} failed: "
+                          f"{database.reason(exc)}; drop it by hand or use another database") from None
