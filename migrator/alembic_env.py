@@ -142,8 +142,21 @@ def _metadata(source: Any, captured: NamingConvention | None) -> Any:
                           f"whose convention names the constraints and indexes the migrations create: pass "
                           f"naming_convention={_convention(loaded)!r}")
     if loaded is None and captured is not None:
-        return sa.MetaData(naming_convention=captured)
+        return _stand_in(captured)
     return loaded
+
+
+STAND_IN = "migrator_stand_in"  # in MetaData.info: no tables, only the captured naming convention
+
+
+def _stand_in(captured: NamingConvention) -> sa.MetaData:
+    return sa.MetaData(naming_convention=captured, info={STAND_IN: True})
+
+
+def models(target_metadata: Any) -> Any:
+    """The models' metadata a run was configured with, None when it is the stand-in that carries only the
+    captured naming convention (nothing to compare the database with: the models did not load)."""
+    return None if getattr(target_metadata, "info", {}).get(STAND_IN) else target_metadata
 
 
 def _without_models(exc: Exception, captured: NamingConvention | None) -> Any:
@@ -157,7 +170,7 @@ def _without_models(exc: Exception, captured: NamingConvention | None) -> Any:
                           "`dict(Base.metadata.naming_convention)` prints it where the app is installed), or make "
                           "the models importable")
     structlog.get_logger("migrator").debug(f"models not loaded ({why}): using env.py's naming_convention")
-    return sa.MetaData(naming_convention=captured)
+    return _stand_in(captured)
 
 
 def _convention(metadata: Any) -> dict[Any, Any]:

@@ -145,6 +145,7 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
     "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED)),
     "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
     "init": frozenset((*_ANY, OUTPUT_CLOSED)),
+    "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),
 }
 
 

@@ -300,14 +300,19 @@ NAMED_REVISIONS = {
     op.create_unique_constraint(op.f("uq_courses_token"), "courses", ["token"])
     op.create_foreign_key(None, "user_on_course", "users", ["user_id"], ["id"])
     op.create_check_constraint("positive_id", "courses", "id > 0")''',
-                     '''    op.drop_constraint(op.f("uq_courses_token"), "courses", type_="unique")
+                     '''    op.drop_constraint("positive_id", "courses", type_="check")
+    op.drop_constraint("fk_user_on_course_user_id_users", "user_on_course", type_="foreignkey")
+    op.drop_constraint(op.f("uq_courses_token"), "courses", type_="unique")
     op.drop_column("courses", "token")'''),
     "d8b7ebab0173": ("names_are_not_unique", "bcca2f4efa74", '''\
     op.drop_constraint("uq_courses_name", "courses", type_="unique")
     with op.batch_alter_table("users") as batch_op:
         batch_op.drop_constraint("_username_host_uc", type_="unique")
         batch_op.create_unique_constraint(None, ["username"])''',
-                     '''    op.create_unique_constraint("uq_courses_name", "courses", ["name"])'''),
+                     '''    with op.batch_alter_table("users") as batch_op:
+        batch_op.drop_constraint("uq_users_username", type_="unique")
+        batch_op.create_unique_constraint("_username_host_uc", ["username", "host"])
+    op.create_unique_constraint(None, "courses", ["name"])'''),
 }
 
 NAMED_ENV = STOCK_ENV.replace("from shop import audit  # registers the audit models on Base\n"

@@ -183,3 +183,14 @@ def test_flask_migrate_multi_database_is_refused_with_what_to_do(tmp_path: Path)
     [line] = adopted.stderr.splitlines()
     assert "init --adopt: the env.py is Flask-Migrate's multi-database env.py (`flask db init --multidb`)" in line
     assert {path: path.read_bytes() for path in project.rglob("*") if path.is_file()} == before
+
+
+def test_verify_does_not_take_the_conventions_stand_in_for_the_models(tmp_path: Path) -> None:
+    """Without the models, the run's metadata carries only the captured convention, no tables: verify's drift
+    check skips (no models to compare), instead of finding every table missing from them."""
+    project = write_named_project(tmp_path / "courses")
+    assert run_migrator(["init", "--adopt"], cwd=project, database_url=None).returncode == 0
+    shutil.rmtree(project / "courses")
+    verified = run_migrator(["verify"], cwd=project, database_url=None)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "skip  drift: env.py gives no target_metadata" in verified.stdout
