@@ -42,13 +42,13 @@ the image reference this release rendered.
 {{- end -}}
 
 {{/*
-The environment of every migrator container: the database, who runs it, the MIGRATOR_* settings, then
-extraEnv.
-Usage: include "migrator.migratorEnv" (dict "root" $ "hook" false)
+The environment of a migrator container: the database with WHO's credentials, who runs it, the MIGRATOR_*
+settings, then extraEnv.
+Usage: include "migrator.migratorEnv" (dict "root" $ "who" "migrator")
 */}}
 {{- define "migrator.migratorEnv" -}}
 {{- $env := concat
-      (include "migrator.databaseEnv" . | fromYamlArray)
+      (include "migrator.databaseEnv" (dict "root" .root "who" .who) | fromYamlArray)
       (include "migrator.identityEnv" .root | fromYamlArray)
       (include "migrator.settingsEnv" .root | fromYamlArray)
       (.root.Values.migrator.extraEnv | default list) -}}
@@ -83,17 +83,27 @@ Usage: include "migrator.stepArgs" (dict "root" $ "step" "migrate")
 {{- end -}}
 
 {{/*
+Whose credentials a migrator step uses: the migrator's for the steps that change the schema or its data
+(migrate, seed, rollback), the app's for those that only read (wait, status), so that separate credentials
+keep DDL rights out of the app pods' `wait`.
+*/}}
+{{- define "migrator.stepCredentials" -}}
+{{- ternary "migrator" "app" (has . (list "migrate" "seed" "rollback")) -}}
+{{- end -}}
+
+{{/*
 One migrator container (migrate, seed, wait or status), hardened, with the database environment.
-Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "step" "migrate" "hook" true)
+Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "step" "migrate")
 */}}
 {{- define "migrator.migratorContainer" -}}
+{{- $who := include "migrator.stepCredentials" .step -}}
 - name: {{ .name }}
   image: {{ include "migrator.migratorImage" .root | quote }}
   imagePullPolicy: {{ .root.Values.migrator.image.pullPolicy }}
   args:
     {{- include "migrator.stepArgs" . | nindent 4 }}
   env:
-    {{- include "migrator.migratorEnv" . | nindent 4 }}
+    {{- include "migrator.migratorEnv" (dict "root" .root "who" $who) | nindent 4 }}
   resources:
     {{- toYaml .root.Values.migrator.resources | nindent 4 }}
   securityContext:
@@ -101,5 +111,31 @@ Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "ste
   # The migrator writes a one-line summary there; the log tail covers a crash before it could.
   terminationMessagePolicy: FallbackToLogsOnError
   volumeMounts:
-    {{- include "migrator.volumeMounts" .root | trim | nindent 4 }}
+    {{- include "migrator.volumeMounts" (dict "root" .root "who" $who "extra" .root.Values.migrator.extraVolumeMounts) | nindent 4 }}
+{{- end -}}
+
+{{/*
+Containers from the values (sidecars, extra init containers), as they are; SIDECARS ones get
+`restartPolicy: Always`, which makes an init container a native sidecar: started before the containers
+after it, kept running, and stopped once the pod's main containers ended, so that a Job still completes.
+Usage: include "migrator.extraContainers" (dict "containers" .Values.migrator.sidecars "sidecars" true)
+*/}}
+{{- define "migrator.extraContainers" -}}
+{{- $out := list -}}
+{{- range $c := .containers | default list -}}
+{{- if $.sidecars -}}
+{{- $c = merge (dict "restartPolicy" "Always") $c -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+Whether the helm test pod is rendered ("true" or empty): migrator.test.enabled, or when null, in every mode
+but job (see templates/tests/test-schema.yaml).
+*/}}
+{{- define "migrator.testEnabled" -}}
+{{- $enabled := .Values.migrator.test.enabled -}}
+{{- if ternary (ne .Values.migrator.mode "job") $enabled (kindIs "invalid" $enabled) -}}true{{- end -}}
 {{- end -}}

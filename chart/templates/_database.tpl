@@ -1,25 +1,25 @@
 {{/* How a container reaches the database: its environment, volumes and mounts. */}}
 
 {{/*
-The environment that reaches the database, the same for the migrator and the app: the URL (a plain value,
-or a Secret's key), the password (a mounted file, or PGPASSWORD from the Secret) and the SSL settings.
-Usage: include "migrator.databaseEnv" (dict "root" $ "hook" false)
+The environment that reaches the database with WHO's credentials (see migrator.credentials): the URL (a
+plain value, or a Secret's key), the password (a mounted file, or PGPASSWORD from the Secret) and the SSL
+settings, which the app and the migrator share.
+Usage: include "migrator.databaseEnv" (dict "root" $ "who" "app")
 */}}
 {{- define "migrator.databaseEnv" -}}
 {{- $db := .root.Values.database -}}
-{{- $secret := include "migrator.databaseSecretName" . -}}
-{{- $passwordKey := include "migrator.databasePasswordKey" .root -}}
-{{- if $db.existingSecret.urlKey }}
+{{- $c := include "migrator.credentials" . | fromYaml -}}
+{{- if $c.urlKey }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ $secret }}
-      key: {{ $db.existingSecret.urlKey }}
+      name: {{ $c.secret }}
+      key: {{ $c.urlKey }}
 {{- else }}
 - name: DATABASE_URL
-  value: {{ $db.url | quote }}
+  value: {{ $c.url | quote }}
 {{- end }}
-{{- if $passwordKey }}
+{{- if $c.passwordKey }}
 {{- if $db.passwordFile.enabled }}
 - name: DATABASE_PASSWORD_FILE
   value: {{ printf "%s/password" $db.passwordFile.mountPath | quote }}
@@ -27,8 +27,8 @@ Usage: include "migrator.databaseEnv" (dict "root" $ "hook" false)
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $secret }}
-      key: {{ $passwordKey }}
+      name: {{ $c.secret }}
+      key: {{ $c.passwordKey }}
 {{- end }}
 {{- end }}
 {{- if $db.ssl.mode }}
@@ -45,45 +45,53 @@ Usage: include "migrator.databaseEnv" (dict "root" $ "hook" false)
 {{- end -}}
 
 {{/*
-Volumes every container of the chart mounts: /tmp, and the password file and CA when configured.
-Usage: include "migrator.volumes" (dict "root" $ "hook" false)
+The volumes of a pod: /tmp, the password file of each of WHOS' credentials and the CA when configured,
+then the EXTRA volumes (lists from the values), the first of a name winning.
+Usage: include "migrator.volumes" (dict "root" $ "whos" (list "app" "migrator") "extra" (list $.Values.app.extraVolumes))
 */}}
 {{- define "migrator.volumes" -}}
-{{- $passwordKey := include "migrator.databasePasswordKey" .root }}
-- name: tmp
-  emptyDir:
-    sizeLimit: {{ .root.Values.tmpSizeLimit }}
-{{- if and $passwordKey .root.Values.database.passwordFile.enabled }}
-- name: database-password
-  secret:
-    secretName: {{ include "migrator.databaseSecretName" . }}
-    defaultMode: 0440
-    items:
-      - key: {{ $passwordKey }}
-        path: password
-{{- end }}
-{{- if include "migrator.hasCA" .root }}
-- name: database-ca
-  secret:
-    secretName: {{ include "migrator.caSecretName" . }}
-    defaultMode: 0444
-    items:
-      - key: {{ include "migrator.caSecretKey" .root }}
-        path: ca.crt
-{{- end }}
+{{- $root := .root -}}
+{{- $volumes := list (dict "name" "tmp" "emptyDir" (dict "sizeLimit" $root.Values.tmpSizeLimit)) -}}
+{{- if $root.Values.database.passwordFile.enabled -}}
+{{- range $who := .whos -}}
+{{- $c := include "migrator.credentials" (dict "root" $root "who" $who) | fromYaml -}}
+{{- if $c.passwordKey -}}
+{{- $items := list (dict "key" $c.passwordKey "path" "password") -}}
+{{- $volumes = append $volumes (dict "name" $c.volume "secret" (dict "secretName" $c.secret "defaultMode" 288 "items" $items)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if include "migrator.hasCA" $root -}}
+{{- $items := list (dict "key" (include "migrator.caSecretKey" $root) "path" "ca.crt") -}}
+{{- $volumes = append $volumes (dict "name" "database-ca" "secret" (dict "secretName" (include "migrator.caSecretName" $root) "defaultMode" 292 "items" $items)) -}}
+{{- end -}}
+{{- range $list := .extra -}}
+{{- $volumes = concat $volumes ($list | default list) -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- $unique := list -}}
+{{- range $v := $volumes -}}
+{{- if not (hasKey $seen $v.name) -}}
+{{- $_ := set $seen $v.name true -}}
+{{- $unique = append $unique $v -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $unique -}}
 {{- end -}}
 
+{{/*
+The mounts of a container with WHO's credentials: /tmp, its password file, the CA, then EXTRA (a list).
+Usage: include "migrator.volumeMounts" (dict "root" $ "who" "app" "extra" $.Values.app.extraVolumeMounts)
+*/}}
 {{- define "migrator.volumeMounts" -}}
-- name: tmp
-  mountPath: /tmp
-{{- if and (include "migrator.databasePasswordKey" .) .Values.database.passwordFile.enabled }}
-- name: database-password
-  mountPath: {{ .Values.database.passwordFile.mountPath }}
-  readOnly: true
-{{- end }}
-{{- if include "migrator.hasCA" . }}
-- name: database-ca
-  mountPath: {{ .Values.database.ssl.mountPath }}
-  readOnly: true
-{{- end }}
+{{- $db := .root.Values.database -}}
+{{- $c := include "migrator.credentials" . | fromYaml -}}
+{{- $mounts := list (dict "name" "tmp" "mountPath" "/tmp") -}}
+{{- if and $c.passwordKey $db.passwordFile.enabled -}}
+{{- $mounts = append $mounts (dict "name" $c.volume "mountPath" $db.passwordFile.mountPath "readOnly" true) -}}
+{{- end -}}
+{{- if include "migrator.hasCA" .root -}}
+{{- $mounts = append $mounts (dict "name" "database-ca" "mountPath" $db.ssl.mountPath "readOnly" true) -}}
+{{- end -}}
+{{- toYaml (concat $mounts (.extra | default list)) -}}
 {{- end -}}

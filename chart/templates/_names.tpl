@@ -62,3 +62,15 @@ Usage: include "migrator.plainJobName" (dict "root" $ "jobSpec" $text)
 {{- $hash := printf "%s\n%s\n%s" .jobSpec $target $runId | sha256sum | trunc 10 -}}
 {{- include "migrator.suffixedName" (dict "root" .root "suffix" (printf "migrate-%s" $hash)) -}}
 {{- end -}}
+
+{{/*
+The name of this release's plain Job (mode job): the steps and spec job.yaml renders, hashed.
+*/}}
+{{- define "migrator.plainJobNameOfRelease" -}}
+{{- $steps := list "migrate" -}}
+{{- if .Values.migrator.seed.enabled -}}
+{{- $steps = append $steps "seed" -}}
+{{- end -}}
+{{- $spec := include "migrator.jobSpec" (dict "root" . "hook" false "steps" $steps) -}}
+{{- include "migrator.plainJobName" (dict "root" . "jobSpec" $spec) -}}
+{{- end -}}

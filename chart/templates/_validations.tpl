@@ -1,31 +1,56 @@
 {{/* Checks of the values that the schema cannot express. */}}
 
 {{/*
-Checks that the values describe one consistent way to reach the database; each failure is one line that
-names the values to change.
+Checks that a credentials block (database, or migrator.database when it names any) describes one consistent
+way to reach the database; each failure is one line that names the values to change.
+Usage: include "migrator.validateCredentials" (dict "values" .Values.database "key" "database")
 */}}
-{{- define "migrator.validateDatabase" -}}
-{{- $db := .Values.database -}}
-{{- if and $db.password $db.existingSecret.name -}}
-{{- fail "database: set database.password or database.existingSecret.name, not both" -}}
+{{- define "migrator.validateCredentials" -}}
+{{- $c := .values -}}
+{{- $k := .key -}}
+{{- if and $c.password $c.existingSecret.name -}}
+{{- fail (printf "%s: set %s.password or %s.existingSecret.name, not both" $k $k $k) -}}
 {{- end -}}
-{{- if and $db.existingSecret.name (not (or $db.existingSecret.urlKey $db.existingSecret.passwordKey)) -}}
-{{- fail "database.existingSecret: set urlKey (the Secret holds the whole URL) or passwordKey (it holds the password, database.url the rest)" -}}
+{{- if and $c.existingSecret.name (not (or $c.existingSecret.urlKey $c.existingSecret.passwordKey)) -}}
+{{- fail (printf "%s.existingSecret: set urlKey (the Secret holds the whole URL) or passwordKey (it holds the password, %s.url the rest)" $k $k) -}}
 {{- end -}}
-{{- if and (or $db.existingSecret.urlKey $db.existingSecret.passwordKey) (not $db.existingSecret.name) -}}
-{{- fail "database.existingSecret: urlKey and passwordKey need database.existingSecret.name" -}}
+{{- if and (or $c.existingSecret.urlKey $c.existingSecret.passwordKey) (not $c.existingSecret.name) -}}
+{{- fail (printf "%s.existingSecret: urlKey and passwordKey need %s.existingSecret.name" $k $k) -}}
 {{- end -}}
-{{- if not (or $db.url $db.existingSecret.urlKey) -}}
-{{- fail "database: set database.url, or database.existingSecret.name with urlKey" -}}
+{{- if not (or $c.url $c.existingSecret.urlKey) -}}
+{{- fail (printf "%s: set %s.url, or %s.existingSecret.name with urlKey" $k $k $k) -}}
 {{- end -}}
-{{- if $db.url -}}
-{{- $u := urlParse $db.url -}}
+{{- if $c.url -}}
+{{- $u := urlParse $c.url -}}
 {{- if or (contains ":" $u.userinfo) (regexMatch "(^|&)password=" $u.query) -}}
-{{- fail "database.url must not carry a password (it is visible in the pod spec): put it in database.password or in database.existingSecret" -}}
+{{- fail (printf "%s.url must not carry a password (it is visible in the pod spec): put it in %s.password or in %s.existingSecret" $k $k $k) -}}
 {{- end -}}
 {{- end -}}
-{{- if and $db.ssl.ca $db.ssl.caSecret.name -}}
+{{- end -}}
+
+{{- define "migrator.validateDatabase" -}}
+{{- include "migrator.validateCredentials" (dict "values" .Values.database "key" "database") -}}
+{{- if include "migrator.separateCredentials" . -}}
+{{- include "migrator.validateCredentials" (dict "values" .Values.migrator.database "key" "migrator.database") -}}
+{{- end -}}
+{{- if and .Values.database.ssl.ca .Values.database.ssl.caSecret.name -}}
 {{- fail "database.ssl: set ca or caSecret.name, not both" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Hook mode: the hook Jobs run before any of the release's objects exist, and no copy of a Secret is made for
+them (see secret.yaml), so what they read must exist before the release.
+*/}}
+{{- define "migrator.validateHookInputs" -}}
+{{- if eq .Values.migrator.mode "hook" -}}
+{{- $c := include "migrator.credentials" (dict "root" . "who" "migrator") | fromYaml -}}
+{{- if $c.makes -}}
+{{- fail (printf "%s.password: in hook mode the migrate Job runs before the release's objects exist, and the chart makes no copy of a Secret for it (a copy could outlive the release step); keep the password in a Secret made before the release and name it in %s.existingSecret, or use migrator.mode job" $c.key $c.key) -}}
+{{- end -}}
+{{- if .Values.database.ssl.ca -}}
+{{- fail "database.ssl.ca: in hook mode the migrate Job runs before the release's objects exist, and the chart makes no copy of a Secret for it; keep the CA in a Secret made before the release and name it in database.ssl.caSecret, or use migrator.mode job" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -36,7 +61,11 @@ read-only Secret volume. Only the mounts the values make are checked (/tmp is in
 {{- define "migrator.validateMounts" -}}
 {{- $db := .Values.database -}}
 {{- $mounts := list -}}
-{{- if and (include "migrator.databasePasswordKey" .) $db.passwordFile.enabled -}}
+{{- $passwordKeys := list -}}
+{{- range $c := include "migrator.allCredentials" . | fromYamlArray -}}
+{{- $passwordKeys = append $passwordKeys $c.passwordKey -}}
+{{- end -}}
+{{- if and (compact $passwordKeys) $db.passwordFile.enabled -}}
 {{- $mounts = append $mounts (dict "key" "database.passwordFile.mountPath" "path" (trimSuffix "/" $db.passwordFile.mountPath) "secret" true) -}}
 {{- end -}}
 {{- if include "migrator.hasCA" . -}}
@@ -72,5 +101,6 @@ render runs it.
 {{- define "migrator.validate" -}}
 {{- include "migrator.validateDatabase" . -}}
 {{- include "migrator.validateMounts" . -}}
+{{- include "migrator.validateHookInputs" . -}}
 {{- include "migrator.validateMigrator" . -}}
 {{- end -}}
