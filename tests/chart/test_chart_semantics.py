@@ -26,11 +26,11 @@ from tests.chart.chart_render import (
     hook_events,
     hook_order,
     hook_weight,
+    is_migrator,
     missing_before_hook_pods,
     pod_spec,
     referenced,
     render,
-    is_migrator,
     rollback_command,
     rollback_pod,
 )
