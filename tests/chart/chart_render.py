@@ -147,6 +147,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
 }
 OPENSHIFT_SCENARIOS = {"job-openshift-ids"}
+HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()
+                  if values.get("migrator", {}).get("mode", "hook") == "hook"]
 
 
 def helm() -> Any:
@@ -241,6 +243,26 @@ def render_error(values: dict[str, Any]) -> str:
         except h.HelmError as exc:
             return str(exc)
     pytest.fail(f"the chart rendered with bad values {values}")
+
+
+def external_objects(values: dict[str, Any]) -> set[tuple[str, str]]:
+    """What the user makes before installing, by the values: existing Secrets, and a ServiceAccount the chart
+    does not make."""
+    db = values.get("database", {})
+    out: set[tuple[str, str]] = set()
+    if db.get("existingSecret", {}).get("name"):
+        out.add(("Secret", db["existingSecret"]["name"]))
+    if db.get("ssl", {}).get("caSecret", {}).get("name"):
+        out.add(("Secret", db["ssl"]["caSecret"]["name"]))
+    if values.get("serviceAccount", {}).get("create") is False:
+        out.add(("ServiceAccount", values["serviceAccount"].get("name") or "default"))
+    if values.get("migrator", {}).get("serviceAccountName"):
+        out.add(("ServiceAccount", values["migrator"]["serviceAccountName"]))
+    if values.get("migrator", {}).get("database", {}).get("existingSecret", {}).get("name"):
+        out.add(("Secret", values["migrator"]["database"]["existingSecret"]["name"]))
+    out |= {("Secret", s["name"]) for s in values.get("imagePullSecrets", [])}
+    out.add(("ServiceAccount", "default"))  # every namespace has it
+    return out
 
 
 # --- pod specs ------------------------------------------------------------------------------------------

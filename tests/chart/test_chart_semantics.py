@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.chart.chart_render import (
+    HOOK_SCENARIOS,
     NAMESPACE,
     OPENSHIFT_SCENARIOS,
     PASSWORD,
@@ -23,6 +24,7 @@ from tests.chart.chart_render import (
     deep_merge,
     delete_policies,
     env_of,
+    external_objects,
     hook_events,
     hook_order,
     hook_weight,
@@ -39,30 +41,8 @@ FULLNAME = f"{RELEASE}-migrator"
 MIGRATOR_VERBS = {"migrate", "seed", "wait", "status", "rollback", "migrator"}
 
 
-def external_objects(values: dict[str, Any]) -> set[tuple[str, str]]:
-    """What the user makes before installing, by the values: existing Secrets, and a ServiceAccount the chart
-    does not make."""
-    db = values.get("database", {})
-    out: set[tuple[str, str]] = set()
-    if db.get("existingSecret", {}).get("name"):
-        out.add(("Secret", db["existingSecret"]["name"]))
-    if db.get("ssl", {}).get("caSecret", {}).get("name"):
-        out.add(("Secret", db["ssl"]["caSecret"]["name"]))
-    if values.get("serviceAccount", {}).get("create") is False:
-        out.add(("ServiceAccount", values["serviceAccount"].get("name") or "default"))
-    if values.get("migrator", {}).get("serviceAccountName"):
-        out.add(("ServiceAccount", values["migrator"]["serviceAccountName"]))
-    if values.get("migrator", {}).get("database", {}).get("existingSecret", {}).get("name"):
-        out.add(("Secret", values["migrator"]["database"]["existingSecret"]["name"]))
-    out |= {("Secret", s["name"]) for s in values.get("imagePullSecrets", [])}
-    out.add(("ServiceAccount", "default"))  # every namespace has it
-    return out
-
-
 # --- pre-install / pre-upgrade ordering -----------------------------------------------------------------
 
-HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()
-                  if values.get("migrator", {}).get("mode", "hook") == "hook"]
 
 
 @pytest.mark.parametrize("upgrade", [False, True], ids=["install", "upgrade"])
@@ -319,7 +299,8 @@ def test_plain_job_name_follows_every_field_of_the_job_spec(job: dict[str, Any])
 
 def test_plain_job_name_ignores_what_is_not_in_the_job_spec() -> None:
     base = plain_job_name({})
-    assert plain_job_name({"migrator": {"job": {"annotations": {"argocd.argoproj.io/sync-wave": "-1"}}}}) == base
+    assert plain_job_name({"migrator": {"job": {"annotations": {"argocd.argoproj.io/sync-options": "Replace=true"}}}}) \
+        == base
     assert plain_job_name({"migrator": {"job": {"runId": ""}}}) == base
     assert plain_job_name({"migrator": {"hook": {"weight": 3, "outputLogPolicy": ""}}}) == base
     assert plain_job_name({"migrator": {"job": {"runId": "7"}}}) == plain_job_name({"migrator": {"job": {"runId": 7}}})

@@ -35,17 +35,18 @@ from typing import Any
 import pytest
 
 from tests.chart.chart_render import deep_merge, render
+from tests.chart.helm_rules import HELM3, HELM4, TIMEOUT, WaitOutcome
+from tests.chart.job_status import PodOutcome, failure_action
 from tests.chart.lifecycle_emulation import (
     ActionResult,
     ContainerRun,
     EmulatedCluster,
     HelmEmulation,
     PodRun,
-    failure_action,
     immutable_change,
     surge_and_unavailable,
 )
-from tests.chart.pod_emulation import release_values
+from tests.chart.pod_emulation import DB_SECRET, release_values
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
 from tests.docker import docker, require_docker
 from tests.postgres import SUPERUSER_PASSWORD
@@ -103,6 +104,12 @@ def images(migrator_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 # --- the release under test -----------------------------------------------------------------------------
 
+def db_secret(password: str) -> dict[str, Any]:
+    """The Secret the release reads, made before it (hook mode's Jobs can read no chart-made Secret)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": DB_SECRET, "namespace": NAMESPACE},
+            "type": "Opaque", "stringData": {"password": password}}
+
+
 @dataclass
 class Release:
     """One chart release on the emulated cluster, its database, and what each step took."""
@@ -115,7 +122,7 @@ class Release:
 
     @classmethod
     def start(cls, url: str, app_image: str, workdir: Path, base: dict[str, Any]) -> Release:
-        cluster = EmulatedCluster(workdir, NAMESPACE)
+        cluster = EmulatedCluster(workdir, NAMESPACE, existing=(db_secret(SUPERUSER_PASSWORD),))
         helm = HelmEmulation(cluster, lambda values, upgrade: render(values, upgrade=upgrade), wait=True)
         return cls(helm, url, app_image, base)
 
@@ -244,7 +251,8 @@ def one_hook_job(result: ActionResult) -> Any:
 def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: Any) -> None:
     # Two replicas where each pod migrates (they race for the lock); one elsewhere, where pods only wait.
     replicas = 2 if mode == "initContainer" else 1
-    release: Release = release_factory({"migrator": {"mode": mode}, "app": {"replicaCount": replicas}})
+    release: Release = release_factory({"migrator": {"mode": mode, "test": {"enabled": True}},
+                                        "app": {"replicaCount": replicas}})
     url = release.url
 
     # 1. install v1: the migrations run once (one init container migrates, the other finds nothing to do).
@@ -306,6 +314,12 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
     assert len(history(url)) == rows
     [test_pod] = release.helm.test()  # status --check --allow-newer: v2's schema descends from v1's head
     assert test_pod.exit_codes("status") == [0], test_pod.describe()
+    # The notes are revision 1's again (v1's image): they send the reader to the notes of the revision
+    # rolled back from, whose command names v2's image (test_pod_emulation runs it against the database).
+    notes = release.helm.notes(result.revision.number)
+    assert notes == release.helm.notes(1) and f"--image={images['v1']}" in notes
+    assert f"helm get notes rel --namespace {NAMESPACE} --revision FROM" in notes
+    assert f"--image={images['v2']}" in release.helm.notes(2)
     restarted = release.helm.delete_pod(release.cluster.ready_pods()[0])
     assert restarted.ready and restarted.exit_codes("wait-for-schema") == [0], restarted.describe()
     assert release.serving() == {images["v1"]: replicas}
@@ -316,20 +330,26 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
     result = release.upgrade(images["v3bad"])
     assert not result.ok
     failing = release.runs("migrate")
+    # Exit 1 (a failed migration) is FailJob: one pod, no retry, in both Job modes.
     if mode == "hook":
         job = one_hook_job(result)
-        assert (job.condition, job.reason) == ("Failed", "BackoffLimitExceeded")
-        assert [p.exit_codes("migrate") for p in job.pods] == [[1]] * 4  # backoffLimit 3: four pods
+        assert (job.condition, job.reason) == ("Failed", "PodFailurePolicy")
+        assert [p.exit_codes("migrate") for p in job.pods] == [[1]]
         assert result.error.startswith("pre-upgrade hooks failed") and result.rollout is None
-        # helm.sh/hook-output-log-policy: hook-failed: `helm upgrade` prints each failed pod's migrator log.
-        assert len(result.printed) == 4 and all("division by zero" in log for log in result.printed)
+        # helm.sh/hook-output-log-policy: hook-failed: `helm upgrade` prints the failed pod's migrator log.
+        assert len(result.printed) == 1 and "division by zero" in result.printed[0]
         assert ("Job", job.name) in release.cluster.objects, "the failed hook Job stays for kubectl logs"
     elif mode == "job":
         [job] = result.jobs
-        assert (job.condition, job.reason) == ("Failed", "BackoffLimitExceeded")
-        assert [p.exit_codes("migrate") for p in job.pods] == [[1]] * 4
+        assert (job.condition, job.reason, job.status.failed) == ("Failed", "PodFailurePolicy", 1)
+        assert [p.exit_codes("migrate") for p in job.pods] == [[1]]
         [new_pod] = result.rollout.created if result.rollout else []
         assert not new_pod.ready and new_pod.exit_codes("wait-for-schema") == [5, 5, 5], new_pod.describe()
+        # --wait ends only at --timeout: Helm 3 checks the Deployment first and stops there (a bare timeout);
+        # Helm 4 names the failed Job, but waits for the Deployment, whose new pod waits for the schema.
+        assert result.waits[HELM3] == WaitOutcome(TIMEOUT, at_timeout=True)
+        assert result.waits[HELM4].at_timeout and f"Job/{NAMESPACE}/{job.name} not ready. status: Failed" \
+            in result.waits[HELM4].error
     else:
         [new_pod] = result.rollout.created if result.rollout else []
         assert not new_pod.ready and new_pod.reason == "Init:CrashLoopBackOff", new_pod.describe()
@@ -407,7 +427,8 @@ def test_rollback_with_allow_newer_false_holds_old_pods_back(mode: str, images: 
     exits 5 (not at its head) and is restarted, `migrate` exits 2 (a newer database), which the plain Job's
     podFailurePolicy turns into an immediate failure; `helm test` fails (exit 5). The v2 pod keeps serving;
     nothing changes."""
-    release: Release = release_factory({"migrator": {"mode": mode, "allowNewer": False, "wait": {"timeout": 2}},
+    release: Release = release_factory({"migrator": {"mode": mode, "allowNewer": False, "wait": {"timeout": 2},
+                                                     "test": {"enabled": True}},
                                         "app": {"replicaCount": 1}})
     url = release.url
     release.step("install v1")
@@ -452,16 +473,15 @@ def rendered_job(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return job
 
 
-def failed_pod(**codes: int) -> PodRun:
-    return PodRun(name="p", owner="Job/j", step="s",
-                  runs=[ContainerRun(name, "img", code) for name, code in codes.items()], phase="Failed")
+def failed_pod(**codes: int) -> PodOutcome:
+    return PodOutcome(exit_codes=codes)
 
 
 def test_emulated_job_controller_applies_the_rendered_pod_failure_policy() -> None:
     policy = rendered_job()["spec"]["podFailurePolicy"]
-    assert failure_action(policy, failed_pod(migrate=2)) == "FailJob"
-    assert failure_action(policy, failed_pod(migrate=6)) == "FailJob"
-    for code in (1, 3, 4, 143):  # retried: counted against backoffLimit
+    for code in (1, 2, 6):  # decided at once, whatever backoffLimit
+        assert failure_action(policy, failed_pod(migrate=code)) == "FailJob"
+    for code in (3, 4, 137, 143):  # counted against backoffLimit (0 by default)
         assert failure_action(policy, failed_pod(migrate=code)) is None
     seeded = rendered_job({"migrator": {"seed": {"enabled": True}}})["spec"]["podFailurePolicy"]
     assert failure_action(seeded, failed_pod(migrate=2)) == "FailJob"  # an init container's exit code counts

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.chart.chart_render import Rendered, rollback_command, rollback_pod
-from tests.chart.pod_emulation import PodEmulation, field_value, render_release
+from tests.chart.pod_emulation import PodEmulation, existing_secrets, field_value, render_release
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
 from tests.docker import Container, run_container, wait_for
 from tests.postgres import SUPERUSER_PASSWORD, free_port
@@ -26,11 +26,15 @@ from tests.postgres import SUPERUSER_PASSWORD, free_port
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def release(migrator_image: str, app_image: str, url: str, extra: dict[str, Any] | None = None) -> Rendered:
-    """The chart rendered for the test database: its URL without the password, which the chart keeps in
-    the Secret it makes. With the default values, migrate and seed run with --allow-newer: an image without
-    that option cannot pass, so the test is skipped, saying so."""
-    rendered = render_release(migrator_image, app_image, url, SUPERUSER_PASSWORD, extra)
+EXISTING = existing_secrets(SUPERUSER_PASSWORD)  # the Secret the release reads, made before it
+
+
+def release(migrator_image: str, app_image: str, url: str, extra: dict[str, Any] | None = None, *,
+            chart_secret: bool = False) -> Rendered:
+    """The chart rendered for the test database: its URL without the password, which a Secret made before the
+    release holds (EXISTING), or with CHART_SECRET the one the chart makes. With the default values, migrate and
+    seed run with --allow-newer: an image without that option cannot pass, so the test is skipped, saying so."""
+    rendered = render_release(migrator_image, app_image, url, SUPERUSER_PASSWORD, extra, chart_secret=chart_secret)
     if "--allow-newer" in json.dumps([j["spec"] for j in rendered.jobs()] + [rendered.deployment()["spec"]]):
         require_allow_newer(migrator_image)
     return rendered
@@ -65,7 +69,7 @@ def test_hook_jobs_migrate_then_seed(allow_newer: bool, migrator_image: str, app
                                      tcp_database_url: str, tmp_path: Path) -> None:
     rendered = release(migrator_image, app_image, tcp_database_url,
                        {"migrator": {"seed": {"enabled": True}, "allowNewer": allow_newer}})
-    pods = PodEmulation(rendered, tmp_path)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
     # Helm runs the migrate Job to completion before the seed Job (a higher hook weight).
     migrate_job, seed_job = rendered.jobs()
     migrate = pods.run(migrate_job, "migrate")
@@ -76,7 +80,7 @@ def test_hook_jobs_migrate_then_seed(allow_newer: bool, migrator_image: str, app
     seed = pods.run(seed_job, "seed")
     assert_ran(seed)
     assert query(tcp_database_url, "SELECT name FROM users") == [("User1",)]
-    # The password reached the migrator as the mounted file of the hook copy of the Secret.
+    # The password reached the migrator as the mounted file of the Secret made before the release.
     env = {v["name"]: v.get("value") for v in pods.container(migrate_job, "migrate")["env"]}
     assert env["DATABASE_PASSWORD_FILE"] == "/var/run/secrets/database/password"
     # What `kubectl describe pod` would show: one line, from /dev/termination-log.
@@ -88,7 +92,7 @@ def test_wait_init_container_waits_for_the_schema(migrator_image: str, app_image
                                                   tmp_path: Path) -> None:
     require_wait(migrator_image)
     rendered = release(migrator_image, app_image, tcp_database_url)
-    pods = PodEmulation(rendered, tmp_path)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
     deployment = rendered.deployment()
     early = pods.run(deployment, "wait-for-schema")
     assert_ran(early, 5)  # not at head within --timeout 4: the kubelet restarts the init container
@@ -104,9 +108,10 @@ def test_init_container_mode_pod_runs_migrate_seed_wait_then_serves(
     require_wait(migrator_image)
     port = free_port()
     rendered = release(migrator_image, app_image, tcp_database_url,
-                       {"migrator": {"mode": "initContainer", "seed": {"enabled": True}}, "app": {"port": port}})
+                       {"migrator": {"mode": "initContainer", "seed": {"enabled": True}}, "app": {"port": port}},
+                       chart_secret=True)
     assert rendered.jobs() == []
-    pods = PodEmulation(rendered, tmp_path)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
     deployment = rendered.deployment()
     for name in ("migrate", "seed", "wait-for-schema"):
         assert_ran(pods.run(deployment, name))
@@ -130,7 +135,7 @@ def test_downward_api_identity_reaches_the_container(tmp_path: Path) -> None:
     kubelet would (a generated name for a Job's pod), so the migrator's history records who ran it."""
     rendered = render_release("migrator:dev", "migrator-app:dev", "postgresql://app@127.0.0.1:5432/app", "pw")
     [job] = rendered.jobs()
-    pods = PodEmulation(rendered, tmp_path)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
     env = pods.docker_options(job, pods.container(job, "migrate"))["env"]
     assert env["MIGRATOR_POD_NAME"] == "rel-migrator-migrate-emulated"
     assert env["MIGRATOR_POD_NAMESPACE"] == "apps"
@@ -143,11 +148,11 @@ def test_other_credential_forms_reach_the_database(credentials: str, migrator_im
                                                    tcp_database_url: str, tmp_path: Path) -> None:
     external: dict[str, dict[str, str]] = {}
     if credentials == "pgpassword-env":
-        extra: dict[str, Any] = {"database": {"passwordFile": {"enabled": False}}}
+        extra: dict[str, Any] = {"database": {"passwordFile": {"enabled": False}}, "migrator": {"mode": "job"}}
     else:
         extra = {"database": {"url": "", "password": "", "existingSecret": {"name": "app-db", "urlKey": "uri"}}}
         external["app-db"] = {"uri": tcp_database_url}
-    rendered = release(migrator_image, app_image, tcp_database_url, extra)
+    rendered = release(migrator_image, app_image, tcp_database_url, extra, chart_secret=credentials == "pgpassword-env")
     pods = PodEmulation(rendered, tmp_path, external)
     assert_ran(pods.run(rendered.jobs()[0], "migrate"))
     assert versions(tcp_database_url) == [HEAD]
@@ -156,7 +161,7 @@ def test_other_credential_forms_reach_the_database(credentials: str, migrator_im
 def test_helm_test_pod_and_notes_rollback_pod(migrator_image: str, app_image: str, tcp_database_url: str,
                                               tmp_path: Path) -> None:
     rendered = release(migrator_image, app_image, tcp_database_url)
-    pods = PodEmulation(rendered, tmp_path)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
     test_pod = rendered.test_pod()
     assert_ran(pods.run(test_pod, "status"), 5)  # not migrated: `status --check` fails the helm test
     assert_ran(pods.run(rendered.jobs()[0], "migrate"))
@@ -178,7 +183,7 @@ def test_failed_migration_exit_code_fails_the_job_at_once(migrator_image: str, a
     job = json.loads(json.dumps(job))
     job["spec"]["template"]["spec"]["containers"][0]["args"] = ["migrate", "--to", "19990101000000"]
     started = time.monotonic()
-    run = PodEmulation(rendered, tmp_path).run(job, "migrate")
+    run = PodEmulation(rendered, tmp_path, EXISTING).run(job, "migrate")
     assert_ran(run, 2)
     fail_job = job["spec"]["podFailurePolicy"]["rules"][0]
     assert fail_job["action"] == "FailJob" and run.returncode in fail_job["onExitCodes"]["values"]
