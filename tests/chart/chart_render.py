@@ -426,3 +426,14 @@ def rollback_pod(argv: list[str], revision: str) -> dict[str, Any]:
         assert target is not None, f"override container {override['name']} matches no container of kubectl run"
         target.update({k: v for k, v in override.items() if k != "name"})
     return pod
+
+
+# --- chart/README.md ------------------------------------------------------------------------------------
+
+def recipe(name: str) -> dict[str, Any]:
+    """The YAML block that follows `<!-- recipe: NAME -->` in chart/README.md, parsed."""
+    text = (CHART / "README.md").read_text()
+    marker = f"<!-- recipe: {name} -->"
+    assert text.count(marker) == 1, f"chart/README.md has {text.count(marker)} recipe {name}"
+    block = text[text.index(marker) + len(marker):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)  # type: ignore[no-any-return]
