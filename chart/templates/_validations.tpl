@@ -91,6 +91,9 @@ Migrator values that only make sense together.
 {{- if and .Values.migrator.serviceAccountName (eq .Values.migrator.mode "initContainer") -}}
 {{- fail "migrator.serviceAccountName: in initContainer mode the migrator runs in the app pods, under serviceAccount.name; use mode hook or job for a separate migrator identity" -}}
 {{- end -}}
+{{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.enabled) -}}
+{{- fail "networkPolicy.egress.enabled: set networkPolicy.enabled too (it renders every NetworkPolicy of the chart)" -}}
+{{- end -}}
 {{- if hasKey (.Values.migrator.job.annotations | default dict) "argocd.argoproj.io/sync-wave" -}}
 {{- fail "migrator.job.annotations: set the Job's Argo CD sync wave with migrator.job.syncWave, which also moves the Secrets, ServiceAccount and NetworkPolicies it reads to an earlier wave (a Job in a wave before them never starts, and the sync waits forever)" -}}
 {{- end -}}
