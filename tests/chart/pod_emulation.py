@@ -236,30 +236,40 @@ class PodEmulation:
         options = self.docker_options(obj, container)
         return start_container(container["image"], self.argv(container), **options)
 
-    def run_pod(self, obj: dict[str, Any], timeout: float = 180) -> list[Run]:
-        """Run OBJ's pod to its end as the kubelet runs a `restartPolicy: Never` pod: its init containers in
-        order, each to exit 0 before the next, except native sidecars (`restartPolicy: Always`), which are
-        started and kept running (once their startupProbe, if any, passes); then its main containers; then
-        the sidecars are stopped (SIGTERM). The runs of the containers that ran to completion, in order; the
-        pod stops at the first that fails."""
+    def run_pod(self, obj: dict[str, Any], timeout: float = 180, *, until_main: bool = False) -> PodResult:
+        """Run OBJ's pod as the kubelet runs it: its init containers in order, each to exit 0 before the next,
+        except native sidecars (`restartPolicy: Always`), which are started and kept running (once their
+        startupProbe, if any, passes); then its main containers, to their end (UNTIL_MAIN: not, for an app
+        pod whose main container serves); then the sidecars are stopped (SIGTERM). The pod stops at the first
+        container that fails."""
         spec = pod_spec(obj)
-        assert spec.get("restartPolicy") == "Never", "a run-to-completion pod"
-        sidecars: list[Container] = []
-        runs: list[Run] = []
+        todo = [*spec.get("initContainers", []), *([] if until_main else spec["containers"])]
+        sidecars: dict[str, Container] = {}
+        result = PodResult()
         try:
-            for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            for container in todo:
                 if container.get("restartPolicy") == "Always":
-                    sidecars.append(self.start(obj, container["name"]))
-                    wait_started(container, sidecars[-1])
+                    sidecars[container["name"]] = self.start(obj, container["name"])
+                    wait_started(container, sidecars[container["name"]])
                     continue
-                runs.append(self.run(obj, container["name"], timeout=timeout))
-                if runs[-1].returncode != 0:
+                result.runs.append(self.run(obj, container["name"], timeout=timeout))
+                if result.runs[-1].returncode != 0:
                     break
         finally:
-            for sidecar in sidecars:
+            for name, sidecar in sidecars.items():
                 sidecar.stop(grace=int(spec.get("terminationGracePeriodSeconds", 30)))
+                result.sidecar_logs[name] = sidecar.logs()
                 sidecar.remove()
-        return runs
+        return result
+
+
+@dataclass
+class PodResult:
+    """One emulated pod's end: the runs of the containers that ran to completion, in order, and the log of
+    each sidecar."""
+
+    runs: list[Run] = field(default_factory=list)
+    sidecar_logs: dict[str, str] = field(default_factory=dict)
 
 
 def wait_started(container: dict[str, Any], running: Container, timeout: float = 30) -> None:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -188,3 +189,73 @@ def test_failed_migration_exit_code_fails_the_job_at_once(migrator_image: str, a
     fail_job = job["spec"]["podFailurePolicy"]["rules"][0]
     assert fail_job["action"] == "FailJob" and run.returncode in fail_job["onExitCodes"]["values"]
     assert time.monotonic() - started < 60
+
+
+# --- a database proxy as a native sidecar, in each mode (issue 17, item 7) -----------------------------
+
+# A TCP forwarder: what a database proxy (Cloud SQL Auth Proxy, PgBouncer, a mesh's proxy) does to the
+# migrator's connection. It logs each connection it forwards, and ends on SIGTERM like any sidecar.
+FORWARDER = """
+import signal, socket, sys, threading
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 has no default action for SIGTERM
+listen, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+server = socket.create_server(("127.0.0.1", listen))
+print("forwarding", listen, "to", port, flush=True)
+while True:
+    client, _ = server.accept()
+    upstream = socket.create_connection((host, port))
+    print("forwarded a connection", flush=True)
+    for a, b in ((client, upstream), (upstream, client)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+"""
+
+
+def forwarder(image: str, listen: int, port: int) -> dict[str, Any]:
+    """The sidecar of the values: the forwarder in front of PostgreSQL, hardened, with a startupProbe."""
+    return {"name": "db-proxy", "image": image, "command": ["python3", "-c", FORWARDER],
+            "args": [str(listen), "127.0.0.1", str(port)],
+            "startupProbe": {"tcpSocket": {"port": listen}, "periodSeconds": 1},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
+                                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}
+
+
+@pytest.mark.parametrize("mode", ["hook", "job", "initContainer"])
+def test_the_migration_runs_through_a_native_sidecar_proxy(mode: str, migrator_image: str, app_image: str,
+                                                           tcp_database_url: str, tmp_path: Path) -> None:
+    """The URL points at the sidecar's port, on which nothing else listens: the hook Job's pod, the plain Job's
+    pod (migrate then seed) and, in initContainer mode, the app pod's `migrate` and `wait` init containers
+    reach PostgreSQL through it, and each pod ends once its migrator containers did (the kubelet stops the
+    sidecar), so that a Job completes."""
+    listen = free_port()
+    pg = urlsplit(tcp_database_url)
+    proxied = tcp_database_url.replace(f"127.0.0.1:{pg.port}", f"127.0.0.1:{listen}")
+    sidecar = forwarder(migrator_image, listen, int(pg.port or 5432))
+    extra = {"migrator": {"mode": mode, "seed": {"enabled": True}, "sidecars": [sidecar]},
+             "app": {"sidecars": [sidecar]}}
+    rendered = release(migrator_image, app_image, proxied, extra)
+    pods = PodEmulation(rendered, tmp_path, EXISTING)
+    # Hook mode: the hook Job, then an app pod's `wait` through the app's own sidecar.
+    objects = {"hook": [*rendered.jobs()[:1], rendered.deployment()], "job": rendered.jobs(),
+               "initContainer": [rendered.deployment()]}[mode]
+    results = [pods.run_pod(obj, until_main=obj["kind"] == "Deployment") for obj in objects]
+    runs = [(r.container, r.returncode) for result in results for r in result.runs]
+    assert runs == {"hook": [("migrate", 0), ("wait-for-schema", 0)], "job": [("migrate", 0), ("seed", 0)],
+                    "initContainer": [("migrate", 0), ("seed", 0), ("wait-for-schema", 0)]}[mode], results
+    assert all("forwarded a connection" in result.sidecar_logs["db-proxy"] for result in results)
+    assert versions(tcp_database_url) == [HEAD]
+    for result in results:
+        for run in result.runs:
+            assert_no_secret(run.output, run.termination_message)
