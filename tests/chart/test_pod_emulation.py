@@ -12,14 +12,24 @@ import json
 import re
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
-from tests.chart.chart_render import Rendered, rollback_command, rollback_pod
-from tests.chart.pod_emulation import PodEmulation, existing_secrets, field_value, render_release
+from tests.chart.chart_render import Rendered, deep_merge, render, rollback_command, rollback_pod
+from tests.chart.pod_emulation import (
+    PodEmulation,
+    existing_secrets,
+    field_value,
+    release_values,
+    render_release,
+    without_password,
+)
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
 from tests.docker import Container, run_container, wait_for
 from tests.postgres import SUPERUSER_PASSWORD, free_port
@@ -259,3 +269,65 @@ def test_the_migration_runs_through_a_native_sidecar_proxy(mode: str, migrator_i
     for result in results:
         for run in result.runs:
             assert_no_secret(run.output, run.termination_message)
+
+
+# --- separate credentials: two real roles (issue 17, item 10) ------------------------------------------
+
+# chart/README.md's role setup, word for word but for the names and passwords.
+ROLE_SETUP = """
+CREATE ROLE {owner} LOGIN PASSWORD '{owner_pw}';
+CREATE ROLE {app} LOGIN PASSWORD '{app_pw}';
+GRANT CONNECT ON DATABASE {database} TO {owner}, {app};
+GRANT USAGE, CREATE ON SCHEMA public TO {owner};
+GRANT USAGE ON SCHEMA public TO {app};
+ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
+ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app};
+"""
+
+
+@pytest.fixture
+def two_roles(tcp_database_url: str) -> Iterator[tuple[str, str]]:
+    """The schema owner's and the app's URLs (passwords included) on the test database, the roles made with
+    chart/README.md's statements and dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"owner": f"app_owner_{suffix}", "app": f"app_rw_{suffix}", "owner_pw": f"owner-{suffix}",
+             "app_pw": f"rw-{suffix}", "database": urlsplit(tcp_database_url).path.lstrip("/")}
+    for statement in ROLE_SETUP.format(**names).strip().splitlines():
+        query(tcp_database_url, statement)
+    parts = urlsplit(tcp_database_url)
+
+    def url(role: str, password: str) -> str:
+        return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+
+    try:
+        yield url(names["owner"], names["owner_pw"]), url(names["app"], names["app_pw"])
+    finally:
+        for role in (names["app"], names["owner"]):
+            query(tcp_database_url, f"DROP OWNED BY {role}")
+            query(tcp_database_url, f"DROP ROLE {role}")
+
+
+def test_the_owner_migrates_and_the_app_role_only_reads_and_writes(
+        two_roles: tuple[str, str], migrator_image: str, app_image: str, tmp_path: Path) -> None:
+    owner_url, app_url = two_roles
+    owner, app = urlsplit(owner_url), urlsplit(app_url)
+    secrets = {"db-owner": {"password": owner.password or ""}, "db-rw": {"password": app.password or ""}}
+    existing = {"existingSecret": {"name": "db-rw", "passwordKey": "password"}}
+    values = {"database": {"url": without_password(app_url), **existing},
+              "migrator": {"seed": {"enabled": True}, "database": {
+                  "url": without_password(owner_url),
+                  "existingSecret": {"name": "db-owner", "passwordKey": "password"}}}}
+    rendered = render(deep_merge(release_values(migrator_image, app_image, app_url, "unused"), values))
+    pods = PodEmulation(rendered, tmp_path, secrets)
+    early = pods.run(rendered.deployment(), "wait-for-schema")
+    assert_ran(early, 5)  # the app role reads an empty schema: not at head yet
+    migrate_job, seed_job = rendered.jobs()
+    assert_ran(pods.run(migrate_job, "migrate"))  # as the owner
+    assert_ran(pods.run(seed_job, "seed"))
+    assert_ran(pods.run(rendered.deployment(), "wait-for-schema"))  # as the app role: it reads both tables
+    assert_ran(pods.run(rendered.test_pod(), "status"))
+    assert query(owner_url, "SELECT tableowner FROM pg_tables WHERE tablename = 'users'") == [(owner.username,)]
+    query(app_url, "INSERT INTO users (name) VALUES ('added by the app')")  # data: yes
+    for ddl in ("CREATE TABLE app_made (id int)", "ALTER TABLE users ADD COLUMN x int", "DROP TABLE users"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # schema: no
+            query(app_url, ddl)
