@@ -225,12 +225,12 @@ class Rendered:
 
 
 def render(values: dict[str, Any] | None = None, *, upgrade: bool = False, name: str = RELEASE,
-           namespace: str = NAMESPACE) -> Rendered:
-    """Render the chart as `helm install` (or `helm upgrade`) would, with the real engine."""
+           namespace: str = NAMESPACE, revision: int = 1) -> Rendered:
+    """Render the chart as `helm install` (or `helm upgrade` to REVISION) would, with the real engine."""
     h = helm()
     with h.Chart.load(str(CHART)) as chart:
         files = chart.render(values or {}, name=name, namespace=namespace, is_install=not upgrade,
-                             is_upgrade=upgrade)
+                             is_upgrade=upgrade, revision=revision)
     return Rendered(files=files, values=values or {})
 
 

@@ -655,10 +655,11 @@ def manifest(rendered: Rendered) -> list[dict[str, Any]]:
 
 
 class HelmEmulation:
-    """Helm's install, upgrade, rollback and test (see the module's docstring). RENDER(values, upgrade)
-    renders the chart with Helm's engine; `wait` is --wait --wait-for-jobs."""
+    """Helm's install, upgrade, rollback and test (see the module's docstring). RENDER(values, upgrade,
+    revision) renders the chart with Helm's engine; `wait` is --wait --wait-for-jobs; VERSION the Helm whose
+    hook deletion and --wait decide (both waits are recorded in ActionResult.waits)."""
 
-    def __init__(self, cluster: EmulatedCluster, render: Callable[[dict[str, Any], bool], Rendered],
+    def __init__(self, cluster: EmulatedCluster, render: Callable[[dict[str, Any], bool, int], Rendered],
                  wait: bool = True, version: str = HELM4) -> None:
         self.cluster = cluster
         self.render = render
@@ -673,12 +674,12 @@ class HelmEmulation:
 
     def install(self, values: dict[str, Any]) -> ActionResult:
         assert not self.history, "install: the release exists (use upgrade)"
-        return self._release("install", self.render(values, False), None, "pre-install", "post-install")
+        return self._release("install", self.render(values, False, 1), None, "pre-install", "post-install")
 
     def upgrade(self, values: dict[str, Any]) -> ActionResult:
         current = self.deployed()
-        return self._release("upgrade", self.render(values, True), current.rendered, "pre-upgrade",
-                             "post-upgrade")
+        rendered = self.render(values, True, len(self.history) + 1)
+        return self._release("upgrade", rendered, current.rendered, "pre-upgrade", "post-upgrade")
 
     def rollback(self, number: int) -> ActionResult:
         """`helm rollback RELEASE NUMBER`: the stored manifest and hooks of revision NUMBER, applied over the

@@ -25,6 +25,7 @@ lifecycle, by the pod and image that should have, the failed one recorded as fai
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_render import deep_merge, render
+from tests.chart.chart_render import deep_merge, render, rollback_command, rollback_pod
 from tests.chart.helm_rules import HELM3, HELM4, TIMEOUT, WaitOutcome
 from tests.chart.job_status import PodOutcome, failure_action
 from tests.chart.lifecycle_emulation import (
@@ -46,7 +47,7 @@ from tests.chart.lifecycle_emulation import (
     immutable_change,
     surge_and_unavailable,
 )
-from tests.chart.pod_emulation import DB_SECRET, release_values
+from tests.chart.pod_emulation import DB_SECRET, PodEmulation, existing_secrets, release_values
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
 from tests.docker import docker, require_docker
 from tests.postgres import SUPERUSER_PASSWORD
@@ -123,7 +124,8 @@ class Release:
     @classmethod
     def start(cls, url: str, app_image: str, workdir: Path, base: dict[str, Any]) -> Release:
         cluster = EmulatedCluster(workdir, NAMESPACE, existing=(db_secret(SUPERUSER_PASSWORD),))
-        helm = HelmEmulation(cluster, lambda values, upgrade: render(values, upgrade=upgrade), wait=True)
+        helm = HelmEmulation(cluster, lambda values, upgrade, revision: render(values, upgrade=upgrade,
+                                                                              revision=revision), wait=True)
         return cls(helm, url, app_image, base)
 
     @property
@@ -511,3 +513,99 @@ def test_emulated_rolling_update_bounds(replicas: int, expected: tuple[int, int]
     deployment = render({"app": {"replicaCount": replicas}}).deployment()
     assert "strategy" not in deployment["spec"]  # the chart keeps Kubernetes' default
     assert surge_and_unavailable(deployment, replicas) == expected
+
+
+# --- the schema rolled back after `helm rollback` (issue 17, item 4) ------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_after_helm_rollback_the_notes_lead_to_a_rollback_that_works(images: dict[str, str], app_image: str,
+                                                                     tcp_database_url: str, tmp_path: Path) -> None:
+    """Revision 1 installs v1, revision 2 upgrades to v2 (the database at V2), revision 3 is `helm rollback 1`,
+    which stores revision 1's notes (rollback.go; the lifecycle above checks it). Those notes' own command runs
+    v1's image, which refuses the newer database; they name the command that works, in the notes of the
+    revision rolled back from, and that command rolls the real database back with v2's image."""
+    def rendered(image: str, revision: int) -> Any:
+        values = release_values(image, app_image, tcp_database_url, SUPERUSER_PASSWORD)
+        return render(values, upgrade=revision > 1, revision=revision)
+
+    secrets = existing_secrets(SUPERUSER_PASSWORD)
+    first, second = rendered(images["v1"], 1), rendered(images["v2"], 2)
+    migrate = PodEmulation(second, tmp_path, secrets).run(second.jobs()[0], "migrate")
+    assert migrate.returncode == 0, migrate.output[-2000:]
+    assert versions(tcp_database_url) == [V2]
+    notes = {1: first.notes, 2: second.notes, 3: first.notes}
+    after_rollback = notes[3]
+
+    own = rollback_pod(rollback_command(after_rollback), HEAD)
+    refused = PodEmulation(first, tmp_path, secrets).run(own, own["spec"]["containers"][0]["name"])
+    assert refused.returncode == 2 and "which these migrations do not have" in refused.output, refused.output[-2000:]
+    assert versions(tcp_database_url) == [V2]
+
+    [pointer] = [shlex.split(line) for line in after_rollback.splitlines() if line.strip().startswith("helm get notes")]
+    assert pointer == ["helm", "get", "notes", "rel", "--namespace", NAMESPACE, "--revision", "FROM"]
+    rolled_back_from = 2  # `helm history`: the revision before the rollback's
+    newer = rollback_pod(rollback_command(notes[rolled_back_from]), HEAD)
+    assert newer["spec"]["containers"][0]["image"] == images["v2"]
+    done = PodEmulation(second, tmp_path, secrets).run(newer, newer["spec"]["containers"][0]["name"])
+    assert done.returncode == 0, done.output[-2000:]
+    assert_no_secret(done.output, done.termination_message, refused.output)
+    assert versions(tcp_database_url) == [HEAD] and not column_exists(tcp_database_url, "users", "nickname")
+    assert [(r["revision"], r["direction"], r["image"]) for r in history(tcp_database_url)][-1] == (
+        V2, "down", images["v2"])
+
+
+# --- the database made by the same release (issue 17, item 11) ------------------------------------------
+
+OPERATOR_SECRET = "myapp-db-app"  # what CloudNativePG makes for the Cluster of chart/README.md's recipe
+
+
+def database_operator(url: str, delay: float) -> Any:
+    """A database operator: DELAY seconds after a Cluster is created, the Secret with the app's URI."""
+    def react(cluster: EmulatedCluster, obj: dict[str, Any]) -> None:
+        if obj["kind"] == "Cluster":
+            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": OPERATOR_SECRET},
+                      "stringData": {"uri": url}}
+            cluster.create_later(secret, delay)
+    return react
+
+
+def install_with_its_database(mode: str, image: str, release_factory: Any) -> tuple[Release, ActionResult]:
+    """chart/README.md's recipe in MODE: the release's extraDeploy makes a Cluster, whose operator makes the
+    Secret the migrator reads 3 s later."""
+    values = {"migrator": {"mode": mode, "job": {"activeDeadlineSeconds": 120}},
+              "database": {"url": "", "existingSecret": {"name": OPERATOR_SECRET, "urlKey": "uri", "passwordKey": ""}},
+              "extraDeploy": [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                               "metadata": {"name": "myapp-db"}, "spec": {"instances": 1}}],
+              "app": {"replicaCount": 1}}
+    release: Release = release_factory(values)
+    release.cluster.reactions.append(database_operator(release.url, delay=3))
+    release.step("install")
+    result = release.install(image)
+    release.done()
+    return release, result
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_job_mode_migrates_a_database_made_by_the_same_release(images: dict[str, str],
+                                                               release_factory: Any) -> None:
+    """The Job and the app pod wait for the operator's Secret (the kubelet retries it), then migrate and serve."""
+    release, result = install_with_its_database("job", images["v1"], release_factory)
+    assert result.ok, result.error
+    [job] = result.jobs
+    assert job.condition == "Complete" and versions(release.url) == [HEAD]
+    assert release.serving() == {images["v1"]: 1}
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_hook_mode_cannot_migrate_a_database_made_by_the_same_release(images: dict[str, str],
+                                                                      release_factory: Any) -> None:
+    """The pre-install Job runs before the Cluster exists, so its Secret never comes during the hook phase:
+    the Job's pod never starts, its deadline fails it, and the install fails, as chart/README.md says."""
+    release, result = install_with_its_database("hook", images["v1"], release_factory)
+    [job] = result.hook_jobs()
+    assert (job.condition, job.reason) == ("Failed", "DeadlineExceeded")
+    assert job.pods[0].reason == f"cannot start: Secret/{OPERATOR_SECRET} not found"
+    assert result.error.startswith("pre-install hooks failed") and not table_exists(release.url, "alembic_version")
