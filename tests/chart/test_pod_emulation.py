@@ -31,7 +31,7 @@ from tests.chart.pod_emulation import (
     without_password,
 )
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
-from tests.docker import Container, run_container, wait_for
+from tests.docker import ROOT, Container, run_container, wait_for
 from tests.postgres import SUPERUSER_PASSWORD, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -273,16 +273,18 @@ def test_the_migration_runs_through_a_native_sidecar_proxy(mode: str, migrator_i
 
 # --- separate credentials: two real roles (issue 17, item 10) ------------------------------------------
 
-# chart/README.md's role setup, word for word but for the names and passwords.
-ROLE_SETUP = """
-CREATE ROLE {owner} LOGIN PASSWORD '{owner_pw}';
-CREATE ROLE {app} LOGIN PASSWORD '{app_pw}';
-GRANT CONNECT ON DATABASE {database} TO {owner}, {app};
-GRANT USAGE, CREATE ON SCHEMA public TO {owner};
-GRANT USAGE ON SCHEMA public TO {app};
-ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};
-ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app};
-"""
+def role_setup(owner: str, app: str, database: str, owner_password: str, app_password: str) -> list[str]:
+    """chart/README.md's role setup (its ```sql block), for these names and passwords."""
+    text = (ROOT / "chart" / "README.md").read_text()
+    block = text[text.index("```sql\n") + len("```sql\n"):].split("```", 1)[0]
+    statements = [line.split("--")[0].strip() for line in block.splitlines() if line.split("--")[0].strip()]
+    passwords = iter([owner_password, app_password])
+    out = []
+    for written in statements:
+        named = written.replace("app_owner", owner).replace("app_rw", app).replace("DATABASE app ",
+                                                                                   f"DATABASE {database} ")
+        out.append(named.replace("'...'", f"'{next(passwords)}'") if "'...'" in named else named)
+    return out
 
 
 @pytest.fixture
@@ -292,7 +294,9 @@ def two_roles(tcp_database_url: str) -> Iterator[tuple[str, str]]:
     suffix = uuid.uuid4().hex[:8]
     names = {"owner": f"app_owner_{suffix}", "app": f"app_rw_{suffix}", "owner_pw": f"owner-{suffix}",
              "app_pw": f"rw-{suffix}", "database": urlsplit(tcp_database_url).path.lstrip("/")}
-    for statement in ROLE_SETUP.format(**names).strip().splitlines():
+    statements = role_setup(names["owner"], names["app"], names["database"], names["owner_pw"], names["app_pw"])
+    assert len(statements) == 7, statements
+    for statement in statements:
         query(tcp_database_url, statement)
     parts = urlsplit(tcp_database_url)
 
