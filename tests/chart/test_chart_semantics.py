@@ -515,4 +515,4 @@ def test_objects_carry_names_labels_and_namespace(scenario: str) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/name"] == "migrator"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "migrator-0.2.0"
+        assert labels["helm.sh/chart"] == "migrator-0.3.0"

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests.chart import kubectl_jsonpath
 from tests.chart.chart_render import deep_merge, render, rollback_command, rollback_pod
 from tests.chart.helm_rules import HELM3, HELM4, TIMEOUT, WaitOutcome
 from tests.chart.job_status import PodOutcome, failure_action
@@ -43,6 +44,7 @@ from tests.chart.lifecycle_emulation import (
     ContainerRun,
     EmulatedCluster,
     HelmEmulation,
+    JobRun,
     PodRun,
     immutable_change,
     surge_and_unavailable,
@@ -240,6 +242,24 @@ def assert_waited_then_ready(pods: list[PodRun]) -> None:
             assert codes[-1] == 0 and set(codes[:-1]) <= {5}, pod.describe()
 
 
+def reason_from_notes(notes: str, job: JobRun) -> list[str]:
+    """The output of the notes' `kubectl get pods ... -o jsonpath=...` for JOB's pods, as their status
+    holds the containers' termination messages (init containers and main containers apart)."""
+    [argv] = [shlex.split(line) for line in notes.splitlines() if line.strip().startswith("kubectl get pods")]
+    assert argv[argv.index("-l") + 1] == f"batch.kubernetes.io/job-name={job.name}"
+    template = argv[argv.index("-o") + 1].removeprefix("jsonpath=")
+    init = {c["name"] for c in job.spec["template"]["spec"].get("initContainers", [])}
+
+    def statuses(pod: PodRun, wanted: bool) -> list[dict[str, Any]]:
+        return [{"name": r.container, "state": {"terminated": {"exitCode": r.exit_code,
+                                                                "message": r.termination_message}}}
+                for r in pod.runs if (r.container in init) == wanted]
+
+    pods = [{"metadata": {"name": p.name}, "status": {"phase": p.phase, "initContainerStatuses": statuses(p, True),
+                                                       "containerStatuses": statuses(p, False)}} for p in job.pods]
+    return kubectl_jsonpath.render(template, {"items": pods}).splitlines()
+
+
 def one_hook_job(result: ActionResult) -> Any:
     [job] = result.hook_jobs()
     return job
@@ -352,6 +372,10 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
         assert result.waits[HELM3] == WaitOutcome(TIMEOUT, at_timeout=True)
         assert result.waits[HELM4].at_timeout and f"Job/{NAMESPACE}/{job.name} not ready. status: Failed" \
             in result.waits[HELM4].error
+        # What the notes print instead: the Job's name, and the command that reads the migrator's reason.
+        reason = job.pods[0].last("migrate").termination_message.strip()  # one line, and its newline
+        assert reason_from_notes(result.revision.rendered.notes, job) == [f"{job.pods[0].name} Failed: {reason}", ""]
+        assert "division by zero" in job.pods[0].last("migrate").termination_message
     else:
         [new_pod] = result.rollout.created if result.rollout else []
         assert not new_pod.ready and new_pod.reason == "Init:CrashLoopBackOff", new_pod.describe()
