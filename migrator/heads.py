@@ -572,8 +572,13 @@ def _check_tree(text: str, shown: str) -> None:
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         raise Uncertain(f"{shown}: does not parse ({type(exc).__name__})") from None
     assigned, found = _module_bindings(tree, text)
+    # names are most of a tree's nodes: only the watched ones, and the rarer kinds of node, are looked at
+    kinds = {ast.Attribute, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+             ast.Global, ast.Nonlocal, ast.NamedExpr}
     for stmt in tree.body:
         for node in ast.walk(stmt):
+            if not (node.id in _WATCHED if type(node) is ast.Name else type(node) in kinds):
+                continue
             reason = _dynamic(node) or _unsafe_read(node, stmt, assigned)
             if reason:
                 found.append((getattr(node, "lineno", stmt.lineno), getattr(node, "col_offset", 0), reason))
