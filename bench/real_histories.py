@@ -45,7 +45,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.run import FLOOR, Sample, interleave, median, stats
+from bench.run import FLOOR, Sample, interleave, median, run, stats
 from tests.postgres import SUPERUSER_PASSWORD, DebianServer, EmbeddedServer, Server
 
 BIN = Path(sys.executable).parent
@@ -121,14 +121,7 @@ class Runner:
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
-    """Wall time of one process, bounded by TIMEOUT."""
-    started = time.perf_counter()
-    try:
-        code = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=TIMEOUT, check=False).returncode
-    except subprocess.TimeoutExpired:
-        code = -9
-    return Sample(time.perf_counter() - started, 0.0, code)
+    return run(argv, env, cwd, timeout=TIMEOUT)
 
 
 def output(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -269,7 +262,8 @@ def _peer_apply(history: History, runner: Runner, extensions: list[str]) -> Samp
 # --- the report -----------------------------------------------------------------------------------------------
 
 def report(histories: list[History], runs: int, server: str) -> str:
-    lines = [server, f"{runs} interleaved runs each, after one warm-up; seconds: min median max, failed runs", ""]
+    lines = [server, f"{runs} interleaved runs each, after one warm-up; wall seconds min median max, then the "
+             "median CPU seconds (user + system) of the process", ""]
     for h in histories:
         lines.append(f"{h.name} @ {h.commit}: {h.revisions} revisions, heads {h.heads}")
         lines.append(f"    text scan: {h.scan}")
@@ -277,23 +271,27 @@ def report(histories: list[History], runs: int, server: str) -> str:
         lines.append(f"    fast path on a no-op migrate: {h.fast_path}")
         if h.peer_fails:
             lines.append(f"    plain alembic upgrade head at head fails here: {h.peer_fails}")
-        for side, samples in h.found.items():
-            lines.append(f"    no-op {side:<9} {stats([s.seconds for s in samples])}  {_failed(samples)}")
-        for side, samples in h.apply.items():
-            lines.append(f"    apply {side:<9} {stats([s.seconds for s in samples])}  {_failed(samples)}")
+        for kind, found in (("no-op", h.found), ("apply", h.apply)):
+            for side, samples in found.items():
+                lines.append(f"    {kind} {side:<9} {stats([s.seconds for s in samples])}   cpu "
+                             f"{_s(_median(samples, 'cpu'))}  {_failed(samples)}")
     lines += ["", "| project | commit | revisions | fast path | no-op migrator | no-op alembic | floor | "
-              "migrator / alembic | migrator / floor |", "|---|---|---|---|---|---|---|---|---|"]
+              "migrator / alembic | migrator / floor | CPU: migrator / alembic | CPU: migrator / floor |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for h in histories:
         m, a, f = (_median(h.found.get(side)) for side in ("migrator", "alembic", "floor"))
+        cm, ca, cf = (_median(h.found.get(side), "cpu") for side in ("migrator", "alembic", "floor"))
         peer = f"n/a: {h.peer_fails}" if h.peer_fails else _s(a)
         lines.append(f"| {h.name} | {h.commit} | {h.revisions} | {h.fast_path} | {_s(m)} | {peer} | {_s(f)} | "
-                     f"{_ratio(m, a)} | {_ratio(m, f)} |")
+                     f"{_ratio(m, a)} | {_ratio(m, f)} | {_ratio(cm, ca)} | {_ratio(cm, cf)} |")
     if any(h.apply for h in histories):
-        lines += ["", "| project | apply migrator | apply alembic | migrator / alembic |", "|---|---|---|---|"]
+        lines += ["", "| project | apply migrator | apply alembic | migrator / alembic | CPU: migrator / alembic |",
+                  "|---|---|---|---|---|"]
         for h in histories:
             if h.apply:
                 m, a = _median(h.apply.get("migrator")), _median(h.apply.get("alembic"))
-                lines.append(f"| {h.name} | {_s(m)} | {_s(a)} | {_ratio(m, a)} |")
+                cm, ca = _median(h.apply.get("migrator"), "cpu"), _median(h.apply.get("alembic"), "cpu")
+                lines.append(f"| {h.name} | {_s(m)} | {_s(a)} | {_ratio(m, a)} | {_ratio(cm, ca)} |")
     return "\n".join(lines)
 
 
@@ -302,10 +300,10 @@ def _failed(samples: list[Sample]) -> str:
     return f"{failed} failed" if failed else ""
 
 
-def _median(samples: list[Sample] | None) -> float | None:
+def _median(samples: list[Sample] | None, attr: str = "seconds") -> float | None:
     if not samples or any(s.code != 0 for s in samples):
         return None  # a side that failed has no time to compare
-    return median(samples)
+    return median(samples, attr)
 
 
 def _s(value: float | None) -> str:
