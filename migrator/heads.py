@@ -12,9 +12,9 @@ Alembic's full path. Certain means:
 - each of the four names is bound at module level only by one assignment of a literal (a string, None, or a
   tuple/list of strings, also written over several lines as black does), and nothing in the file can rebind
   names behind the text's back (globals(), setattr, exec, ...). Elsewhere a name may be read (a string, None
-  or a tuple cannot be changed by code that reads it; a list can, so a list is never read) or bound locally
-  in a function, a lambda, a class body or a comprehension: that decides nothing about the graph. A read
-  must come after the assignment, in a later statement, or importing the file would fail;
+  or a tuple cannot be changed by code that reads it; a list can, so a name holding one must not be read)
+  or bound locally in a function, a lambda, a class body or a comprehension: that decides nothing about the
+  graph. A read must come after the assignment, in a later statement, or importing the file would fail;
 - the graph is one Alembic accepts: unique ids, known parents, no cycle, no clashing branch label.
 
 Most files are certain from the text alone: outside strings and comments, the four names occur only in their
@@ -367,7 +367,8 @@ def parse_script(text: str, shown: str) -> RevisionFile:
     for index, name in found:
         values.setdefault(name, []).append(parts[3 * index + 2])
     maybe_fstring = "f\0" in code or "F\0" in code or "r\0" in code or "R\0" in code  # also fr"..."
-    if (maybe_fstring and _check_fstrings(text, shown)) | _needs_parser(code, text, shown):
+    fstring_reads = maybe_fstring and _check_fstrings(text, shown)
+    if _needs_parser(code, text, shown) or fstring_reads:
         _check_tree(text, shown)
     return _revision_file(values, shown)
 
