@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from migrator import __version__, commands, errors, logs
 from migrator.config import (
@@ -31,8 +31,10 @@ from migrator.config import (
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
 from migrator.repos import Repo, load_repos, project_directory, select
 from migrator.shutdown import SHUTDOWN
-from migrator.status import Status
 from migrator.targets import Outcome, Target
+
+if TYPE_CHECKING:
+    from migrator.status import Status
 
 DESCRIPTION = """\
 Database migrations for PostgreSQL, for release images: Alembic migrations run once, under a lock, one
