@@ -24,6 +24,7 @@ from migrator.config import DatabaseConfig, Timeouts
 from migrator.database import Connection, connect
 from migrator.errors import MigratorError
 from migrator.logs import get_logger
+from migrator.progress import Reporter
 
 _STATE = "SELECT state FROM pg_stat_activity WHERE pid = %s"
 # The states in which the server no longer works on a statement. Anything else (active, or `disabled` and NULL
@@ -38,6 +39,7 @@ class Monitor:
         self.db, self.timeouts, self.watched, self.pid = db, timeouts, watched, pid
         self.interval = min(max(timeouts.ddl_lock / 3, 0.1), 1.0)
         self.last_blockers: list[Backend] = []
+        self.progress = Reporter(timeouts, pid)  # a long statement's progress, read at this thread's looks
         self._seen_at = 0.0
         self._stop = threading.Event()
         self._conn: Connection | None = self._connect()
@@ -105,6 +107,8 @@ class Monitor:
         if seen:
             self.last_blockers, self._seen_at = seen, time.monotonic()
         row = self._conn.execute(_STATE, (self.pid,)).fetchone()
+        if row is not None:
+            self.progress.look(self._conn)
         return None if row is None else str(row[0] or "")
 
     def _unanswered(self, state: str, since: float | None) -> float | None:

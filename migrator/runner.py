@@ -40,7 +40,7 @@ from alembic.script import Script, ScriptDirectory
 from psycopg import sql as psql
 
 from migrator import alembic_internals as internals
-from migrator import database, history, lock, operations, retries
+from migrator import database, history, lock, operations, progress, retries
 from migrator.blocking import describe_all
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
@@ -283,6 +283,7 @@ class StatementHooks:
         (self._log.debug if op.quiet else self._log.info)(op.text, **fields)
         step.statements.append(op.text)
         self._running = op.text
+        progress.began(self.session.monitor, op.text, fields)
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
@@ -329,6 +330,7 @@ class StatementHooks:
             self.session.current.rollbacks += 1
 
     def after(self, *_: Any) -> None:
+        progress.ended(self.session.monitor)
         step = self.session.current
         if step is not None:
             step.answered += 1
@@ -341,6 +343,7 @@ class StatementHooks:
             self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
 
     def failed(self, _context: Any) -> None:
+        progress.ended(self.session.monitor)
         self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
