@@ -133,7 +133,7 @@ class Counter:
 
     def text(self) -> str:
         if self.total is None:
-            return f"({self.done:,} {self.unit})"
+            return f"({self.unit}: {self.done:,})"
         return f"{self.percent}% ({self.done:,} of {self.total:,} {self.unit})"
 
 
@@ -194,7 +194,7 @@ class Snapshot:
             return "another transaction to end (it holds a row this statement needs)"
         if kind == "tuple":
             return f"a row lock on {relation}"
-        return f"{mode} on a {kind} lock"
+        return f"{mode} ({kind} lock)"
 
     def held(self) -> list[Mapping[str, Any]]:
         """The table locks it holds that stop other sessions, strongest first."""
