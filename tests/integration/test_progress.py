@@ -83,6 +83,19 @@ def progress_lines(err: str, statement: str) -> list[str]:
     return [line for line in err.splitlines() if f"[info] ... {statement}: " in line]
 
 
+def every_line_matches(project: Path, url: str, statement: str, shape: str) -> list[re.Match[str]]:
+    """Migrate (each line's time, level and statement, then `shape`, then the timing); every progress line of
+    `statement` matches: their matches."""
+    result = migrate(project, url, MIGRATOR_DDL_LOCK_TIMEOUT="1s").finish(60)
+    assert result.code == 0, result.err
+    lines = progress_lines(result.err, statement)
+    pattern = re.compile(rf"{TIME} \[info\] \.\.\. {re.escape(statement)}: {shape}, {ELAPSED_ETA}")
+    seen = [pattern.fullmatch(line) for line in lines]
+    assert lines, result.err
+    assert all(seen), "\n".join(line for line, match in zip(lines, seen, strict=True) if not match)
+    return [m for m in seen if m is not None]
+
+
 def console_phase(phase: str) -> str:
     """The server's `building index: scanning table` as the console line shows it."""
     head, sep, sub = phase.partition(": ")
@@ -97,16 +110,11 @@ def server_phase(shown: str) -> str:
 def test_an_index_build_reports_the_servers_phases_and_rising_percent(empty_project: Path, big: str) -> None:
     add_revision(empty_project, REV, None, PAUSE + 'op.execute("CREATE INDEX big_paced_index ON big (paced(id, v))")',
                  name="index")
-    result = migrate(empty_project, big, MIGRATOR_DDL_LOCK_TIMEOUT="1s").finish(60)
-    assert result.code == 0, result.err
-    lines = progress_lines(result.err, "create index big_paced_index")
-    shape = re.compile(rf"{TIME} \[info\] \.\.\. create index big_paced_index: (?P<phase>[a-z :()]+?)"
-                       r"(?: (?P<percent>\d+)% \((?P<done>[\d,]+) of (?P<total>[\d,]+) (?P<unit>blocks|tuples)\))?"
-                       rf", holds ShareLock on big \(writes to it wait\), {ELAPSED_ETA}")
-    seen = [shape.fullmatch(line) for line in lines]
-    assert lines, result.err
-    assert all(seen), "\n".join(line for line, match in zip(lines, seen, strict=True) if not match)
-    matches = [m for m in seen if m is not None]
+    matches = every_line_matches(empty_project, big, "create index big_paced_index",
+                                 r"(?P<phase>[a-z :()]+?)(?: (?P<percent>\d+)% \((?P<done>[\d,]+) of "
+                                 r"(?P<total>[\d,]+) (?P<unit>blocks|tuples)\))?, holds ShareLock on big \(writes "
+                                 r"to it wait\)")
+    lines = [m.string for m in matches]
     assert {server_phase(m["phase"]) for m in matches} <= INDEX_PHASES, lines
     elapsed = [float(m["elapsed"]) for m in matches]
     assert elapsed == sorted(elapsed) and elapsed[0] >= 0.5, lines
@@ -200,16 +208,11 @@ def test_cluster_reports_the_cluster_views_phases(empty_project: Path, big: str)
     query(big, "CREATE INDEX big_paced_index ON big (paced(id, v))")  # no pause set: quick
     query(big, "CREATE INDEX big_id_index ON big (id)")
     add_revision(empty_project, REV, None, PAUSE + 'op.execute("CLUSTER big USING big_id_index")', name="cluster")
-    result = migrate(empty_project, big, MIGRATOR_DDL_LOCK_TIMEOUT="1s").finish(60)
-    assert result.code == 0, result.err
-    lines = progress_lines(result.err, "cluster big using big_id_index")
-    shape = re.compile(rf"{TIME} \[info\] \.\.\. cluster big using big_id_index: (?P<phase>[a-z ]+)"
-                       r"(?: \((?:[a-z ]+): [\d,]+\)| \d+% \([\d,]+ of [\d,]+ blocks\))?, holds AccessExclusiveLock "
-                       rf"on big \(every query on it waits\), {ELAPSED_ETA}")
-    seen = [shape.fullmatch(line) for line in lines]
-    assert lines and all(seen), lines
-    phases = [m["phase"] for m in seen if m is not None]
-    assert set(phases) <= CLUSTER_PHASES and "rebuilding index" in phases, lines
+    matches = every_line_matches(empty_project, big, "cluster big using big_id_index",
+                                 r"(?P<phase>[a-z ]+)(?: \((?:[a-z ]+): [\d,]+\)| \d+% \([\d,]+ of [\d,]+ blocks\))?"
+                                 r", holds AccessExclusiveLock on big \(every query on it waits\)")
+    phases = [m["phase"] for m in matches]
+    assert set(phases) <= CLUSTER_PHASES and "rebuilding index" in phases, [m.string for m in matches]
 
 
 @pytest.mark.parametrize("server", ["pg_server", "tcp_server"])
