@@ -101,7 +101,7 @@ mine AS (SELECT * FROM locks WHERE pid = %(pid)s AND (NOT granted OR (locktype =
 """  # referenced twice below: PostgreSQL takes one snapshot of the lock table for the whole report
 _LOCKS_JSON = """(SELECT jsonb_agg(jsonb_build_object(
         'mode', m.mode, 'granted', m.granted, 'locktype', m.locktype, 'relation', m.relation::regclass::text,
-        'relkind', c.relkind, 'waiters', (SELECT count(*) FROM locks w WHERE NOT w.granted
+        'relkind', c.relkind, 'waiters', (SELECT count(*) FROM locks w WHERE NOT w.granted AND w.pid <> m.pid
                                           AND w.database = m.database AND w.relation = m.relation)))
     FROM mine m LEFT JOIN pg_class c ON c.oid = m.relation)"""
 
@@ -343,7 +343,7 @@ class Reporter:
             if not (exc.sqlstate or "").startswith(_REFUSED):
                 raise
             self._off = True
-            get_logger().debug(f"no progress reports for long statements: the server refused the query ({exc})")
+            get_logger().debug(f"no progress lines for long statements: the server refused the query ({exc})")
             return
         # The statement may have ended while the server answered: its line would describe the next one.
         if self._running is not running or snapshot.state is None or snapshot.state in _IDLE_STATES:
@@ -375,7 +375,7 @@ class Reporter:
 def began(monitor: Monitor | None, statement: str, fields: Mapping[str, Any]) -> None:
     """A migration statement was sent: its progress is reported while it runs, if a monitor watches."""
     if monitor is None:
-        _unwatched()
+        unwatched()
         return
     monitor.progress.began(statement, fields)
 
@@ -386,5 +386,6 @@ def ended(monitor: Monitor | None) -> None:
 
 
 @functools.lru_cache(maxsize=1)  # said once per process
-def _unwatched() -> None:
-    get_logger().debug("no progress reports for long statements: no monitoring connection (progress is read on it)")
+def unwatched() -> None:
+    """No monitoring connection (none free, or refused): no progress lines; said once, at debug."""
+    get_logger().debug("no progress lines for long statements: no monitoring connection (progress is read on it)")
