@@ -21,6 +21,7 @@ import pytest
 from migrator.progress import STOPPING_LOCKS, report_sql
 from tests.conftest import add_revision, query, require_debian_postgres
 from tests.faults.helpers import LIVE, Migrator
+from tests.faults.proxy import wait_until
 
 REV = "20240101000001"
 ROWS = 150_000
@@ -186,6 +187,8 @@ def test_a_table_rewrite_waits_for_its_lock_then_holds_it(empty_project: Path, b
         # A query that comes now queues behind the migration's lock.
         queued = threading.Thread(target=count_rows, args=(big,))
         queued.start()
+        wait_until(lambda: query(big, "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'big'::regclass "
+                                      "AND mode = 'AccessShareLock'"), 30, "the query to queue")
         reader.commit()
         result = run.finish(60)
         reader_pid = reader.info.backend_pid
