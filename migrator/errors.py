@@ -19,10 +19,12 @@ INTERRUPTED_SIGTERM = 143
 
 EXIT_CODES: dict[int, str] = {
     OK: "ok (also: already at head, nothing to roll back, a newer database accepted by --allow-newer)",
-    FAILED: "a migration or seed failed (the message says what stays applied), or lint found problems",
+    FAILED: "a migration or seed failed (the message says what stays applied), or lint found problems, or a "
+            "verify check failed",
     USAGE: "usage, configuration or revision error (bad argument, URL, setting or file; unknown or ambiguous "
            "revision; several heads; an env.py that does not delegate; a pooler that does not keep the "
-           "session; a newer database without --allow-newer)",
+           "session; a newer database without --allow-newer; a database verify may not use: not empty without "
+           "--wipe)",
     UNREACHABLE: "database unreachable, refused the connection (authentication, missing database, SSL), or "
                  "the connection was lost during the run",
     LOCK_TIMEOUT: "the migration lock was not acquired within MIGRATOR_LOCK_TIMEOUT, or was lost during the "
