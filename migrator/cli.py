@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -43,6 +44,10 @@ exit codes:
 """
 
 
+def _epilog(command: str) -> str:
+    return f"exit codes:\n{errors.exit_code_table(command)}\n"
+
+
 # What --repo means to each command when migrator.toml lists several databases.
 REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
@@ -67,7 +72,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
 
     def command(name: str, text: str) -> Parser:
-        p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+        p: Parser = sub.add_parser(name, help=text, description=text, epilog=_epilog(name),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
         return p
@@ -135,7 +140,7 @@ def build_parser() -> Parser:
 
     text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
             "project directory; never overwrites a file")
-    p = sub.add_parser("init", help=text, description=text, epilog=EPILOG,
+    p = sub.add_parser("init", help=text, description=text, epilog=_epilog("init"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
                    "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
@@ -298,12 +303,19 @@ def run_history(args: argparse.Namespace, settings: Settings) -> list[commands.O
         rows = commands.history_rows(target, settings, args.limit)
         if args.json:
             for row in rows:
-                _print(json.dumps({"repo": target.repo.name, **row}, default=str))
+                _print(json.dumps({"repo": target.repo.name, **row}, default=_json_value))
             continue
         _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
             _print("  " + _history_line(row))
     return []
+
+
+def _json_value(value: Any) -> str:
+    """Dates in ISO 8601 UTC with `T` and `Z`, as the JSON logs write them."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def _history_line(row: dict[str, Any]) -> str:

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from migrator import alembic_env, commands, errors, history, runner, schema_snapshot, scratch_database
 from migrator import alembic_internals as internals
-from migrator import commands, errors, history, runner, schema_snapshot, scratch_database
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, MigratorError, PartiallyApplied, RevisionError
 from migrator.logs import get_logger
@@ -294,7 +294,7 @@ def drift(target: commands.Target, settings: Settings, scripts: Scripts) -> Resu
     found: dict[str, Any] = {}
 
     def compare(_heads: tuple[str, ...], context: MigrationContext) -> list[Any]:
-        metadata = context.opts.get("target_metadata")
+        metadata = alembic_env.models(context.opts.get("target_metadata"))  # not the convention's stand-in
         if metadata is not None:
             found["ops"] = produce_migrations(context, metadata).upgrade_ops
         return []  # no migration runs: this only compares
