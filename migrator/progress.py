@@ -309,7 +309,8 @@ class Report:
             "elapsed": round(self.elapsed, 1),
             "eta": None if self.eta is None or self.snapshot.waiting else round(self.eta, 1),
             "waiting_for": self.snapshot.waiting_for(),
-            "blocked_by": [b.pid for b in self.snapshot.blockers],
+            # Sessions by their process id (blocking.py may also describe blockers that have none).
+            "blocked_by": [b.pid for b in self.snapshot.blockers if isinstance(b, Backend)],
             "holds": [f"{lock['mode']} on {lock['relation']}" for lock in self.snapshot.held()],
         }
 
@@ -321,6 +322,10 @@ class Reporter:
         self.after, self.interval, self.pid = timeouts.progress_after, timeouts.progress_interval, pid
         self._running: Running | None = None
         self._off = self.interval == 0
+
+    def unwatched(self) -> None:
+        """The monitor has no connection (none free, or refused): no progress lines; said once, at debug."""
+        unwatched()
 
     def began(self, statement: str, fields: Mapping[str, Any]) -> None:
         """Called on the migration thread as the statement is sent."""
