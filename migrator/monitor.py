@@ -133,6 +133,7 @@ class Monitor:
             get_logger().warning(f"the monitoring connection was lost and the server refuses a new one ({exc}): "
                                  "the migrations go on unwatched; a stalled network is then noticed by TCP "
                                  "keepalives and MIGRATOR_STATEMENT_TIMEOUT only")
+            self.progress.unwatched()
             return False
         return True
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from migrator.progress import STOPPING_LOCKS, report_sql
-from tests.conftest import add_revision, query, require_debian_postgres
-from tests.faults.helpers import LIVE, Migrator
+from tests.conftest import add_revision, dbname, query, require_debian_postgres
+from tests.faults.helpers import LIVE, Migrator, sleeping_backend, terminate
 from tests.faults.proxy import wait_until
 
 REV = "20240101000001"
@@ -240,3 +242,36 @@ def test_the_report_query_of_every_version_runs_on_each_server_here(server: str,
                     ("AccessExclusiveLock", "held", "r", 0)]
     finally:
         found.drop_database(url.rsplit("/", 1)[1].split("?")[0])
+
+
+def test_once_the_monitoring_connection_is_refused_no_more_progress_lines_and_it_is_said_once(
+        empty_project: Path, database_url: str) -> None:
+    """The role's connections are all taken (the migration session and the monitor's); the monitor's is ended
+    and a new one refused: progress is read on it, so the lines stop, and the log says so once at debug."""
+    role = "progress_" + uuid.uuid4().hex[:8]
+    query(database_url, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
+    query(database_url, f'ALTER DATABASE "{dbname(database_url)}" OWNER TO {role}')
+    parts = urlsplit(database_url)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[1]}"))
+    add_revision(empty_project, REV, None, 'op.execute("SELECT pg_sleep(6)")', name="long")
+    try:
+        run = migrate(empty_project, as_role, MIGRATOR_LOG_LEVEL="debug")
+        session = sleeping_backend(database_url)
+        run.wait_for_line("[info] ... ")
+        query(database_url, f"ALTER ROLE {role} CONNECTION LIMIT 1")
+        [(monitor,)] = query(database_url, "SELECT pid FROM pg_stat_activity WHERE usename = %s AND pid <> %s",
+                             role, session.pid)
+        terminate(database_url, int(str(monitor)))
+        result = run.finish(60)
+    finally:
+        query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", role)
+        query(database_url, f'ALTER DATABASE "{dbname(database_url)}" OWNER TO CURRENT_USER')
+        query(database_url, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+        query(database_url, f"DROP OWNED BY {role}")
+        query(database_url, f"DROP ROLE {role}")
+    assert result.code == 0, result.err
+    lines = result.err.splitlines()
+    said = [i for i, line in enumerate(lines) if "no progress lines" in line]
+    assert [lines[i].split(" ", 1)[1] for i in said] == [
+        "[debug] no progress lines for long statements: no monitoring connection (progress is read on it)"], lines
+    assert not [line for line in lines[said[0]:] if "[info] ... " in line], lines
