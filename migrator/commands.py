@@ -509,7 +509,7 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
             except DatabaseUnreachable as exc:
                 if time.monotonic() < deadline:
                     raise  # refused for good, or unreachable for MIGRATOR_CONNECT_TIMEOUT: exit 3
-                state_text = f"database unreachable ({exc})"
+                state_text = f"database unreachable: {getattr(exc, 'reason', exc)}"
                 continue
             except psycopg.OperationalError as exc:  # lost, or no answer within the stall timeout: reconnect
                 state_text = str(database.lost(conn, exc, "polling the version table"))
@@ -521,6 +521,9 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
                 get_logger().info(f"Schema ready: {target.db.description} {state_text}", repo=target.repo.name,
                                   revision=list(current), waited=round(time.monotonic() - started, 1))
                 return Outcome(target.repo.name, "wait", current, current, [], time.monotonic() - started)
+            if conn.pooled:  # a session pool's server connection is not held between polls: migrate needs one
+                conn.close()
+                conn = None
             now = time.monotonic()
             if now - last_log >= WAIT_LOG_EVERY:
                 get_logger().info(f"Waiting for {target.db.description}: {state_text}", repo=target.repo.name)

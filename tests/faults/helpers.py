@@ -90,7 +90,7 @@ class Migrator:
     as it comes, so that a test can wait for a log line."""
 
     def __init__(self, args: list[str], *, cwd: Path, url: str, termination: Path | None = None,
-                 env: Mapping[str, str] | None = None, **more_env: str) -> None:
+                 env: Mapping[str, str] | None = None, prefix: list[str] | None = None, **more_env: str) -> None:
         # A run that overstays its bound is sent SIGABRT first: faulthandler prints every thread's stack.
         settings = {"PYTHONFAULTHANDLER": "1", **FAST, **(env or {}), **more_env}
         if termination is not None:
@@ -98,7 +98,8 @@ class Migrator:
         self.termination = termination
         self.args = args
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], cwd=cwd, text=True,
+        # `prefix` runs it under another command (which must exec it, so that signals reach the migrator).
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "migrator", *args], cwd=cwd, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=migrator_env(url, **settings))
         self._err: list[str] = []
