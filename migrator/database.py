@@ -244,11 +244,6 @@ def _refuse_for_good(db: DatabaseConfig, exc: psycopg.Error) -> None:
         raise DatabaseUnreachable(f"cannot connect to {db.description}: {reason(exc)}") from None
 
 
-# The largest process id a PostgreSQL server on Linux can have (PID_MAX_LIMIT); a pooler's key (PgBouncer draws
-# it at random) is beyond it or negative nearly always.
-PID_MAX = 4194304
-
-
 def _first_answer(conn: Connection, db: DatabaseConfig, budget: float, deadline: float) -> None:
     """Wait for the connection's first answer within the connect budget, and note the server's process id."""
     conn.wait_limit = max(deadline - time.monotonic(), ATTEMPT_TIMEOUT_MIN)
@@ -257,24 +252,18 @@ def _first_answer(conn: Connection, db: DatabaseConfig, budget: float, deadline:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
     except psycopg.Error as exc:
         no_answer = getattr(exc, "migrator_context", (None, None))[1] is not None
-        key = conn.info.backend_pid
         conn.close()
         if no_answer:
-            raise _no_first_answer(key, db, budget) from None
+            raise _no_first_answer(db, budget) from None
         _refuse_for_good(db, exc)
         raise _Retryable(reason(exc)) from None
     conn.server_pid = int(row[0]) if row is not None else None
 
 
-def _no_first_answer(key: int, db: DatabaseConfig, budget: float) -> DatabaseUnreachable:
-    if not 0 < key <= PID_MAX:
-        why = (f"it is reached through a connection pooler (its key {key} is not a server process id), which gave "
-               f"it no server connection within {budget:g}s: {refusals.FULL_POOL}")
-    else:
-        why = f"its first query got no answer within {budget:g}s: either {refusals.FULL_POOL}, or the server " \
-              "stopped answering"
-    unreachable = DatabaseUnreachable(f"connected to {db.description}, but {why} (MIGRATOR_CONNECT_TIMEOUT sets "
-                                      "the wait)")
+def _no_first_answer(db: DatabaseConfig, budget: float) -> DatabaseUnreachable:
+    unreachable = DatabaseUnreachable(f"connected to {db.description}, but its first query got no answer within "
+                                      f"{budget:g}s: {refusals.FULL_POOL}, or the server stopped answering "
+                                      "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
     unreachable.no_answer = True  # type: ignore[attr-defined]
     return unreachable
 

@@ -38,6 +38,8 @@ _CAUSES = (
 FULL_POOL = ("a connection pooler with no free server connection for this client (PgBouncer in session mode: "
              "every server connection of the pool is taken by another client; raise default_pool_size, "
              "max_db_connections or max_user_connections, or run fewer replicas at once)")
+# The server's answer tells a pooler apart only once it comes (Connection.pooled); a server that stopped answering
+# after the login looks the same until then, so the line names both, the pool first.
 
 
 def cause(text: str) -> str | None:
