@@ -156,14 +156,15 @@ def keepalive_params(stall: float) -> dict[str, str]:
 
 
 def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False, purpose: str = "migrations",
-            connect_timeout: float | None = None, first_answer: bool = True) -> Connection:
+            connect_timeout: float | None = None, first_answer: bool = True, quiet: bool = False) -> Connection:
     """A connection to `db`, retried with backoff for up to `connect_timeout` (default MIGRATOR_CONNECT_TIMEOUT).
 
     Everything that makes a connection usable stays inside that one budget: resolving host names (a name server
     that does not answer, migrator.hostnames), refusals that may heal (the server not up yet, a connection limit
     or max_connections reached, migrator.refusals), and the connection's first answer, `SELECT pg_backend_pid()`:
     behind a pooler in session mode, a client waits for a free server connection there, after its login
-    succeeded. `first_answer=False` leaves the first query to the caller (the pooler check sends its own)."""
+    succeeded. `first_answer=False` leaves the first query to the caller (the pooler check sends its own);
+    `quiet` logs no waiting lines (an extra connection says once what it did without)."""
     budget = timeouts.connect if connect_timeout is None else connect_timeout
     deadline = time.monotonic() + budget
     params = {**keepalive_params(timeouts.stall), **db.params}  # the URL's own settings win
@@ -183,7 +184,7 @@ def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False,
             if remaining <= 0:  # an attempt cut short by the deadline says less than an earlier answer
                 raise (answered if exc.no_answer and answered else exc).final(db, budget) from None
             now = time.monotonic()
-            if now - last_log >= LOG_EVERY:
+            if now - last_log >= LOG_EVERY and not quiet:
                 get_logger().warning(f"waiting for database {db.description} ({purpose}): {exc.why}; "
                                      f"retrying for up to {remaining:.0f}s more", database=db.description)
                 last_log = now

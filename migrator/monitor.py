@@ -60,7 +60,7 @@ class Monitor:
         if info.hostaddr:
             pinned["hostaddr"] = info.hostaddr
         conn = connect(DatabaseConfig(pinned, self.db.description), self.timeouts, autocommit=True,
-                       purpose="monitor", connect_timeout=min(self.timeouts.connect, self.timeouts.stall))
+                       purpose="monitor", connect_timeout=min(self.timeouts.connect, self.timeouts.stall), quiet=True)
         conn.doing = "watching the migration session"
         return conn
 
@@ -118,7 +118,8 @@ class Monitor:
             conn = self._connect()
         except MigratorError as exc:
             if not self._stop.is_set():
-                get_logger().warning(f"no monitoring connection to {self.db.description} ({exc}); {UNWATCHED}")
+                why = getattr(exc, "reason", exc)  # the refusal and its setting, without the connect wait's advice
+                get_logger().warning(f"no monitoring connection to {self.db.description} ({why}); {UNWATCHED}")
             return False
         return self._keep(conn)
 
