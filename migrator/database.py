@@ -64,6 +64,11 @@ class Connection(psycopg.Connection[Any]):
     doing: str = "talking to the server"
     waiting_since: float | None = None
     server_pid: int | None = None  # pg_backend_pid(), from the first answer (None until then)
+    description: str = ""  # the database, as lines name it
+    # How long a read of migrator's own tables waits for another session's lock on them, in all (None: the
+    # lock timeout, MIGRATOR_LOCK_TIMEOUT), and per attempt (set for that statement alone).
+    lock_wait: float | None = None
+    lock_attempt: float = 1.0
 
     @property
     def pooled(self) -> bool:
@@ -191,7 +196,26 @@ def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False,
             backoff.sleep(deadline)
             continue
         conn.wait_limit = timeouts.stall
+        conn.description = db.description
+        conn.lock_wait = timeouts.lock
+        conn.lock_attempt = min(timeouts.stall / 3, LOCK_ATTEMPT)  # answered well before the stall deadline
         return conn
+
+
+LOCK_ATTEMPT = 2.0
+
+
+def execute_unblocked(conn: Connection, query: str | psycopg.sql.Composed, params: Any = None) -> psycopg.Cursor[Any]:
+    """Run `query` (autocommit) with lock_timeout = conn.lock_attempt for its own implicit transaction only: a
+    table locked by another session fails it with LockNotAvailable (55P03) instead of a wait that only the stall
+    deadline ends. Sent with the query in one round trip; nothing outlives the statement (a pooler's next client
+    sees no setting)."""
+    if not conn.autocommit:
+        return conn.execute(query, params)
+    bound = psycopg.ClientCursor(conn).mogrify(query, params)
+    cur = conn.execute(f"SELECT set_config('lock_timeout', '{round(conn.lock_attempt * 1000)}ms', true); {bound}")
+    cur.nextset()
+    return cur
 
 
 class _Retryable(Exception):

@@ -24,7 +24,7 @@ import time
 import psycopg
 
 from migrator import deadlines
-from migrator.blocking import Backend, blocking_backends
+from migrator.blocking import Blocker, Unknown, blocking_backends
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.database import Connection, connect
 from migrator.errors import MigratorError
@@ -45,7 +45,7 @@ class Monitor:
     def __init__(self, db: DatabaseConfig, timeouts: Timeouts, watched: Connection, pid: int) -> None:
         self.db, self.timeouts, self.watched, self.pid = db, timeouts, watched, pid
         self.interval = min(max(timeouts.ddl_lock / 3, 0.1), 1.0)
-        self.last_blockers: list[Backend] = []
+        self.last_blockers: list[Blocker] = []
         self._seen_at = 0.0
         self._stop = threading.Event()
         self._acting = threading.Lock()  # the stop flag and a shut-down of the migration session exclude each other
@@ -79,9 +79,11 @@ class Monitor:
         if not self._thread.is_alive():
             conn.close()
 
-    def blockers_since(self, since: float) -> list[Backend]:
-        """The blockers last seen, if seen after `since` (time.monotonic)."""
-        return self.last_blockers if self._seen_at >= since else []
+    def blockers_since(self, since: float) -> list[Blocker]:
+        """The blockers last seen, if seen after `since` (time.monotonic); unknown without a connection."""
+        if self._seen_at >= since:
+            return self.last_blockers
+        return [Unknown("no monitoring connection to look at them")] if self._conn is None else []
 
     def _run(self) -> None:
         if not self._start():
