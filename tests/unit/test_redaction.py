@@ -99,7 +99,7 @@ from hypothesis import strategies as st  # noqa: E402
 # Passwords: any text on one line (a log line's excerpt is cut at a line end), quotes and backslashes included,
 # but not quotes alone: PASSWORD followed by four quotes reads as well as a literal holding one quote as the
 # opening of a literal quoted two DO blocks deep, and is masked as the latter.
-PASSWORDS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), min_size=1,
+PASSWORDS = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r"), min_size=1,
                     max_size=30).filter(lambda password: password.strip("'") != "")
 BEFORE = ["CREATE ROLE app LOGIN", "ALTER ROLE app WITH ENCRYPTED", "ALTER USER app WITH",
           '19:37:51.517 [info] execute "CREATE USER x', "DO $$ BEGIN EXECUTE 'ALTER ROLE app",
