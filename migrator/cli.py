@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -43,10 +44,15 @@ exit codes:
 """
 
 
+def _epilog(command: str) -> str:
+    return f"exit codes:\n{errors.exit_code_table(command)}\n"
+
+
 # What --repo means to each command when migrator.toml lists several databases.
 REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
 REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
+             "verify": REPO_ONE,
              "migrate": REPO_ALL + " (with --to: required when it lists several)"}
 
 
@@ -66,7 +72,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
 
     def command(name: str, text: str) -> Parser:
-        p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+        p: Parser = sub.add_parser(name, help=text, description=text, epilog=_epilog(name),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
         return p
@@ -121,9 +127,20 @@ def build_parser() -> Parser:
                      "committed part, or if it is safe to repeat)")
     how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
 
+    p = command("verify", "check the migrations on a throwaway database (CI): one head, every upgrade, each "
+                "downgrade restores the schema, no drift from the models, offline SQL; exit 1 when a check fails")
+    p.add_argument("--database-url", metavar="URL", help="verify on this database instead of an embedded PostgreSQL "
+                   "(default: DATABASE_URL when set); it must be empty, or --wipe; no password in it (PGPASSWORD, "
+                   "DATABASE_PASSWORD_FILE or ~/.pgpass)")
+    p.add_argument("--wipe", action="store_true", help="the named database may be emptied first (everything in it "
+                   "is dropped)")
+    p.add_argument("--strict", action="store_true", help="a revision that cannot render offline fails the check")
+    p.add_argument("--downgrades-from", metavar="REV", help="check up/down/up from REV on; earlier revisions only "
+                   "upgrade (for a history whose old downgrades are not kept up)")
+
     text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
             "project directory; never overwrites a file")
-    p = sub.add_parser("init", help=text, description=text, epilog=EPILOG,
+    p = sub.add_parser("init", help=text, description=text, epilog=_epilog("init"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
                    "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
@@ -286,12 +303,19 @@ def run_history(args: argparse.Namespace, settings: Settings) -> list[commands.O
         rows = commands.history_rows(target, settings, args.limit)
         if args.json:
             for row in rows:
-                _print(json.dumps({"repo": target.repo.name, **row}, default=str))
+                _print(json.dumps({"repo": target.repo.name, **row}, default=_json_value))
             continue
         _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
             _print("  " + _history_line(row))
     return []
+
+
+def _json_value(value: Any) -> str:
+    """Dates in ISO 8601 UTC with `T` and `Z`, as the JSON logs write them."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def _history_line(row: dict[str, Any]) -> str:
@@ -309,6 +333,15 @@ def run_resolve(args: argparse.Namespace, settings: Settings) -> list[commands.O
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
 
 
+def run_verify(args: argparse.Namespace, settings: Settings) -> list[commands.Outcome]:
+    from migrator import verify  # noqa: PLC0415  (only verify needs it)
+
+    [repo] = _repos(args, single=True)
+    options = verify.Options(strict=args.strict, downgrades_from=args.downgrades_from,
+                             database_url=args.database_url, wipe=args.wipe)
+    return [verify.verify(repo, settings, options, emit=_print)]
+
+
 def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Outcome]:
     from migrator import scaffold  # noqa: PLC0415  (only init needs it)
 
@@ -319,7 +352,7 @@ def run_init(args: argparse.Namespace, _settings: Settings) -> list[commands.Out
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[commands.Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
-    "init": run_init,
+    "init": run_init, "verify": run_verify,
 }
 
 
