@@ -10,24 +10,27 @@ depend on which server connection the pool hands out, which a stampede of client
 what only a kept session can do, with a second client of the pooler:
 
 1. The second client's first query runs while this session is idle. If it lands on this session's server
-   connection, the pooler shares sessions: refused.
-2. If it lands on another server connection, this session listens on a channel of its own and the second client
-   notifies it. The server delivers the notification to this session's server connection, which passes it to
-   its client while the client is idle only if the pooler keeps the two linked: a transaction pool has unlinked
-   them (PgBouncer drops it: "got packet 'A' from server when not linked"). So a notification received while
-   idle proves the session is kept, whatever server connections the pool hands out. Not received within
-   NOTIFY_WAIT, one more query confirms: a kept session delivers it with that answer at the latest.
+   connection, the pooler shares sessions: refused. Then statements of the two clients alternate
+   (ALTERNATIONS rounds): in a pool that shares sessions, one of them mostly lands where the other's ran, or
+   this session's statements move, and that is a refusal too, before anything is registered.
+2. Otherwise this session listens on a channel of its own and the second client notifies it. The server delivers
+   the notification to this session's server connection, which passes it to its client while the client is
+   idle only if the pooler keeps the two linked: a transaction pool has unlinked them (PgBouncer drops it: "got
+   packet 'A' from server when not linked"). So a notification received while idle proves the session is kept,
+   whatever server connections the pool hands out. Not received within NOTIFY_WAIT, one more query confirms: a
+   kept session delivers it with that answer at the latest.
 3. If the second client gets no server connection within FIRST_WAIT (a session pool smaller than the number of
    replicas), this session's own next query must be answered while the second client still waits: a
    transaction pool would queue it behind the second client (PgBouncer serves waiting clients in order), a
    kept session answers at once. One connection from the pool is then enough.
 
-Nothing the check does can stay behind in a transaction pool: it sets nothing and locks nothing; the LISTEN is
-issued only on this session's own server connection (a DO block that checks the backend's pid), and the second
-client's queries remove it (UNLISTEN) when they land there. One case remains: in a transaction pool, a LISTEN on
-a server connection that neither client reaches again stays registered (on a channel named after this process,
-which nothing notifies again) until the pooler closes that server connection; this session removes it when a
-later query of the check lands there.
+Nothing the check does stays behind: it sets nothing and locks nothing; the LISTEN is issued only on this
+session's own server connection (a DO block that checks the backend's pid). Should a pool that shares sessions
+pass the first steps and keep that LISTEN, the refusal removes it: clients, each holding a transaction open on
+the server connection it got (so that the next one gets another), sweep the pool until one lands there
+(`clean_up`, at most CLEANUP_CLIENTS, within MIGRATOR_STALL_TIMEOUT); only a server connection held by another
+client's transaction for all that time keeps it, on a channel nothing notifies again, until the pooler
+closes that connection.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ from migrator.logs import get_logger
 FIRST_WAIT = 1.0  # the second client's first answer, before the queue test (3.)
 QUEUE_GRACE = 1.0  # after this session's answer, how long the second client must still be waiting
 NOTIFY_WAIT = 2.0  # the notification to an idle kept session: it comes within milliseconds
-CLEANUP_TRIES = 3
+ALTERNATIONS = 2  # rounds of statements of both clients before the LISTEN
+CLEANUP_CLIENTS = 8  # clients that may hold a server connection of the pool at once, to reach one
+PIN_WAIT = 0.5  # for each of them to get a server connection
 
 REFUSAL = ("{db} is reached through a connection pooler that does not keep the session ({why}): transaction or "
            "statement pooling would share the migration lock and settings with other clients. Connect the "
@@ -115,11 +120,11 @@ def require_session_pooling(conn: Any, pid: int, db: DatabaseConfig, timeouts: T
     try:
         how = check.run()
     except SharesSessions as exc:
-        check.clean_up()
+        check.clean_up(db)
         raise ConfigError(REFUSAL.format(db=db.description, why=exc)) from None
     except psycopg.Error as exc:
         if exc.sqlstate is not None and not conn.broken:
-            check.clean_up()
+            check.clean_up(db)
             raise ConfigError(REFUSAL.format(db=db.description, why=f"it rejected the check's query: "
                                                                      f"{database.reason(exc)}")) from None
         raise ConnectionLost(f"{db.description} is reached through a connection pooler, and no answer came within "
@@ -164,6 +169,7 @@ class _Check:
     def _notify_test(self, landed: int) -> str:
         if landed == self.pid:
             raise SharesSessions("it gave another client this session's server connection")
+        self._alternate()
         self._listen()
         notify = sql.SQL("UNLISTEN {ch}; SELECT pg_backend_pid(), pg_notify({name}, '')").format(
             ch=sql.Identifier(self.channel), name=sql.Literal(self.channel)).as_string(self.other)
@@ -181,6 +187,20 @@ class _Check:
         if self._notified(0):
             return "a notification reached this session with its next answer"
         raise SharesSessions("a notification to this session's server connection never reached it")
+
+    def _alternate(self) -> None:
+        """Statements of the two clients in turn, before anything is registered: a pool that shares sessions
+        mostly shows itself here already (a statement of one lands where the other's ran, or this session's
+        moves), so that the LISTEN, which such a pool would keep, is rarely reached on one."""
+        for _ in range(ALTERNATIONS):
+            self._own_pid_is_ours()
+            probe = _Pending(self.other, "SELECT pg_backend_pid()").start()
+            self.pending = probe
+            landed = probe.answer(self.timeouts.stall)
+            if landed is None:
+                raise psycopg.OperationalError("no answer to the second client")  # reported as no answer
+            if landed == self.pid:
+                raise SharesSessions("it gave another client this session's server connection")
 
     def _listen(self) -> None:
         """LISTEN on this session's server connection only (nothing on a connection of the pool's)."""
@@ -217,19 +237,45 @@ class _Check:
                     return False
                 select.select([pgconn.socket], [], [], remaining)
 
-    def clean_up(self) -> None:
-        """After a refusal: remove the LISTEN from this session's former server connection, if a query lands
-        there again (best effort, on a pool that shares sessions)."""
+    def clean_up(self, db: DatabaseConfig) -> None:
+        """After a refusal, with this session's former server connection left listening: reach it, and UNLISTEN.
+
+        A transaction pool hands out the server connection freed last, so one client's statements keep landing
+        on the same few. Instead, clients (this session first, then new ones) each hold a transaction open on
+        the server connection they got, so that the next one gets another, until one lands there: at most
+        CLEANUP_CLIENTS, within MIGRATOR_STALL_TIMEOUT. A client that gets no server connection within PIN_WAIT
+        ends the attempt (the sweep must not hold a busy pool's connections while it waits for more). Every
+        transaction is rolled back after."""
         if not self.listening:
             return
-        unlisten = sql.SQL("UNLISTEN {ch}; SELECT pg_backend_pid()").format(ch=sql.Identifier(self.channel))
-        for _ in range(CLEANUP_TRIES):
-            try:
-                if self._pid_of(unlisten) == self.pid:
+        deadline = time.monotonic() + self.timeouts.stall
+        pins: list[_Pending] = []
+        try:
+            client = self.conn
+            while len(pins) < CLEANUP_CLIENTS and time.monotonic() < deadline:
+                pins.append(_Pending(client, "BEGIN; SELECT pg_backend_pid()").start())
+                landed = pins[-1].answer(min(PIN_WAIT, max(deadline - time.monotonic(), 0)))
+                if landed is None:
+                    return
+                if landed == self.pid:
+                    client.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(self.channel)))
+                    client.execute("COMMIT")
                     self.listening = False
                     return
-            except (psycopg.Error, MigratorError):
-                return
+                client = self._new_client(db, deadline)
+        except (psycopg.Error, MigratorError):
+            return
+        finally:
+            _end_pins(pins, self.conn)
+
+    def _new_client(self, db: DatabaseConfig, deadline: float) -> Any:
+        from migrator import database  # noqa: PLC0415
+
+        client = database.connect(db, self.timeouts, autocommit=True, purpose="pooler check", first_answer=False,
+                                  connect_timeout=max(deadline - time.monotonic(), 1), quiet=True)
+        client.wait_limit = max(deadline - time.monotonic(), 1)
+        return client
+
 
     def close(self) -> None:
         """End the second client; a query of it still waiting in the pooler's queue ends with it."""
@@ -243,3 +289,20 @@ class _Check:
             self.listening = False
         self.conn.remove_notify_handler(self._on_notify)
         self.other.close()
+
+
+def _end_pins(pins: list[_Pending], own: Any) -> None:
+    """End the cleanup's transactions and close the clients it opened. A client still waiting for a server
+    connection is shut down (it holds none); one that holds a transaction rolls it back first (a client that
+    leaves with a transaction open makes the pooler close that server connection)."""
+    for pin in pins:
+        client = pin.conn
+        if not pin.done.is_set():
+            deadlines.WATCHDOG.shut_down(client, "pooler check finished")
+            pin.done.wait(1)
+        else:
+            with contextlib.suppress(psycopg.Error, MigratorError):
+                if client.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    client.execute("ROLLBACK")
+        if client is not own:
+            client.close()
