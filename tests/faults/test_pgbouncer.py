@@ -199,3 +199,19 @@ def test_a_full_session_pool_is_named(fault_project: Path, url: str, pgbouncer: 
         "max_user_connections, or run fewer replicas at once), or the server stopped answering "
         "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
     assert not table_exists(url, "alembic_version")
+
+
+def test_a_full_pooler_is_named_with_max_client_conn(fault_project: Path, url: str,
+                                                     pgbouncer: Callable[..., PgBouncer]) -> None:
+    """PgBouncer takes no more clients: retried within MIGRATOR_CONNECT_TIMEOUT, then exit 3 naming its setting."""
+    bouncer = pgbouncer("session", auth_type="md5", pool_size=5, max_client_conn=1)
+    target = bouncer.url_for(dbname(url))
+    with psycopg.connect(target, autocommit=True):
+        result = Migrator(["migrate"], cwd=fault_project, url=target).finish(CONNECT + MARGIN + 3)  # start-up too
+    assert result.code == 3, result.err
+    description = f"postgres@127.0.0.1:{bouncer.port}/{dbname(url)}"
+    assert result.one_clean_error().split(" ", 1)[1] == (
+        f"[error] database {description} refused connections for {CONNECT:g}s: connection to server at "
+        f'"127.0.0.1", port {bouncer.port} failed: FATAL: no more connections allowed (max_client_conn): the '
+        "pooler's max_client_conn is reached (PgBouncer): raise it, or run fewer replicas at once "
+        "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
