@@ -71,6 +71,7 @@ def test_a_role_with_connection_limit_1_migrates_rolls_back_and_waits(fault_proj
     migrated = Migrator(["migrate"], cwd=fault_project, url=role.url).finish(60)
     assert migrated.code == 0, migrated.err
     assert migrated.errors == [], migrated.err
+    assert without_time(migrated.err.splitlines()[0]) == f"[info] == Running {BASE} base.upgrade forward"
     assert lines_with(migrated.err, "monitoring") == [
         f"[warning] no monitoring connection to {description} (connection to server at "
         f'"127.0.0.1", port {port} failed: FATAL: too many connections for role '

@@ -61,6 +61,7 @@ def test_a_stopped_monitor_never_ends_a_finished_run(fault_project: Path, url: s
     result = run.finish(SLEEP + MARGIN, since=began)
     assert result.code == 0, result.err
     assert result.errors == [], result.err
+    assert result.err.splitlines()[0].split(" ", 1)[1] == f"[info] == Running {REV} sleeper.upgrade forward"
     assert "no answer from the server" not in result.err
     assert versions(url) == [REV]
     assert ran(url, "slept") == 1
