@@ -164,16 +164,16 @@ def test_session_pool_of_one_server_connection_is_enough(fault_project: Path, ur
 
 def test_session_pool_smaller_than_the_replicas(fault_project: Path, url: str,
                                                 pgbouncer: Callable[..., PgBouncer]) -> None:
-    """6 migrators and 4 app pods' waits on a session pool of 2: each migrator waits its turn for a server
+    """5 migrators and 3 app pods' waits on a session pool of 2: each migrator waits its turn for a server
     connection within MIGRATOR_CONNECT_TIMEOUT, waits hold none between their polls, and all exit 0."""
     two_migrations(fault_project)
     bouncer = pgbouncer("session", auth_type="md5", pool_size=2)
     target = bouncer.url_for(dbname(url))
-    runs = [Migrator(["migrate"], cwd=fault_project, url=target, MIGRATOR_CONNECT_TIMEOUT="60") for _ in range(6)]
+    runs = [Migrator(["migrate"], cwd=fault_project, url=target, MIGRATOR_CONNECT_TIMEOUT="60") for _ in range(5)]
     runs += [Migrator(["wait", "--timeout", "90", "--interval", "0.5"], cwd=fault_project, url=target,
-                      MIGRATOR_CONNECT_TIMEOUT="60") for _ in range(4)]
+                      MIGRATOR_CONNECT_TIMEOUT="60") for _ in range(3)]
     results = [run.finish(120) for run in runs]
-    assert [r.code for r in results] == [0] * 10, "\n".join(r.err for r in results if r.code)
+    assert [r.code for r in results] == [0] * 8, "\n".join(r.err for r in results if r.code)
     assert sum("== Running " in r.err for r in results) == 1, "exactly one process runs the migrations"
     assert versions(url) == [THIRD]
     assert (ran(url, "second"), ran(url, "third")) == (1, 1)

@@ -8,6 +8,8 @@ import string
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
 from migrator.redaction import redact
@@ -92,9 +94,6 @@ def test_one_letter_password_in_a_real_error() -> None:
 
 
 # --- SQL's PASSWORD literal at every depth of quoting (hypothesis) ---------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 # Passwords: any text on one line (a log line's excerpt is cut at a line end), quotes and backslashes included,
 # but not quotes alone: PASSWORD followed by four quotes reads as well as a literal holding one quote as the
