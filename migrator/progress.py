@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from migrator.blocking import Backend, blocking_backends, describe_all
+from migrator.blocking import Backend, Blocker, blocking_backends, describe_all
 from migrator.logs import get_logger
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class Snapshot:
     waiting: bool  # for a heavyweight lock (wait_event_type Lock)
     progress: Mapping[str, Any] | None
     locks: tuple[Mapping[str, Any], ...]
-    blockers: tuple[Backend, ...] = ()
+    blockers: tuple[Blocker, ...] = ()
 
     def waiting_for(self) -> str | None:
         """The lock it waits for, in words; None when it waits for none."""
@@ -309,7 +309,7 @@ class Report:
             "elapsed": round(self.elapsed, 1),
             "eta": None if self.eta is None or self.snapshot.waiting else round(self.eta, 1),
             "waiting_for": self.snapshot.waiting_for(),
-            # Sessions by their process id (blocking.py may also describe blockers that have none).
+            # Sessions by their process id; a prepared transaction has none (the line names it).
             "blocked_by": [b.pid for b in self.snapshot.blockers if isinstance(b, Backend)],
             "holds": [f"{lock['mode']} on {lock['relation']}" for lock in self.snapshot.held()],
         }
