@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from migrator.progress import STOPPING_LOCKS, report_sql
-from tests.conftest import add_revision, dbname, query, require_debian_postgres
-from tests.faults.helpers import LIVE, Migrator, sleeping_backend, terminate
+from tests.conftest import add_revision, query, require_debian_postgres
+from tests.faults.helpers import LIVE, Migrator, drop_role, owning_role, sleeping_backend, terminate
 from tests.faults.proxy import wait_until
 
 REV = "20240101000001"
@@ -244,34 +242,47 @@ def test_the_report_query_of_every_version_runs_on_each_server_here(server: str,
         found.drop_database(url.rsplit("/", 1)[1].split("?")[0])
 
 
+UNWATCHED = "[debug] no progress lines for long statements: no monitoring connection (progress is read on it)"
+
+
+def said_unwatched(err: str) -> int:
+    """The line's index in `err`; it is there exactly once."""
+    lines = err.splitlines()
+    said = [i for i, line in enumerate(lines) if "no progress lines" in line]
+    assert [lines[i].split(" ", 1)[1] for i in said] == [UNWATCHED], err
+    return said[0]
+
+
+def test_without_a_monitoring_connection_no_progress_lines_and_it_is_said_once(empty_project: Path,
+                                                                               database_url: str) -> None:
+    role = owning_role(database_url, connection_limit=1)  # the migration session takes the one slot
+    add_revision(empty_project, REV, None, 'op.execute("SELECT pg_sleep(2.5)")', name="long")
+    try:
+        result = migrate(empty_project, role.url, MIGRATOR_LOG_LEVEL="debug", MIGRATOR_STALL_TIMEOUT="1s").finish(60)
+    finally:
+        drop_role(database_url, role)
+    assert result.code == 0, result.err
+    said_unwatched(result.err)
+    assert [line for line in result.err.splitlines() if "[info] ... " in line] == [], result.err
+
+
 def test_once_the_monitoring_connection_is_refused_no_more_progress_lines_and_it_is_said_once(
         empty_project: Path, database_url: str) -> None:
     """The role's connections are all taken (the migration session and the monitor's); the monitor's is ended
     and a new one refused: progress is read on it, so the lines stop, and the log says so once at debug."""
-    role = "progress_" + uuid.uuid4().hex[:8]
-    query(database_url, f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2")
-    query(database_url, f'ALTER DATABASE "{dbname(database_url)}" OWNER TO {role}')
-    parts = urlsplit(database_url)
-    as_role = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[1]}"))
+    role = owning_role(database_url, connection_limit=2)
     add_revision(empty_project, REV, None, 'op.execute("SELECT pg_sleep(6)")', name="long")
     try:
-        run = migrate(empty_project, as_role, MIGRATOR_LOG_LEVEL="debug")
+        run = migrate(empty_project, role.url, MIGRATOR_LOG_LEVEL="debug")
         session = sleeping_backend(database_url)
         run.wait_for_line("[info] ... ")
-        query(database_url, f"ALTER ROLE {role} CONNECTION LIMIT 1")
+        query(database_url, f"ALTER ROLE {role.name} CONNECTION LIMIT 1")
         [(monitor,)] = query(database_url, "SELECT pid FROM pg_stat_activity WHERE usename = %s AND pid <> %s",
-                             role, session.pid)
+                             role.name, session.pid)
         terminate(database_url, int(str(monitor)))
         result = run.finish(60)
     finally:
-        query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", role)
-        query(database_url, f'ALTER DATABASE "{dbname(database_url)}" OWNER TO CURRENT_USER')
-        query(database_url, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-        query(database_url, f"DROP OWNED BY {role}")
-        query(database_url, f"DROP ROLE {role}")
+        drop_role(database_url, role)
     assert result.code == 0, result.err
-    lines = result.err.splitlines()
-    said = [i for i, line in enumerate(lines) if "no progress lines" in line]
-    assert [lines[i].split(" ", 1)[1] for i in said] == [
-        "[debug] no progress lines for long statements: no monitoring connection (progress is read on it)"], lines
-    assert not [line for line in lines[said[0]:] if "[info] ... " in line], lines
+    after = result.err.splitlines()[said_unwatched(result.err):]
+    assert [line for line in after if "[info] ... " in line] == [], result.err
