@@ -160,8 +160,8 @@ def _adopt_plan(project_dir: Path) -> Plan:
     captured = None
     if models is not None:
         what = "the Flask app's Flask-Migrate metadata" if models.flask else \
-            f"{BACKUP}'s target_metadata = {models.expression}"
-        captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options)), what)
+            f"{BACKUP}'s target_metadata = {models.shown}"
+        captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options), str(env_py)), what)
     metadata = metadata_block(models, captured)
     options = carry_options(tree, ini_options, captured if models is not None and models.flask else None)
     location = relative.as_posix()
@@ -192,10 +192,10 @@ def _adopt_plan(project_dir: Path) -> Plan:
                     for i, (key, value) in enumerate(options.versions.items()))
     _add_common(plan, _values(project_dir, location), extra=extra)
     if captured is not None:
-        plan.report.append(f"imported {models.expression if models and not models.flask else 'the Flask app'} "
+        plan.report.append(f"imported {models.shown if models and not models.flask else 'the Flask app'} "
                            f"({captured.tables} table(s)) with {captured.python} to capture its naming convention")
-    notes = metadata.notes + options.notes + leftovers(tree) + revisions_importing_the_app(script_dir / "versions",
-                                                                                       models)
+    notes = [*(models.notes if models else []), *metadata.notes, *options.notes, *leftovers(tree, metadata.carried),
+             *revisions_importing_the_app(script_dir / "versions", models)]
     if models is not None and models.flask:
         notes.append("the Flask app's database URL (SQLALCHEMY_DATABASE_URI) is no longer read: `flask db upgrade`, "
                      "`migrator` and `alembic` connect from DATABASE_URL (or PGHOST, PGUSER, ...)")

@@ -183,12 +183,13 @@ def test_adopt_carries_a_version_table_schema_read_from_the_environment(tmp_path
     (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace('"shop_version"', "TABLE", 1)),
      "sets version_table to 'shop_version' or TABLE: migrator must read the same table"),
     (lambda p: (p / "alembic" / "env.py").write_text("def broken(:\n"), "is not valid Python (line 1)"),
-    (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace("target_metadata = Base.metadata",
-                                                                       "target_metadata = Base.registry.get()")),
-     "env.py line 16: target_metadata = Base.registry.get() is not a name or attribute of what the env.py imports"),
+    (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace(
+        "target_metadata = Base.metadata", "target_metadata = config.attributes['metadata']")),
+     "env.py line 16: `target_metadata = config.attributes['metadata']` prepares target_metadata with Alembic's "
+     "context"),
     (lambda p: shutil.rmtree(p / "shop"), "init --adopt: cannot import env.py.orig's target_metadata = "
-     "Base.metadata to capture the naming convention its migrations are written with: ModuleNotFoundError: No "
-     "module named 'shop'"),
+     "Base.metadata to capture the naming convention its migrations are written with: env.py line 9: "
+     "ModuleNotFoundError: No module named 'shop'"),
 ])
 def test_adopt_refusals_write_nothing(tmp_path: Path, change, message: str) -> None:
     project = write_stock_project(tmp_path / "shop")

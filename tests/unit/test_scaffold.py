@@ -90,15 +90,20 @@ def models_of(source: str) -> env_adoption.Models | None:
     return env_adoption.find_models(ast.parse(textwrap.dedent(source)), source)
 
 
-def imports(statements: list[ast.Import | ast.ImportFrom]) -> list[str]:
+def sources(statements: list[ast.stmt]) -> list[str]:
     return [ast.unparse(s) for s in statements]
 
 
 def test_the_async_template_imports_the_models_and_lists_the_rest() -> None:
     models = models_of(ASYNC_TEMPLATE)
-    assert models is not None and models.expression == "Base.metadata"
-    assert imports(models.needed) == ["from core.db import Base"]
-    assert imports(models.others) == ["from apps import settings", "from apps.todos.models import Todo"]
+    assert models is not None and models.expression == "target_metadata" and models.shown == "Base.metadata"
+    assert sources(models.needed) == ["from core.db import Base", "target_metadata = Base.metadata"]
+    # what the probe runs: the top-level statements before the migrations, without those that need Alembic's context
+    assert sources(models.statements) == [
+        "import asyncio", "from logging.config import fileConfig", "from sqlalchemy import pool",
+        "from sqlalchemy.engine import Connection", "from sqlalchemy.ext.asyncio import async_engine_from_config",
+        "from apps import settings", "from apps.todos.models import Todo", "from core.db import Base",
+        "target_metadata = Base.metadata"]
     notes = env_adoption.leftovers(ast.parse(ASYNC_TEMPLATE))
     assert notes == [
         "env.py.orig line 17: `config.set_main_option('sqlalchemy.url', settings.SQLALCHEMY_DATABASE_URL)` is not "
@@ -110,9 +115,8 @@ def test_the_async_template_imports_the_models_and_lists_the_rest() -> None:
 
 def test_the_sqlmodel_template() -> None:
     models = models_of(SQLMODEL_TEMPLATE)
-    assert models is not None and models.expression == "SQLModel.metadata"
-    assert imports(models.needed) == ["from app.models import SQLModel"]
-    assert imports(models.others) == ["from app.core.config import settings"]
+    assert models is not None and models.shown == "SQLModel.metadata"
+    assert sources(models.needed) == ["from app.models import SQLModel", "target_metadata = SQLModel.metadata"]
     tree = ast.parse(SQLMODEL_TEMPLATE)
     assert env_adoption.leftovers(tree) == [
         "env.py.orig line 8: `sys.path.append(os.path.dirname(os.path.dirname(__file__)))` is not carried over: "
@@ -121,35 +125,39 @@ def test_the_sqlmodel_template() -> None:
     assert options.carried == {"compare_type": True} and options.notes == []
 
 
-@pytest.mark.parametrize(("source", "expression", "needed"), [
-    ("from myapp.models import *\ntarget_metadata = Base.metadata\n", "Base.metadata", ["from myapp.models import *"]),
+@pytest.mark.parametrize(("source", "shown", "needed"), [
+    ("from myapp.models import *\ntarget_metadata = Base.metadata\n", "Base.metadata",
+     ["from myapp.models import *", "target_metadata = Base.metadata"]),
     ("import myapp.models\ntarget_metadata = myapp.models.Base.metadata\n", "myapp.models.Base.metadata",
-     ["import myapp.models"]),
+     ["import myapp.models", "target_metadata = myapp.models.Base.metadata"]),
     ("from a import A\nfrom b import B as Other\ntarget_metadata = [A.metadata, Other.metadata]\n",
-     "[A.metadata, Other.metadata]", ["from a import A", "from b import B as Other"]),
+     "[A.metadata, Other.metadata]",
+     ["from a import A", "from b import B as Other", "target_metadata = [A.metadata, Other.metadata]"]),
     ("from sqlalchemy import MetaData\nfrom .models import Base\ntarget_metadata: MetaData = Base.metadata\n",
-     "Base.metadata", ["from .models import Base"]),
+     "Base.metadata", ["from sqlalchemy import MetaData", "from .models import Base",
+                       "target_metadata: MetaData = Base.metadata"]),
+    # a Base declared in env.py itself, and metadata an app function returns: run as the env.py runs them
+    ("from sqlalchemy.orm import declarative_base\nBase = declarative_base()\ntarget_metadata = Base.metadata\n",
+     "Base.metadata", ["from sqlalchemy.orm import declarative_base", "Base = declarative_base()",
+                       "target_metadata = Base.metadata"]),
+    ("from myapp import db\ntarget_metadata = db.get_metadata()\n", "db.get_metadata()",
+     ["from myapp import db", "target_metadata = db.get_metadata()"]),
 ])
-def test_plain_expressions_over_imported_names_are_imported(source: str, expression: str, needed: list[str]) -> None:
+def test_the_statements_binding_the_metadata_are_carried(source: str, shown: str, needed: list[str]) -> None:
     models = models_of(source)
-    assert models is not None and models.expression == expression and imports(models.needed) == needed
+    assert models is not None and models.shown == shown and sources(models.needed) == needed
 
 
 @pytest.mark.parametrize(("source", "refusal"), [
-    ("from sqlalchemy.orm import declarative_base\nBase = declarative_base()\ntarget_metadata = Base.metadata\n",
-     "env.py line 3: target_metadata = Base.metadata is not a name or attribute of what the env.py imports"),
-    ("from myapp import db\ntarget_metadata = db.get_metadata()\n",
-     "env.py line 2: target_metadata = db.get_metadata() is not a name or attribute"),
     ("target_metadata = Base.metadata\nfrom myapp.models import Base\n",
-     "env.py line 1: target_metadata = Base.metadata is not a name"),
+     "env.py: `target_metadata = Base.metadata` uses Base, which the env.py does not bind at the top level before it"),
     ("from myapp import db\ncontext.configure(target_metadata=db.metadata_for('x'))\n",
      "env.py passes target_metadata=db.metadata_for('x'), which adopt cannot import by itself"),
 ])
-def test_metadata_adopt_cannot_import_is_refused_with_the_change_to_make(source: str, refusal: str) -> None:
+def test_metadata_adopt_cannot_evaluate_is_refused_with_the_change_to_make(source: str, refusal: str) -> None:
     with pytest.raises(ConfigError) as failed:
         models_of(source)
     assert refusal in str(failed.value) and "(nothing was written)" in str(failed.value)
-    assert "`target_metadata = <module>." in str(failed.value)
 
 
 def test_none_needs_no_models() -> None:
@@ -160,14 +168,14 @@ def test_none_needs_no_models() -> None:
 def test_only_imports_that_add_tables_are_carried_and_every_other_is_noted() -> None:
     models = models_of(ASYNC_TEMPLATE)
     captured = Captured(naming_convention={"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s"},
-                        python="python3", registers={"from apps import settings": [],
-                                                     "from apps.todos.models import Todo": ["todos"]})
+                        python="python3", effects={"11": {"tables": ["todos"], "convention": False}})
     found = env_adoption.metadata_block(models, captured)
     assert "    from apps.todos.models import Todo  # noqa: F401  (it adds the table(s) todos to the metadata)" \
         in found.block.splitlines()
+    assert "    from core.db import Base" in found.block.splitlines() and "    return Base.metadata" in found.block
     assert "settings" not in found.block and "may register" not in found.block
     assert found.notes == ["env.py.orig line 10: `from apps import settings` is not carried over: importing it adds "
-                           "no table to Base.metadata"]
+                           "no table to Base.metadata and leaves its naming convention as it is"]
     namespace: dict[str, object] = {}
     exec(compile("from typing import Any\n" + found.block, "env.py", "exec"), namespace)
     assert namespace["NAMING_CONVENTION"] == captured.naming_convention
@@ -246,7 +254,7 @@ def test_flask_migrate_single_database_templates_load_the_app(template: str) -> 
     source = flask_migrate_template(template)
     models = env_adoption.find_models(ast.parse(source), source)
     assert models is not None and models.flask
-    assert models.probe_request(["/app"]) == {"flask": True, "sys_path": ["/app"]}
+    assert models.probe_request(["/app"], "/app/migrations/env.py") == {"flask": True, "sys_path": ["/app"]}
     captured = Captured(naming_convention={"pk": "pk_%(table_name)s"}, python="python3", app="shop",
                         configure_args={"compare_type": True, "render_as_batch": True}, other_args=["include_object"])
     options = env_adoption.carry_options(ast.parse(source), {}, captured)
