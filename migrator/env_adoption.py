@@ -17,7 +17,6 @@ import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from migrator import env_metadata
@@ -367,10 +366,15 @@ def leftovers(tree: ast.Module, carried: list[ast.stmt] | None = None) -> list[s
 def _function_notes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     notes = []
     where = f"{BACKUP} line {{}} (in {function.name}())"
+    found: list[tuple[ast.Call, str]] = []
     for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         what = _what_it_did(call, name)
         if what is not None:
+            found.append((call, what))
+    inner = {id(n) for call, _ in found for n in ast.walk(call) if n is not call}
+    for call, what in found:  # a call inside a noted one (`getLogger(...)` of `getLogger(...).setLevel(...)`) is
+        if id(call) not in inner:  # part of that note
             notes.append(f"{where.format(call.lineno)}: `{short(ast.unparse(call))}` is not carried over: {what}")
     if function.name == "process_revision_directives":
         notes.append(f"{where.format(function.lineno)}: process_revision_directives is not carried over: it changed "
@@ -378,20 +382,27 @@ def _function_notes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[st
     return notes
 
 
+_RAN_SQL = ("it ran SQL on the migration connection before the migrations; migrator does not: put it in a migration, "
+            "or run it once by hand")
+_SET_OPTION = "it set an Alembic option at run time"
+FIXED_NOTES = {"execute": _RAN_SQL, "exec_driver_sql": _RAN_SQL, "set_main_option": _SET_OPTION,
+               "set_section_option": _SET_OPTION}
+
+
 def _what_it_did(call: ast.Call, name: str) -> str | None:
-    if name in ("execute", "exec_driver_sql"):
-        return ("it ran SQL on the migration connection before the migrations; migrator does not: put it in a "
-                "migration, or run it once by hand")
+    if name in FIXED_NOTES:
+        return FIXED_NOTES[name]
     if name in ("async_engine_from_config", "create_async_engine"):
         extra = _engine_keywords(call)
         return ("it connected with an async engine (asyncio); migrator connects with psycopg 3 from DATABASE_URL "
                 "(or PG*)" + (f"; {extra}" if extra else ""))
     if name in ENGINE_CALLS:
         return _engine_keywords(call) or None
-    if name in ("set_main_option", "set_section_option"):
-        return "it set an Alembic option at run time"
     if name in STOCK_CALLS or name in ("context",):
         return None
+    if "engine" in name.lower():  # the app's own engine factory (fractal-server's DB.engine_sync())
+        return ("it made the engine the migrations ran on, the app's way; migrator connects from DATABASE_URL "
+                "(or PG*), with libpq's parameters in the URL")
     return "migrator's run_migrations() does not do this"
 
 
@@ -403,24 +414,3 @@ def _engine_keywords(call: ast.Call) -> str:
     echo = " (MIGRATOR_LOG_LEVEL=debug logs the SQL)" if any(k.arg == "echo" for k in kept) else ""
     return f"it created the engine with {names}{echo}; migrator connects from DATABASE_URL (or PG*), with libpq's " \
            "parameters in the URL"
-
-
-def revisions_importing_the_app(versions: Path, models: Models | None) -> list[str]:
-    """Notes on revision files that import the app's own modules (a column type of the models, say): the
-    migration image holds no app code, so they cannot run there."""
-    if models is None or models.flask:
-        return []
-    app = {_module_root(s) for s in models.needed if isinstance(s, ast.Import | ast.ImportFrom)} - MACHINERY - {""}
-    notes = []
-    for path in sorted(versions.glob("*.py")):
-        try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError, OSError):
-            continue  # migrator reports a broken revision file itself, when it loads the scripts
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom) and _module_root(node) in app:
-                notes.append(f"{versions.name}/{path.name} line {node.lineno}: `{short(ast.unparse(node))}` imports "
-                             "the app, which the migration image does not hold: migrating stops there (exit 2); "
-                             "write what it uses into the revision (e.g. a column type's implementation)")
-                break
-    return notes
