@@ -260,6 +260,14 @@ def _ini_location(project_dir: Path, ini: Path) -> tuple[Path, dict[str, str], s
                    for key in section}
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"init --adopt: {ini} cannot be read: {' '.join(str(exc).split())}") from None
+    named = [name for name in parser.sections() if name != "alembic" and parser.has_option(name, "script_location")
+             and not parser.has_option("alembic", "script_location")]
+    if named:  # `alembic --name core`: each section its own script directory (Netflix/dispatch)
+        raise ConfigError(f"init --adopt: {ini} names its script directories in the sections "
+                          f"{', '.join(f'[{n}]' for n in named)} (`alembic --name`), not in [alembic]: migrator "
+                          "adopts the script directory of an [alembic] section: give one its own ini with that "
+                          "section, adopt it with --config, and list the others as [[repos]] in migrator.toml "
+                          "(nothing was written)")
     return _script_dir(project_dir, options, str(ini)), options, str(ini)
 
 

@@ -367,3 +367,18 @@ def test_each_call_left_out_is_noted_once_with_what_it_did() -> None:
         "env.py.orig line 10 (in run_migrations_online()): `DB.engine_sync()` is not carried over: it made the engine "
         "the migrations ran on, the app's way; migrator connects from DATABASE_URL (or PG*), with libpq's parameters "
         "in the URL"]
+
+
+def test_an_ini_of_named_sections_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Netflix/dispatch's shape: `alembic --name core` and `--name tenant`, no script_location in [alembic]."""
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nfile_template = %%(rev)s\n\n[core]\nscript_location = app:revisions/core\n\n"
+                   "[tenant]\nscript_location = app:revisions/tenant\n")
+    with pytest.raises(ConfigError) as failed:
+        scaffold.init(tmp_path, adopt=True)
+    assert str(failed.value) == (
+        f"init --adopt: {ini} names its script directories in the sections [core], [tenant] (`alembic --name`), "
+        "not in [alembic]: migrator adopts the script directory of an [alembic] section: give one its own ini with "
+        "that section, adopt it with --config, and list the others as [[repos]] in migrator.toml (nothing was "
+        "written)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alembic.ini"]
