@@ -182,17 +182,24 @@ def _comment(stmt: ast.stmt, captured: Captured, used: set[str]) -> str:
     return f"  # {noqa}{'  ' if noqa and why else ''}{why}" if noqa or why else ""
 
 
-def _left_out(models: Models, carried: list[ast.stmt], captured: Captured) -> list[str]:
-    """A note for each app import the probe ran that is not carried over: it changed nothing, or it failed."""
-    notes = []
+def refuse_failures(models: Models, captured: Captured) -> None:
+    """A top-level statement of the app (an import of it, or a use of what one bound) that failed where adopt ran
+    the env.py may change the metadata Alembic uses: refused, rather than capture a convention that may be wrong."""
+    app_names = {name for s in models.statements if _app_import(s) for name in env_metadata.binds(s)}
     for stmt in models.statements:
-        if stmt in carried or not _app_import(stmt):
-            continue
-        failed = captured.failed.get(str(stmt.lineno))
-        why = f"it failed where the models import ({failed})" if failed else \
-            f"importing it adds no table to {models.shown} and leaves its naming convention as it is"
-        notes.append(f"{BACKUP} line {stmt.lineno}: `{ast.unparse(stmt)}` is not carried over: {why}")
-    return notes
+        why = captured.failed.get(str(stmt.lineno))
+        if why and (_app_import(stmt) or env_metadata.names_used([stmt], "None") & app_names):
+            raise refuse(f"env.py line {stmt.lineno}: `{short(ast.unparse(stmt))}` failed where adopt ran the env.py "
+                         f"({why}), so adopt cannot tell whether it changes the metadata Alembic uses (its tables, "
+                         "its naming convention); run init --adopt where it runs: the app's virtualenv active "
+                         "(VIRTUAL_ENV) and its settings in the environment")
+
+
+def _left_out(models: Models, carried: list[ast.stmt], captured: Captured) -> list[str]:
+    """A note for each app import the probe ran that is not carried over: it changed nothing."""
+    return [f"{BACKUP} line {stmt.lineno}: `{ast.unparse(stmt)}` is not carried over: importing it adds no table to "
+            f"{models.shown} and leaves its naming convention as it is"
+            for stmt in models.statements if stmt not in carried and _app_import(stmt)]
 
 
 def wrap(text: str, width: int = 110, prefix: str = "") -> str:
@@ -357,10 +364,30 @@ def leftovers(tree: ast.Module, carried: list[ast.stmt] | None = None) -> list[s
         call = node.value if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else None
         name = "" if call is None else call.func.attr if isinstance(call.func, ast.Attribute) else \
             getattr(call.func, "id", "")
-        what = _what_it_did(call, name) if call is not None else None
+        what = _what_it_did(call, name) if call is not None else _what_it_set(node, tree)
         notes.append(f"{BACKUP} line {node.lineno}: `{short(text)}` is not carried over" + (f": {what}" if what
                                                                                                else ""))
     return notes
+
+
+def _what_it_set(node: ast.stmt, tree: ast.Module) -> str | None:
+    """What a top-level statement that is no call set: names (and where the env.py read them), attributes."""
+    inside = {id(n) for n in ast.walk(node)}
+    names = sorted(env_metadata.stores([node]))
+    attributes = [ast.unparse(n) for n in ast.walk(node) if isinstance(n, ast.Attribute | ast.Subscript)
+                  and isinstance(n.ctx, ast.Store)]
+    said = []
+    if names:
+        lines = sorted({n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                        and n.id in names and id(n) not in inside})
+        read = "which the env.py does not read" if not lines else f"which line {lines[0]} reads" \
+            if len(lines) == 1 else f"which lines {', '.join(map(str, lines))} read"
+        said.append(f"it set {', '.join(names)}, {read}")
+    if attributes:
+        on_config = " on Alembic's Config object of that run" if all(a.startswith("config.") for a in attributes) \
+            else ""
+        said.append(f"it set {', '.join(attributes)}{on_config}")
+    return "; ".join(said) or None
 
 
 def _function_notes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:

@@ -88,6 +88,11 @@ def binds(stmt: ast.stmt) -> set[str]:
     return _binds(stmt)
 
 
+def stores(body: list[ast.stmt]) -> set[str]:
+    """The names `body` assigns (not inside the functions it defines)."""
+    return _stores(body)
+
+
 # --- where the preparation ends -------------------------------------------------------------------------
 
 def _split(tree: ast.Module) -> tuple[list[ast.stmt], list[ast.stmt]]:

@@ -48,8 +48,10 @@ def _imports(tree: ast.Module) -> list[tuple[str, int]]:
 
 
 def _own(root: str, places: list[Path]) -> bool:
-    """Whether `root` is the app's own code (a package or module in the project), not an installed package."""
-    return any((place / root).is_dir() or (place / f"{root}.py").is_file() for place in places)
+    """Whether `root` is the app's own code (a package or module in the project, or the package the project
+    directory is in: fractal-server's alembic.ini is in fractal_server/), not an installed package."""
+    return any((place / root).is_dir() or (place / f"{root}.py").is_file() or root in place.parts
+               for place in places)
 
 
 def _note(root: str, where: list[str], own: bool, location: str) -> str:

@@ -31,6 +31,7 @@ from migrator.env_adoption import (
     leftovers,
     metadata_block,
     python_literal,
+    refuse_failures,
     wrap,
 )
 from migrator.errors import ConfigError
@@ -165,6 +166,7 @@ def _adopt_plan(project_dir: Path, config: str | None) -> Plan:
         what = "the Flask app's Flask-Migrate metadata" if models.flask else \
             f"{BACKUP}'s target_metadata = {models.shown}"
         captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options), str(env_py)), what)
+        refuse_failures(models, captured)
     metadata = metadata_block(models, captured)
     options = carry_options(tree, ini_options, captured if models is not None and models.flask else None)
     location = relative.as_posix()

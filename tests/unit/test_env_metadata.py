@@ -205,17 +205,31 @@ def test_the_probe_reads_the_convention_after_the_env_py_set_it(tmp_path: Path) 
 
 
 def test_an_import_that_sets_the_convention_is_carried(tmp_path: Path) -> None:
-    source = ("from alembic import context\nfrom tracker.db import Base\nimport tracker.conventions\n"
-              "import tracker.settings\nimport tracker.missing\ntarget_metadata = Base.metadata\n"
+    source = ("import os\nfrom alembic import context\nfrom tracker.db import Base\nimport tracker.conventions\n"
+              "import tracker.settings\nURL = os.environ['TRACKER_URL_NOT_SET_HERE']\ntarget_metadata = Base.metadata\n"
               "context.configure(target_metadata=target_metadata)\n")
     models, captured = probe(write_app(tmp_path), source)
     assert captured.naming_convention == {"pk": "pk_%(table_name)s"}
-    assert captured.effects == {"3": {"tables": [], "convention": True}}
-    assert captured.failed == {"5": "ModuleNotFoundError: No module named 'tracker.missing'"}
+    assert captured.effects == {"4": {"tables": [], "convention": True}}
+    assert captured.failed == {"6": "KeyError: 'TRACKER_URL_NOT_SET_HERE'"}
+    env_adoption.refuse_failures(models, captured)  # not the app's: it cannot change the metadata
     found = env_adoption.metadata_block(models, captured)
     assert "    import tracker.conventions  # noqa: F401  (it sets the metadata's naming convention)" in found.block
     assert found.notes == [
-        "env.py.orig line 4: `import tracker.settings` is not carried over: importing it adds no table to "
-        "Base.metadata and leaves its naming convention as it is",
-        "env.py.orig line 5: `import tracker.missing` is not carried over: it failed where the models import "
-        "(ModuleNotFoundError: No module named 'tracker.missing')"]
+        "env.py.orig line 5: `import tracker.settings` is not carried over: importing it adds no table to "
+        "Base.metadata and leaves its naming convention as it is"]
+
+
+def test_an_app_statement_that_fails_where_adopt_runs_it_is_refused(tmp_path: Path) -> None:
+    """fractal-server's models import fails without the app's settings (POSTGRES_DB): adopt cannot tell what it
+    would have done to the metadata."""
+    source = ("from alembic import context\nfrom tracker.db import Base\nimport tracker.missing\n"
+              "target_metadata = Base.metadata\ncontext.configure(target_metadata=target_metadata)\n")
+    models, captured = probe(write_app(tmp_path), source)
+    with pytest.raises(ConfigError) as failed:
+        env_adoption.refuse_failures(models, captured)
+    assert str(failed.value) == (
+        "init --adopt: env.py line 3: `import tracker.missing` failed where adopt ran the env.py (ModuleNotFoundError: "
+        "No module named 'tracker.missing'), so adopt cannot tell whether it changes the metadata Alembic uses (its "
+        "tables, its naming convention); run init --adopt where it runs: the app's virtualenv active (VIRTUAL_ENV) "
+        "and its settings in the environment (nothing was written)")

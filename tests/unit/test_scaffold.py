@@ -316,6 +316,13 @@ def test_what_revisions_import_that_the_image_does_not_hold_is_named(tmp_path: P
         (versions / name).write_text("import sqlalchemy as sa\nfrom alembic import op\nimport sqlmodel.sql.sqltypes\n")
     (versions / "e5_app.py").write_text("import json\nfrom alembic import op\n\n\ndef upgrade():\n"
                                         "    from manytask.models import Kind\n    import migrations.helpers\n")
+    inside = tmp_path / "tracker"  # fractal-server's layout: alembic.ini in the package, which its revisions import
+    (inside / "migrations" / "versions").mkdir(parents=True)
+    (inside / "migrations" / "versions" / "f6_drop.py").write_text("from tracker.naming import NAMING_CONVENTION\n")
+    assert revision_imports.missing_in_image(inside / "migrations", inside, [str(inside)]) == [
+        "1 revision file(s) import tracker, the app's own code, which the migration image does not hold "
+        "(migrations/versions/f6_drop.py line 1): migrating there stops at the first of them (exit 2); write what "
+        "they use into the revisions (e.g. a column type's implementation)"]
     assert revision_imports.missing_in_image(tmp_path / "migrations", tmp_path, [str(tmp_path)]) == [
         "1 revision file(s) import manytask, the app's own code, which the migration image does not hold "
         "(migrations/versions/e5_app.py line 6): migrating there stops at the first of them (exit 2); write what "
@@ -382,3 +389,28 @@ def test_an_ini_of_named_sections_is_refused_with_what_to_do(tmp_path: Path) -> 
         "that section, adopt it with --config, and list the others as [[repos]] in migrator.toml (nothing was "
         "written)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alembic.ini"]
+
+
+def test_each_top_level_statement_left_out_says_what_it_set() -> None:
+    """ff-backend's env.py: the URL computed from the app's settings, attributes set on Alembic's Config."""
+    source = textwrap.dedent("""\
+        from alembic import context
+        from app.config import settings
+
+        config = context.config
+        URL = str(settings.DATABASE_URL)
+        if "+" in URL:
+            URL = URL.split("+")[0]
+        config.set_main_option("sqlalchemy.url", URL)
+        config.compare_type = True
+        UNUSED = 1
+        """)
+    assert env_adoption.leftovers(ast.parse(source)) == [
+        "env.py.orig line 5: `URL = str(settings.DATABASE_URL)` is not carried over: it set URL, which lines 6, 7, 8 "
+        "read",
+        "env.py.orig line 6: `if '+' in URL:` is not carried over: it set URL, which line 8 reads",
+        "env.py.orig line 8: `config.set_main_option('sqlalchemy.url', URL)` is not carried over: it set an Alembic "
+        "option at run time",
+        "env.py.orig line 9: `config.compare_type = True` is not carried over: it set config.compare_type on "
+        "Alembic's Config object of that run",
+        "env.py.orig line 10: `UNUSED = 1` is not carried over: it set UNUSED, which the env.py does not read"]
