@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator import env_adoption, revision_imports, scaffold
+from migrator import alembic_ini, env_adoption, revision_imports, scaffold
 from migrator.errors import ConfigError
 from migrator.metadata_capture import Captured
 from tests.alembic_projects import ALEMBIC_INI, STOCK_ENV, write_stock_project
@@ -414,3 +414,14 @@ def test_each_top_level_statement_left_out_says_what_it_set() -> None:
         "env.py.orig line 9: `config.compare_type = True` is not carried over: it set config.compare_type on "
         "Alembic's Config object of that run",
         "env.py.orig line 10: `UNUSED = 1` is not carried over: it set UNUSED, which the env.py does not read"]
+
+
+def test_an_ini_elsewhere_names_locations_relative_to_where_alembic_runs(tmp_path: Path) -> None:
+    """`alembic -c conf/alembic.ini` resolves a relative script_location against the working directory (the
+    project), %(here)s against the ini's directory; migrator reads migrator.toml's alembic_ini the same way."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "alembic.ini").write_text("[alembic]\nscript_location = app/migrations\n"
+                                                   "version_locations = %(here)s/extra\n")
+    ini = alembic_ini.read(tmp_path, "conf/alembic.ini")
+    assert ini is not None and ini.script_location == tmp_path / "app" / "migrations"
+    assert ini.version_locations == (tmp_path / "conf" / "extra",)
