@@ -21,29 +21,32 @@ SHOWN = 3  # files named per module; the others are counted
 def missing_in_image(script_dir: Path, project_dir: Path, sys_path: list[str]) -> list[str]:
     """A note per module the revision files import that the migration image does not hold."""
     location = script_dir.relative_to(project_dir)  # adopt refuses a script directory outside the project
-    available = set(sys.stdlib_module_names) | IMAGE_PACKAGES | set(location.parts[:1])  # the image copies it
+    copied = ".".join(location.parts)  # the image holds the script directory, not the package around it
     found: dict[str, list[str]] = {}
     for path in sorted((script_dir / "versions").glob("*.py")):
         try:
             tree = ast.parse(path.read_bytes())
         except (SyntaxError, ValueError, OSError):
             continue  # migrator reports a broken revision file itself, when it loads the scripts
-        for root, line in _imports(tree):
+        for module, line in _imports(tree):
+            root = module.split(".")[0]
+            held = root in sys.stdlib_module_names or root in IMAGE_PACKAGES or (
+                bool(copied) and (module == copied or module.startswith(copied + ".")))
             where = found.setdefault(root, [])
-            if root not in available and not any(w.startswith(f"{path.name} ") for w in where):
+            if not held and not any(w.startswith(f"{path.name} ") for w in where):
                 where.append(f"{path.name} line {line}")
     return [_note(root, where, _own(root, [project_dir, *map(Path, sys_path)]), location.as_posix())
             for root, where in sorted(found.items()) if where]
 
 
 def _imports(tree: ast.Module) -> list[tuple[str, int]]:
-    """The top-level module of each absolute import (in a function too: it runs when the migration does)."""
+    """The module of each absolute import (in a function too: it runs when the migration does)."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
+            found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            found.append((node.module.split(".")[0], node.lineno))
+            found.append((node.module, node.lineno))
     return found
 
 
@@ -61,4 +64,4 @@ def _note(root: str, where: list[str], own: bool, location: str) -> str:
     fix = "write what they use into the revisions (e.g. a column type's implementation)" if own else \
         f"write what they use into the revisions, or install {root} into the migration image (migrator.Dockerfile)"
     return (f"{len(where)} revision file(s) import {root}, {what}, which the migration image does not hold "
-            f"({files}{more}): migrating there stops at the first of them (exit 2); {fix}")
+            f"({files}{more}): migrating with the image alone fails at the first of them; {fix}")

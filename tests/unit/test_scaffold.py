@@ -321,15 +321,23 @@ def test_what_revisions_import_that_the_image_does_not_hold_is_named(tmp_path: P
     (inside / "migrations" / "versions" / "f6_drop.py").write_text("from tracker.naming import NAMING_CONVENTION\n")
     assert revision_imports.missing_in_image(inside / "migrations", inside, [str(inside)]) == [
         "1 revision file(s) import tracker, the app's own code, which the migration image does not hold "
-        "(migrations/versions/f6_drop.py line 1): migrating there stops at the first of them (exit 2); write what "
-        "they use into the revisions (e.g. a column type's implementation)"]
+        "(migrations/versions/f6_drop.py line 1): migrating with the image alone fails at the first of them; write "
+        "what they use into the revisions (e.g. a column type's implementation)"]
+    # manytask's layout: the script directory inside the app's package; the image holds only the former
+    (inside / "migrations" / "versions" / "g7_type.py").write_text(
+        "import tracker\nfrom tracker.migrations import helpers\nimport tracker.migrations.helpers\n")
+    assert revision_imports.missing_in_image(inside / "migrations", tmp_path, [str(tmp_path)]) == [
+        "2 revision file(s) import tracker, the app's own code, which the migration image does not hold "
+        "(tracker/migrations/versions/f6_drop.py line 1, tracker/migrations/versions/g7_type.py line 1): migrating "
+        "with the image alone fails at the first of them; write what they use into the revisions (e.g. a column type's "
+        "implementation)"]
     assert revision_imports.missing_in_image(tmp_path / "migrations", tmp_path, [str(tmp_path)]) == [
         "1 revision file(s) import manytask, the app's own code, which the migration image does not hold "
-        "(migrations/versions/e5_app.py line 6): migrating there stops at the first of them (exit 2); write what "
-        "they use into the revisions (e.g. a column type's implementation)",
+        "(migrations/versions/e5_app.py line 6): migrating with the image alone fails at the first of them; write "
+        "what they use into the revisions (e.g. a column type's implementation)",
         "4 revision file(s) import sqlmodel, a package of the app's environment, which the migration image does not "
         "hold (migrations/versions/a1_init.py line 3, migrations/versions/b2_types.py line 3, "
-        "migrations/versions/c3_more.py line 3 and 1 more): migrating there stops at the first of them (exit 2); "
+        "migrations/versions/c3_more.py line 3 and 1 more): migrating with the image alone fails at the first of them; "
         "write what they use into the revisions, or install sqlmodel into the migration image (migrator.Dockerfile)"]
 
 
