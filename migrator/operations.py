@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator.logs import get_logger
+from migrator.redaction import redact
 
 HEADS = (96, 240, 600)  # characters of a statement read to describe it: more only when a description needs more
 EXECUTE_PREVIEW = 60  # `execute "..."` shows at most this much of the statement
@@ -47,8 +48,6 @@ _VERB = re.compile(r"[A-Za-z]+")
 _LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?(?:\*/|\Z))*+", re.DOTALL)  # blanks and comments
 _PART = re.compile(r'"((?:[^"]|"")*)"?|([^."]+)')
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # PostgreSQL folds ASCII letters only
-_PASSWORD = re.compile(r"(\bpassword\s*=?\s*)(?:E?'(?:[^'\\]|\\.|'')*'?|\$(\w*)\$.*?(?:\$\2\$|\Z))",
-                       re.IGNORECASE | re.DOTALL)
 
 _BEFORE_KIND = {"OR", "REPLACE", "UNIQUE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "RECURSIVE",
                 "CONSTRAINT", "TRUSTED", "PROCEDURAL"}
@@ -363,8 +362,9 @@ def _has_password(text: str) -> bool:
 
 
 def _mask(text: str) -> str:
-    """SQL's own way to write a password (`PASSWORD 'x'`); log redaction masks URLs and `password=x`."""
-    return _PASSWORD.sub(lambda m: m.group(1) + "'***'", text)
+    """Passwords masked by the one owner of masking (SQL's PASSWORD '...' at any depth of quoting, U&'...',
+    $$...$$, `password=x`), before the preview cuts the text: a literal cut short is masked to its end."""
+    return redact(text)
 
 
 def _quiet(verb: str, w: _Words) -> bool:
