@@ -128,7 +128,7 @@ def _graph(repo: Repo) -> heads.ScriptGraph | None:
 
 def _scan(repo: Repo) -> heads.ScriptGraph:
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
-    ini = alembic_ini.read(repo.project_dir)
+    ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     if ini is not None and ini.sourceless:
         raise heads.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
     dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
