@@ -131,6 +131,9 @@ def build_parser() -> Parser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
                    "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
+    p.add_argument("--config", metavar="PATH", help="with --adopt: the project's alembic.ini when it is not "
+                   "./alembic.ini (as `alembic -c PATH`, relative to the project directory); migrator.toml then "
+                   "names it, so that migrator reads it too")
     return parser
 
 
