@@ -24,11 +24,11 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from migrator import deadlines, hostnames, refusals, retries
-from migrator.shutdown import SHUTDOWN
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable
 from migrator.logs import get_logger
 from migrator.redaction import redact
+from migrator.shutdown import SHUTDOWN
 
 # libpq reports these in words only (no SQLSTATE reaches the client before authentication completes).
 PERMANENT_FAILURES = (

@@ -375,7 +375,7 @@ class Reporter:
         return Snapshot(state, bool(waiting), progress, tuple(locks or ()), blockers)
 
 
-# --- the statement hooks' call sites (migrator.runner) --------------------------------------------------
+# --- the statement hooks' call sites (migrator.statement_hooks) -----------------------------------------
 
 def began(monitor: Monitor | None, statement: str, fields: Mapping[str, Any]) -> None:
     """A migration statement was sent: its progress is reported while it runs, if a monitor watches."""

@@ -12,7 +12,6 @@ write, as `setval` does).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
