@@ -116,12 +116,19 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N rows (default 50)")
 
-    p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand")
-    p.add_argument("revision", metavar="REV", help="the revision `migrator status` shows as left part-way")
+    p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand; or "
+                "accept an applied migration's changed or removed file")
+    p.add_argument("revision", metavar="REV", help="the revision `migrator status` shows as left part-way, "
+                   "changed or missing")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
                      "committed part, or if it is safe to repeat)")
     how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
+    how.add_argument("--accept-checksum", action="store_true", help="its file changed (or is gone) on purpose: "
+                     "validation compares with the file as it is now (recorded in the history)")
+
+    command("manifest", "write the manifest of the revision files (migrations/.migrator-manifest), which lets a "
+            "no-op start skip reading every file; image builds run it")
 
     text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
             "project directory; never overwrites a file")
@@ -229,7 +236,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
 def _status_json(status: Status) -> str:
     return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
-                       "partial": status.partial, "at_head": status.at_head})
+                       "partial": status.partial, "changed": status.changed, "missing": status.missing,
+                       "unrecorded": status.unrecorded, "at_head": status.at_head})
 
 
 def _status_text(status: Status) -> str:
@@ -240,6 +248,10 @@ def _status_text(status: Status) -> str:
     if status.unknown:
         lines.append(f"  unknown: {revs(status.unknown)} (not in these migrations: a newer release?)")
     lines += [f"  left part-way: {row}" for row in status.partial]
+    lines += [f"  changed since applied: {row}" for row in status.changed]
+    lines += [f"  applied, file missing: {row}" for row in status.missing]
+    if status.unrecorded:
+        lines.append(f"  checksums not recorded yet: {status.unrecorded} (the next migrate records them)")
     lines.append(f"  at head: {'yes' if status.at_head else 'no'}")
     return "\n".join(lines)
 
@@ -308,7 +320,14 @@ def _history_line(row: dict[str, Any]) -> str:
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     [target] = _targets(args, single=True)
-    return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
+    return [commands.resolve(target, settings, args.revision, rerun=args.rerun,
+                             accept_checksum=args.accept_checksum)]
+
+
+def run_manifest(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
+    for path in commands.write_manifest(_repos(args)):
+        _print(str(path))
+    return []
 
 
 def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
@@ -321,7 +340,7 @@ def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
-    "init": run_init,
+    "init": run_init, "manifest": run_manifest,
 }
 
 

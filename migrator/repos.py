@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from migrator import alembic_ini
-from migrator.config import read_text_file
+from migrator.config import read_text_file, validate_option
 from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema"}
+        "version_table_schema", "validate"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_FILE_MAX = 1024 * 1024  # bytes of migrator.toml or pyproject.toml read, at most
@@ -56,6 +56,7 @@ class Repo:
     password_file_env: str = "DATABASE_PASSWORD_FILE"  # noqa: S105 (the name of a variable, not a password)
     version_table: str = "alembic_version"
     version_table_schema: str | None = None
+    validate: str | None = None  # error, warn or off (migrator.validation); MIGRATOR_VALIDATE overrides it
 
     @property
     def versions_dir(self) -> Path:
@@ -229,4 +230,5 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
         version_table=strings.get("version_table") or _ini_default(project_dir, "version_table") or "alembic_version",
         version_table_schema=strings.get("version_table_schema") or _ini_default(project_dir, "version_table_schema"),
+        validate=validate_option(f"{where}: validate", strings["validate"]) if "validate" in strings else None,
     )

@@ -24,6 +24,7 @@ from migrator import database, lock
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
 from migrator.errors import ConfigError, LockLost
+from migrator.logs import get_logger
 from migrator.steps import Step
 from migrator.tables import history
 from migrator.targets import Target
@@ -51,6 +52,7 @@ class MigrationSession:
     # The reset and lock proof (server clock, lock held) that the previous step's COMMIT carried, for the next
     # step; None when the next step must send its own.
     prepared: tuple[datetime, bool] | None = None
+    history_checksums: bool = False  # the history table has its checksum columns (prepare_history)
 
     @functools.cached_property
     def reset_sql(self) -> str:
@@ -118,11 +120,20 @@ def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
 
 
 def prepare_history(session: MigrationSession, version_table: str) -> list[history.OpenRow]:
-    """Create the history table when missing (in autocommit, before any step); its open rows."""
+    """Create the history table when missing, or add the checksum columns it predates (in autocommit, before
+    any step); its open rows."""
     conn, schema = session.conn, session.history_schema
-    if not history.exists(conn, schema):
+    session.history_checksums = history.has_checksums(conn, schema)
+    if not session.history_checksums and history.exists(conn, schema):
+        session.history_checksums = history.evolve(conn, schema, round(session.settings.timeouts.ddl_lock * 1000))
+        if not session.history_checksums:
+            get_logger().warning(f"{schema}.{history.TABLE} is busy (a lock held longer than "
+                                 "MIGRATOR_DDL_LOCK_TIMEOUT): its checksum columns are added on a later run; "
+                                 "checksums are neither recorded nor compared in this one")
+    elif not session.history_checksums:
         try:
             history.create(conn, schema)
+            session.history_checksums = True
         except psycopg.errors.InsufficientPrivilege:
             raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
                               f"{session.db.description}: permission denied; grant the migrator's role CREATE on "

@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ALGORITHM = "t1"
 _SEPARATOR = "\x1f"  # between tokens in the hashed text: no token can contain it outside a string value
@@ -54,21 +55,19 @@ _NUMBER = (r"0[xX](?:_?[0-9a-fA-F])++|0[bB](?:_?[01])++|0[oO](?:_?[0-7])++"
            r"|(?:(?:\d(?:_?\d)*+)?\.\d(?:_?\d)*+|\d(?:_?\d)*+\.?)(?:[eE][+-]?\d(?:_?\d)*+)?[jJ]?")
 _OPERATORS = (r"\*\*=|//=|>>=|<<=|\.\.\.|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|[-+*/%&|^@]="
               r"|[-+*/%&|^~<>()\[\]{},:;.=@!]")
+# One token after whatever space, comment or backslash continuation precedes it (nothing at the end).
 _TOKEN = re.compile(
-    r"(?P<space>[ \t\f]++)"
-    r"|(?P<continuation>\\\n)"
-    r"|(?P<newline>\n)"
-    r"|(?P<comment>\#[^\n]*+)"
+    r"(?:[ \t\f]++|\\\n|\#[^\n]*+)*+(?:"
+    r"(?P<newline>\n)"
     rf"|(?P<string>(?:[rR][bB]|[bB][rR]|[rRbBuU])?(?:{_STRING_BODY}))"
     r"|(?P<fstring>(?:[fFtT][rR]?|[rR][fFtT])(?='|\"))"
     rf"|(?P<number>{_NUMBER})"
     r"|(?P<name>\w++)"
-    rf"|(?P<op>{_OPERATORS}|\S)")
+    rf"|(?P<op>{_OPERATORS}|\S))?")
 _PLAIN_STRING = re.compile(rf"(?:[rR][bB]|[bB][rR]|[rRbBuU])?(?:{_STRING_BODY})")
 
 
-@dataclass
-class _Token:
+class _Token(NamedTuple):
     kind: str  # name, number, string, fstring, op, NEWLINE, INDENT, DEDENT
     text: str  # as hashed: a value's canonical form, an f-string's parts
 
@@ -128,11 +127,12 @@ def _scan(text: str) -> Iterator[_Token]:
                 continue
             yield from _indent_tokens(indents, width)
         match = _TOKEN.match(text, pos)
-        assert match is not None  # the last alternative matches any character but a newline, which newline does
-        kind, value = match.lastgroup or "op", match.group()
+        assert match is not None  # everything is optional
+        kind = match.lastgroup
         pos = match.end()
-        if kind in ("space", "continuation", "comment"):
-            continue
+        if kind is None:
+            continue  # space or a comment up to the end of the text
+        value = match[kind]
         if kind == "newline":
             line_start = depth == 0  # inside brackets a line break is only space
             if depth == 0:
@@ -142,11 +142,14 @@ def _scan(text: str) -> Iterator[_Token]:
             pos, parts = _fstring(text, pos, value)
             yield _Token("fstring", "".join(parts))
             continue
-        if kind == "op" and value in _CLOSERS:
-            depth += 1
-        elif kind == "op" and value in _OPENERS and depth > 0:
-            depth -= 1
-        yield _Token(kind, _canonical(kind, value))
+        if kind == "op":
+            if value in _CLOSERS:
+                depth += 1
+            elif value in _OPENERS and depth > 0:
+                depth -= 1
+            yield _Token(kind, value)
+        else:
+            yield _Token(kind, _canonical(kind, value))
     yield _Token("NEWLINE", "NEWLINE")
     yield from _indent_tokens(indents, 0)
 

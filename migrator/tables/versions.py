@@ -16,27 +16,37 @@ from migrator.tables import history
 
 @dataclass(frozen=True)
 class DbState:
-    """The version table's revisions (sorted; empty at base) and whether some migration is left part-way."""
+    """The version table's revisions (sorted; empty at base) and whether some migration is left part-way;
+    when asked for, the digest of the applied revisions' file hashes (history.digest_sql), read in the same
+    round trip: None when nothing is recorded, or when it could not be read (`digest_read` False)."""
 
     versions: tuple[str, ...]
     partial: bool = False
+    digest: str | None = None
+    digest_read: bool = False
 
 
 def _name(schema: str | None, table: str) -> sql.Composable:
     return sql.Identifier(schema, table) if schema else sql.Identifier(table)
 
 
-def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
+def read(conn: psycopg.Connection[Any], table: str, schema: str | None, *, digest: bool = False) -> DbState:
     """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit."""
-    query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %s AND h.outcome "
-                    "IN ('running', 'partial')) FROM {} v").format(_name(schema, history.TABLE), _name(schema, table))
+    history_table = _name(schema, history.TABLE)
+    query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %(vt)s AND h.outcome "
+                    "IN ('running', 'partial')){} FROM {} v").format(
+                        history_table, sql.SQL(", {}").format(history.digest_sql(history_table)) if digest else
+                        sql.SQL(""), _name(schema, table))
     try:
-        rows = conn.execute(query, (table,)).fetchall()
+        rows = conn.execute(query, {"vt": table}).fetchall()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return _read_apart(conn, table, schema)
+    except psycopg.errors.UndefinedColumn:  # a history table older than its checksum columns
+        return read(conn, table, schema)
     if not rows:
         return DbState((), _partial(conn, table, schema))
-    return DbState(tuple(sorted(row[0] for row in rows)), bool(rows[0][1]))
+    return DbState(tuple(sorted(row[0] for row in rows)), bool(rows[0][1]), rows[0][2] if digest else None,
+                   digest_read=digest)
 
 
 def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
