@@ -37,7 +37,7 @@ from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema", "validate"}
+        "version_table_schema", "version_table_schema_env", "validate"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_FILE_MAX = 1024 * 1024  # bytes of migrator.toml or pyproject.toml read, at most
@@ -71,7 +71,7 @@ def load_repos(project_dir: Path, env: Mapping[str, str] = os.environ) -> list[R
         entries = [{**table, "name": table.get("name", DEFAULT_NAME)}]
     elif not isinstance(entries, list) or not entries or set(table) - {"repos"}:
         raise ConfigError(f"{source}: `repos` must be a non-empty list of tables ([[repos]]) and stand alone")
-    repos = [_repo(project_dir, source, entry) for entry in entries]
+    repos = [_repo(project_dir, source, entry, env) for entry in entries]
     names = [repo.name for repo in repos]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -196,7 +196,7 @@ def _default_location(project_dir: Path) -> Path:
     return project_dir / "migrations"
 
 
-def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
+def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) -> Repo:
     if not isinstance(entry, dict):
         raise ConfigError(f"{source}: each repo must be a table")
     name = entry.get("name", "")
@@ -209,7 +209,7 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
     strings = {k: v for k, v in entry.items() if isinstance(v, str)}
     if len(strings) != len(entry):
         raise ConfigError(f"{where}: every value must be a string")
-    for key in ("url_env", "password_file_env"):
+    for key in ("url_env", "password_file_env", "version_table_schema_env"):
         if key in strings and not _ENV_VAR.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be an environment variable name, not {strings[key]!r}")
     for key in ("version_table", "version_table_schema"):
@@ -229,6 +229,18 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
         url_env=strings.get("url_env", "DATABASE_URL"),
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
         version_table=strings.get("version_table") or _ini_default(project_dir, "version_table") or "alembic_version",
-        version_table_schema=strings.get("version_table_schema") or _ini_default(project_dir, "version_table_schema"),
+        version_table_schema=_schema(where, strings, env) or _ini_default(project_dir, "version_table_schema"),
         validate=validate_option(f"{where}: validate", strings["validate"]) if "validate" in strings else None,
     )
+
+
+def _schema(where: str, strings: dict[str, str], env: Mapping[str, str]) -> str | None:
+    """version_table_schema, or the value of the variable version_table_schema_env names when it is set (an env.py
+    that computed it from the environment, carried over by init --adopt)."""
+    variable = strings.get("version_table_schema_env")
+    value = env.get(variable, "").strip() if variable else ""
+    if not value:
+        return strings.get("version_table_schema")
+    if not _SQL_NAME.match(value):
+        raise ConfigError(f"{where}: {variable}={value!r} (version_table_schema_env) is not a plain SQL identifier")
+    return value
