@@ -146,6 +146,7 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
     "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
     "init": frozenset((*_ANY, OUTPUT_CLOSED)),
     "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),
+    "manifest": frozenset((*_ANY, OUTPUT_CLOSED)),
 }
 
 
