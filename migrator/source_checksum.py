@@ -122,9 +122,9 @@ def _scan(text: str) -> Iterator[_Token]:
     while pos < end:
         if line_start and depth == 0:
             pos, width, blank = _indentation(text, pos)
-            line_start = False
-            if blank:
+            if blank:  # a blank or comment-only line: the next one starts a line too
                 continue
+            line_start = False
             yield from _indent_tokens(indents, width)
         match = _TOKEN.match(text, pos)
         assert match is not None  # everything is optional

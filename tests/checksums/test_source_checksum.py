@@ -54,6 +54,8 @@ def test_formatting_by_ruff_or_black_is_not_a_change(source: Path, command: list
 
 SAME = {
     "comments and blank lines": ("x = 1\n", "# set x\n\nx = 1  # one\n\n# end\n"),
+    "blank lines before a dedent": ("def f():\n    x\ny\n", "def f():\n    x\n\n\ny\n"),
+    "a comment line opening a block": ("def f():\n    return 1\n", "def f():\n    # one\n\n    return 1\n"),
     "docstrings": ('"""Add users."""\ndef f():\n    "Doc."\n    return 1\n',
                    '"""Add the users table."""\ndef f():\n    """Other doc."""\n    return 1\n'),
     "quotes and prefixes": ("op.execute('SELECT 1')\n", 'op.execute(u"SELECT 1")\n'),
