@@ -79,7 +79,8 @@ def test_a_changed_file_is_refused_before_any_pending_migration_runs(project: Pa
 def test_reformatting_and_comments_are_not_a_change(project: Path, database_url: str) -> None:
     migrated(project, database_url)
     path = first_file(project)
-    path.write_text("# reviewed 2024-05-01\n" + path.read_text().replace("    op.drop_table", "    # gone\n    op.drop_table"))
+    text = path.read_text().replace("    op.drop_table", "    # gone\n    op.drop_table")
+    path.write_text("# reviewed 2024-05-01\n" + text)
     ruff = Path(sys.executable).with_name("ruff")
     subprocess.run([str(ruff), "format", "-q", "--no-cache", "--line-length=40", str(path)], check=True, timeout=60)
 
