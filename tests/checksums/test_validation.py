@@ -128,7 +128,7 @@ def test_warn_and_off(project: Path, database_url: str, env: dict[str, str], tom
     edit_sql(project)
     if toml is not None:
         (project / "migrator.toml").write_text(f'validate = "{toml}"\n')
-    proc = run_migrator(["migrate"], cwd=project, database_url=database_url, **env)
+    proc = run_migrator(["migrate"], cwd=project, database_url=database_url, env=env)
     assert proc.returncode == code
     warning = REFUSAL.format(db=description(database_url), what=CHANGED)
     assert (f"[warning] {warning}" in proc.stderr) == warned
