@@ -134,20 +134,22 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
     """Create the history table when missing, or add the checksum columns it predates (in autocommit, before
     any step); its open rows."""
     conn, schema = session.conn, session.history_schema
-    session.history_checksums = history.has_checksums(conn, schema)
-    if not session.history_checksums and history.exists(conn, schema):
-        session.history_checksums = history.evolve(conn, schema, round(session.settings.timeouts.ddl_lock * 1000))
-        if not session.history_checksums:
-            get_logger().warning(f"{schema}.{history.TABLE} is busy (a lock held longer than "
-                                 "MIGRATOR_DDL_LOCK_TIMEOUT): its checksum columns are added on a later run; "
-                                 "checksums are neither recorded nor compared in this one")
-    elif not session.history_checksums:
-        try:
-            history.create(conn, schema)
-            session.history_checksums = True
-        except psycopg.errors.InsufficientPrivilege:
-            raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
-                              f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
-                              f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
-                              "default), or create the table once as its owner") from None
+    try:
+        history.ensure(conn, schema)
+    except psycopg.errors.InsufficientPrivilege:
+        raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
+                          f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
+                          f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
+                          "default), or create the table once as its owner") from None
+    session.history_checksums = history.has_checksums(conn, schema) or _add_checksums(session, schema)
     return history.open_rows(conn, schema, version_table)
+
+
+def _add_checksums(session: MigrationSession, schema: str) -> bool:
+    """A history table made before checksums existed gets their columns (migrator.validation)."""
+    if history.evolve(session.conn, schema, round(session.settings.timeouts.ddl_lock * 1000)):
+        return True
+    get_logger().warning(f"{schema}.{history.TABLE} is busy (a lock held longer than MIGRATOR_DDL_LOCK_TIMEOUT): "
+                         "its checksum columns are added on a later run; checksums are neither recorded nor "
+                         "compared in this one")
+    return False

@@ -5,7 +5,6 @@ refused or (a COMMIT in a migration) recorded as the boundary where the step bec
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -18,8 +17,6 @@ from migrator.logs import get_logger
 from migrator.session import MigrationSession
 from migrator.steps import Step
 from migrator.tables import history
-
-_LEADING_WORDS = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/)*(\w+)(?:\s+(\w+))?", re.DOTALL)
 
 
 class StatementHooks:
@@ -51,7 +48,7 @@ class StatementHooks:
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
-            self._ending(step, statement)
+            self._ending(step, op.ending or "a transaction control statement")
         if op.concurrent:
             self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
             self._restore_lock_timeout = True
@@ -64,9 +61,9 @@ class StatementHooks:
         table = getattr(getattr(context.compiled, "statement", None), "table", None)
         return getattr(table, "name", None) == self.version_table
 
-    def _ending(self, step: Step, statement: str) -> None:
-        words = _LEADING_WORDS.match(statement)
-        verb = " ".join(w for w in words.groups() if w).upper() if words else "a transaction control statement"
+    def _ending(self, step: Step, verb: str) -> None:
+        """`verb` (the statement that ends the transaction, of possibly several sent as one text): a COMMIT in a
+        migration is a boundary; anything else, or any of them in a seed, is refused before it is sent."""
         if not step.allow_commit or not verb.startswith(("COMMIT", "END")) or "PREPARED" in verb:
             step.statements.pop()
             raise MigrationFailed(f"{step.label} executes {verb}, which would end the transaction migrator runs it "
