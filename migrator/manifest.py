@@ -132,7 +132,7 @@ def write(repo: Repo) -> Path:
             found, uncertain = None, uncertain or str(exc)
         if found is not None:
             read.append((shown, found))
-        entries.append(Entry(os.path.relpath(real, root), status.st_size, status.st_mtime_ns,
+        entries.append(Entry(_relative(real, root), status.st_size, status.st_mtime_ns,
                              FileSums(checksum(data), hashlib.sha256(data).hexdigest()),
                              found.revision if found else None, found.parents if found else (),
                              found.branch_labels if found else ()))
@@ -146,7 +146,8 @@ def write(repo: Repo) -> Path:
     header = [FORMAT, f"locations {where.key(root)}", f"signature {_signature(_stats(entries))}",
               f"written_ns {written_ns}", f"uncertain {uncertain}" if uncertain else f"heads {heads}",
               f"digest {digest(pairs) or ''}",
-              *(f"racy {e.path}" for e in entries if e.mtime_ns >= written_ns - RACY_SECONDS * 10**9)]
+              *(f"racy {e.sums.file_hash} {e.path}" for e in entries
+                if e.mtime_ns >= written_ns - RACY_SECONDS * 10**9)]
     body = json.dumps([[e.path, e.size, e.mtime_ns, e.sums.checksum, e.sums.file_hash, e.revision,
                         list(e.parents), list(e.labels)] for e in entries], separators=(",", ":"))
     return _save(root / NAME, "\n".join(header) + _BODY + body + "\n")
@@ -171,6 +172,13 @@ def _files(where: Locations) -> list[tuple[str, str]]:
         raise ConfigError(f"cannot list the revision files: {exc}") from None
 
 
+def _relative(real: str, root: Path) -> str:
+    """`real` relative to the script directory: a prefix cut in the common case (relpath costs microseconds,
+    thousands of times on the no-op path)."""
+    prefix = f"{root}{os.sep}"
+    return real[len(prefix):] if real.startswith(prefix) else os.path.relpath(real, root)
+
+
 def _stats(entries: Iterable[Entry]) -> list[str]:
     return [f"{e.path}\t{e.size}\t{e.mtime_ns}" for e in entries]
 
@@ -187,7 +195,7 @@ class Manifest:
 
     root: Path
     header: dict[str, str]
-    racy: list[str]
+    racy: list[tuple[str, str]]  # (sha256, path) of each file written within RACY_SECONDS of the manifest
     body: str
 
     @functools.cached_property
@@ -217,7 +225,8 @@ def read(repo: Repo) -> Manifest | None:
         _debug(repo, f"manifest {path} is not a {FORMAT!r} file: the scanner reads every revision file")
         return None
     header = dict(line.partition(" ")[::2] for line in lines[1:] if not line.startswith("racy "))
-    return Manifest(repo.script_location, header, [line[5:] for line in lines if line.startswith("racy ")], body)
+    racy = [(line[5:].partition(" ")[0], line[5:].partition(" ")[2]) for line in lines if line.startswith("racy ")]
+    return Manifest(repo.script_location, header, racy, body)
 
 
 def trusted(repo: Repo) -> tuple[Manifest, View] | None:
@@ -248,15 +257,14 @@ def _stale(repo: Repo, manifest: Manifest) -> str:
         return "the version locations changed"
     try:
         files = revision_scan.script_files(where.dirs, recursive=where.recursive)
-        lines = [f"{os.path.relpath(real, manifest.root)}\t{s.st_size}\t{s.st_mtime_ns}"
+        lines = [f"{_relative(real, manifest.root)}\t{s.st_size}\t{s.st_mtime_ns}"
                  for real, s in ((real, os.stat(real)) for real, _ in files)]
     except (revision_scan.Uncertain, OSError) as exc:
         return f"the files cannot be listed: {exc}"
     if _signature(lines) != manifest.header.get("signature"):
         return "a revision file was added, removed or changed since it was written"
-    for path in manifest.racy:  # written within a clock tick of the manifest: only their content can tell
-        entry = manifest.entries.get(path)
-        if entry is None or _hash_of(manifest.root / path) != entry.sums.file_hash:
+    for file_hash, path in manifest.racy:  # written within a clock tick of the manifest: their content tells
+        if _hash_of(manifest.root / path) != file_hash:
             return f"{path} changed since it was written"
     return ""
 
@@ -300,7 +308,7 @@ class Sums:
         manifest = self._manifest
         if manifest is None:
             return None
-        entry = manifest.entries.get(os.path.relpath(real, manifest.root))
+        entry = manifest.entries.get(_relative(real, manifest.root))
         try:
             status = os.stat(real)
         except OSError:
