@@ -121,6 +121,7 @@ def write(repo: Repo) -> Path:
 
     root, where = repo.script_location, Locations.of(repo)
     written_ns = time.time_ns()
+    directories = _directory_times(where, root)  # before the listing: a file added meanwhile changes them
     entries: list[Entry] = []
     read: list[tuple[str, revision_scan.RevisionFile]] = []
     uncertain = "alembic.ini sets sourceless: revision files are read by Alembic" if where.sourceless else ""
@@ -143,14 +144,23 @@ def write(repo: Repo) -> Path:
         except revision_scan.Uncertain as exc:
             uncertain = str(exc)
     pairs = [(e.revision, e.sums.file_hash) for e in entries if e.revision]
-    header = [FORMAT, f"locations {where.key(root)}", f"signature {_signature(_stats(entries))}",
-              f"written_ns {written_ns}", f"uncertain {uncertain}" if uncertain else f"heads {heads}",
-              f"digest {digest(pairs) or ''}",
-              *(f"racy {e.sums.file_hash} {e.path}" for e in entries
-                if e.mtime_ns >= written_ns - RACY_SECONDS * 10**9)]
+    entries.sort(key=lambda e: e.path)
+    racy_ns = written_ns - RACY_SECONDS * 10**9
+    header = [FORMAT, f"locations {where.key(root)}", f"written_ns {written_ns}",
+              f"directories {json.dumps(directories) if directories is not None else '-'}",
+              f"uncertain {uncertain}" if uncertain else f"heads {heads}", f"digest {digest(pairs) or ''}",
+              *(f"racy {e.sums.file_hash} {e.path}" for e in entries if e.mtime_ns >= racy_ns)]
     body = json.dumps([[e.path, e.size, e.mtime_ns, e.sums.checksum, e.sums.file_hash, e.revision,
                         list(e.parents), list(e.labels)] for e in entries], separators=(",", ":"))
-    return _save(root / NAME, "\n".join(header) + _BODY + body + "\n")
+    return _save(root / NAME, "\n".join(header) + _BODY + _stats(entries) + _BODY + body + "\n")
+
+
+def _directory_times(where: Locations, root: Path) -> list[tuple[str, int]] | None:
+    """Each version location's mtime: it changes when a file in it is added, removed or renamed, which is
+    what spares the no-op path the listing. None for recursive locations (their subdirectories are listed)."""
+    if where.recursive:
+        return None
+    return [(_relative(os.path.realpath(d), root), os.stat(d).st_mtime_ns) for d in where.dirs if os.path.isdir(d)]
 
 
 def _save(path: Path, text: str) -> Path:
@@ -179,12 +189,9 @@ def _relative(real: str, root: Path) -> str:
     return real[len(prefix):] if real.startswith(prefix) else os.path.relpath(real, root)
 
 
-def _stats(entries: Iterable[Entry]) -> list[str]:
-    return [f"{e.path}\t{e.size}\t{e.mtime_ns}" for e in entries]
-
-
-def _signature(lines: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8", "surrogateescape")).hexdigest()
+def _stats(entries: Iterable[Entry]) -> str:
+    """One `path, size, mtime` line per file, in path order: what the no-op path compares, as text."""
+    return "\n".join(f"{e.path}\t{e.size}\t{e.mtime_ns}" for e in entries)
 
 
 # --- reading ----------------------------------------------------------------------------------------------
@@ -196,6 +203,7 @@ class Manifest:
     root: Path
     header: dict[str, str]
     racy: list[tuple[str, str]]  # (sha256, path) of each file written within RACY_SECONDS of the manifest
+    stats: str  # _stats() as written
     body: str
 
     @functools.cached_property
@@ -219,14 +227,15 @@ def read(repo: Repo) -> Manifest | None:
     except (OSError, UnicodeDecodeError) as exc:
         _debug(repo, f"manifest {path} unreadable ({exc}): the scanner reads every revision file")
         return None
-    head, _, body = text.partition(_BODY)
+    head, _, rest = text.partition(_BODY)
+    stats, _, body = rest.partition(_BODY)
     lines = head.split("\n")
     if lines[0] != FORMAT:
         _debug(repo, f"manifest {path} is not a {FORMAT!r} file: the scanner reads every revision file")
         return None
     header = dict(line.partition(" ")[::2] for line in lines[1:] if not line.startswith("racy "))
     racy = [(line[5:].partition(" ")[0], line[5:].partition(" ")[2]) for line in lines if line.startswith("racy ")]
-    return Manifest(repo.script_location, header, racy, body)
+    return Manifest(repo.script_location, header, racy, stats, body)
 
 
 def trusted(repo: Repo) -> tuple[Manifest, View] | None:
@@ -255,18 +264,51 @@ def _stale(repo: Repo, manifest: Manifest) -> str:
     where = Locations.of(repo)
     if manifest.header.get("locations") != where.key(manifest.root):
         return "the version locations changed"
+    root = manifest.root
     try:
-        files = revision_scan.script_files(where.dirs, recursive=where.recursive)
-        lines = [f"{_relative(real, manifest.root)}\t{s.st_size}\t{s.st_mtime_ns}"
-                 for real, s in ((real, os.stat(real)) for real, _ in files)]
+        if _same_directories(manifest, where):  # the same names: one stat per recorded file
+            paths = [line.partition("\t")[0] for line in manifest.stats.split("\n")] if manifest.stats else []
+            pairs = list(zip(paths, _stat_all(root, paths), strict=True))
+        else:  # a file added, removed or renamed, or a directory touched within the racy window: list them
+            files = revision_scan.script_files(where.dirs, recursive=where.recursive)
+            pairs = sorted((_relative(real, root), os.stat(real)) for real, _ in files)
     except (revision_scan.Uncertain, OSError) as exc:
         return f"the files cannot be listed: {exc}"
-    if _signature(lines) != manifest.header.get("signature"):
+    if "\n".join(f"{path}\t{s.st_size}\t{s.st_mtime_ns}" for path, s in pairs) != manifest.stats:
         return "a revision file was added, removed or changed since it was written"
     for file_hash, path in manifest.racy:  # written within a clock tick of the manifest: their content tells
         if _hash_of(manifest.root / path) != file_hash:
             return f"{path} changed since it was written"
     return ""
+
+
+def _stat_all(root: Path, paths: list[str]) -> list[os.stat_result]:
+    """Each file's stat, relative to its directory's descriptor: the kernel looks up one name, not the path."""
+    descriptors: dict[str, int] = {}
+    try:
+        found = []
+        for path in paths:
+            directory, _, name = path.rpartition("/")
+            fd = descriptors.get(directory)
+            if fd is None:
+                fd = descriptors[directory] = os.open(root / directory, os.O_RDONLY | os.O_DIRECTORY)
+            found.append(os.stat(name, dir_fd=fd))
+        return found
+    finally:
+        for fd in descriptors.values():
+            os.close(fd)
+
+
+def _same_directories(manifest: Manifest, where: Locations) -> bool:
+    """Whether each version location's mtime is as recorded, and older than the racy window (a directory
+    changed within the same clock tick as it was recorded would keep its mtime)."""
+    recorded = manifest.header.get("directories", "-")
+    if recorded == "-":
+        return False
+    racy_ns = manifest.written_ns - RACY_SECONDS * 10**9
+    now = _directory_times(where, manifest.root)
+    return (now is not None and [tuple(item) for item in json.loads(recorded)] == now
+            and all(mtime < racy_ns for _, mtime in now))
 
 
 def _hash_of(path: Path) -> str | None:
