@@ -305,6 +305,10 @@ def b7_validated_noop(bench: Bench, base: Path) -> None:
             conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
             conn.execute("INSERT INTO alembic_version VALUES (%s)", (head,))
         assert bench.migrator(path, url).code == 0, f"setup: first sight N={n}"
+        with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum leaves it after thousands of inserts
+            conn.execute("VACUUM ANALYZE migrator_history")
+        for directory in (path, bare):  # as in an image layer: written before the manifest, not within seconds
+            os.utime(directory / "migrations" / "versions", ns=(time.time_ns() - 3600 * 10**9,) * 2)
         found = interleave(bench.runs, {
             "manifest": partial(bench.migrator, path, url), "scan": partial(bench.migrator, bare, url),
             "floor": partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)})
