@@ -87,6 +87,18 @@ def test_a_same_size_edit_within_the_racy_window_is_caught(project: Path) -> Non
     assert manifest.trusted(repo) is None
 
 
+def test_a_file_added_within_the_racy_window_is_seen(project: Path) -> None:
+    """A file added in the same clock tick as the directory's recorded mtime leaves that mtime as it was: a
+    directory modified within the racy window is listed, not trusted."""
+    repo = repo_of(project)
+    os.utime(versions(project))  # modified just now, as by `migrator new`
+    manifest.write(repo)
+    recorded = versions(project).stat()
+    add_revision(project, "20220101000000", HEAD, "pass")
+    os.utime(versions(project), ns=(recorded.st_atime_ns, recorded.st_mtime_ns))
+    assert manifest.trusted(repo) is None
+
+
 def test_an_older_files_same_size_edit_with_its_mtime_set_back_is_not_seen(project: Path) -> None:
     """The documented limit of the cheap check: size and mtime (to the nanosecond) are all it compares for a
     file older than the racy window. `migrator manifest` (the image build) records the edit."""
