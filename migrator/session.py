@@ -136,6 +136,9 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
     conn, schema = session.conn, session.history_schema
     try:
         history.ensure(conn, schema)
+    except psycopg.errors.InvalidSchemaName:
+        raise ConfigError(f"the schema {schema!r} of the version table does not exist on {session.db.description}: "
+                          "create it (CREATE SCHEMA), or correct version_table_schema in migrator.toml") from None
     except psycopg.errors.InsufficientPrivilege:
         raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
                           f"{session.db.description}: permission denied; grant the migrator's role CREATE on "

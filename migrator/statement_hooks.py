@@ -5,6 +5,7 @@ refused or (a COMMIT in a migration) recorded as the boundary where the step bec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -38,6 +39,7 @@ class StatementHooks:
         step = self.session.current
         if step is None or self._stamping(context):
             return
+        step.gap = time.monotonic() - step.last_answer
         op = statements.describe(statement)
         if op.touches(self.version_table) or op.touches(history.TABLE):
             return  # Alembic's and migrator's own bookkeeping
@@ -94,6 +96,7 @@ class StatementHooks:
         step = self.session.current
         if step is not None:
             step.answered += 1
+            step.last_answer, step.gap = time.monotonic(), 0.0  # answered: the gap before it did no harm
             if step.autocommit and self._running is not None:
                 step.committed.append(self._running)  # it succeeded outside any transaction: it is committed
                 step.settled = len(step.statements)
