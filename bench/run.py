@@ -15,6 +15,8 @@ max and the ratio of medians, then each goal as measured. Numbers, not assertion
   B4 8 `migrator migrate` at once on an empty database (N = 200) vs one alone: wall time, failures
   B5 peak RSS of B1 (no-op) and B3 (apply), migrator vs alembic
   B6 script-directory load at N = 1000: migrator's text scan vs Alembic's ScriptDirectory + revision map
+  B7 no-op with validation at N = 200, 1000, 5000: `migrator migrate` at head (checksums compared) with the
+     manifest an image build writes, and without it (the scanner reads every file), vs the psycopg floor
 
 `--baseline DIR` adds a third side to B1 and B3: the migrator package of another checkout (for example
 `git worktree add /tmp/base v0.1.0`), run by the same interpreter and dependencies on the same scripts,
@@ -217,7 +219,7 @@ class Bench:
     def row(self, name: str, samples: list[Sample], attr: str = "seconds") -> None:
         values = [getattr(s, attr) for s in samples]
         failures = sum(s.code != 0 for s in samples)
-        unit = "s" if attr == "seconds" else "MB"
+        unit = "MB" if attr == "rss_mb" else "s"
         self.rows.append(f"{name:<44} {stats(values)} {unit:<2} {failures:>3}")
 
     def goal(self, text: str, value: float, limit: float, unit: str = "x") -> None:
@@ -321,8 +323,46 @@ def b6_load(bench: Bench, base: Path) -> None:
     bench.goals.append(f"{'B6 load N=1000: scan / Alembic':<52} {ratio:8.2f}x  (reported, no goal)")
 
 
+def b7_validated_noop(bench: Bench, base: Path) -> None:
+    """The no-op path with validation, as an image runs it: its build wrote the manifest (migrator manifest);
+    the database's checksums recorded on first sight (a version table stamped at head, as plain Alembic leaves
+    it: the same history rows per revision as applying them, without applying thousands of tables)."""
+    for n in (200, 1000, 5000):
+        path = generated(base, n)
+        bare = base / f"n{n}-no-manifest"
+        if not bare.exists():
+            shutil.copytree(path, bare)
+        assert run([str(BIN / "migrator"), "manifest"], bench.env(""), path).code == 0, "setup: manifest"
+        url = bench.database()
+        head = f"2024{(n - 1) // 86400:04d}{(n - 1) % 86400:06d}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+            conn.execute("INSERT INTO alembic_version VALUES (%s)", (head,))
+        assert bench.migrator(path, url).code == 0, f"setup: first sight N={n}"
+        with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum leaves it after thousands of inserts
+            conn.execute("VACUUM ANALYZE migrator_history")
+        for directory in (path, bare):  # as in an image layer: written before the manifest, not within seconds
+            os.utime(directory / "migrations" / "versions", ns=(time.time_ns() - 3600 * 10**9,) * 2)
+        found = interleave(bench.runs, {
+            "manifest": partial(bench.migrator, path, url), "scan": partial(bench.migrator, bare, url),
+            "floor": partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)})
+        bench.row(f"B7 no-op N={n}: migrator, manifest", found["manifest"])
+        bench.row(f"B7 no-op N={n}: migrator, no manifest", found["scan"])
+        bench.row(f"B7 no-op N={n}: psycopg floor", found["floor"])
+        for side in ("manifest", "floor"):
+            bench.row(f"B7 no-op N={n}: {side} (client CPU)", found[side], "cpu")
+        floor = median(found["floor"])
+        bench.goal(f"B7 no-op N={n}: manifest / floor", median(found["manifest"]) / floor, 1.3 if n == 5000 else 1.2)
+        for text, value in ((f"B7 no-op N={n}: manifest / floor (min)", min(s.seconds for s in found["manifest"]) /
+                             min(s.seconds for s in found["floor"])),
+                            (f"B7 no-op N={n}: manifest / floor (client CPU)",
+                             median(found["manifest"], "cpu") / median(found["floor"], "cpu")),
+                            (f"B7 no-op N={n}: no manifest / floor", median(found["scan"]) / floor)):
+            bench.goals.append(f"{text:<52} {value:8.2f}x  (reported, no goal)")
+
+
 SCENARIOS: dict[str, Callable[[Bench, Path], object]] = {
-    "B1": b1_b2_b5_noop, "B3": b3_b5_apply, "B4": b4_concurrency, "B6": b6_load}
+    "B1": b1_b2_b5_noop, "B3": b3_b5_apply, "B4": b4_concurrency, "B6": b6_load, "B7": b7_validated_noop}
 
 
 def machine() -> str:
@@ -337,7 +377,7 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="runs of each side (default 7)")
-    parser.add_argument("--only", nargs="+", choices=["B1", "B3", "B4", "B6"], default=["B1", "B3", "B4", "B6"],
+    parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
                         help="scenarios to run (B2 and B5 come with B1 and B3)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="another checkout whose migrator/ B1 and B3 also run, side by side")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from migrator import __version__, errors
 from migrator.config import WAIT_INTERVAL, WAIT_TIMEOUT, Bounds, parse_seconds
@@ -45,6 +45,9 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+Command = Callable[[str, str], Parser]
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="migrator", description=DESCRIPTION, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,6 +62,16 @@ def build_parser() -> Parser:
         p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
         return p
 
+    _changing_commands(command)
+    _reading_commands(command)
+    _offline_commands(command)
+    _verify_command(command)
+    _init_command(sub)
+    return parser
+
+
+def _changing_commands(command: Command) -> None:
+    """The commands that change the database: migrate, rollback, seed, resolve."""
     p = command("migrate", "upgrade to the head revision (or --to REV)")
     p.add_argument("--to", type=_revision, metavar="REV",
                    help="stop at this revision (required when there are several heads)")
@@ -75,6 +88,20 @@ def build_parser() -> Parser:
     p.add_argument("--force", action="store_true", help="run every seed file, changed or not")
     _allow_newer(p, "exit 0 without seeding (the newer release's seeds apply)")
 
+    p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand; or "
+                "accept an applied migration's changed or removed file")
+    p.add_argument("revision", type=_revision, metavar="REV",
+                   help="the revision `migrator status` shows as left part-way, changed or missing")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
+                     "committed part, or if it is safe to repeat)")
+    how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
+    how.add_argument("--accept-checksum", action="store_true", help="its file changed (or is gone) on purpose: "
+                     "validation compares with the file as it is now (recorded in the history)")
+
+
+def _reading_commands(command: Command) -> None:
+    """The commands that only read the database: status, wait, history."""
     p = command("status", "show current revision(s), head(s) and pending revisions")
     p.add_argument("--json", action="store_true", help="one JSON object per database on stdout")
     p.add_argument("--check", action="store_true", help="exit 5 when a database is not at head (6 when a "
@@ -88,6 +115,14 @@ def build_parser() -> Parser:
                    help="poll every S seconds (default 2, at least 0.1)")
     _allow_newer(p, "start the app")
 
+    p = command("history", "show the migration history: every migration and rollback, who ran it, how it ended")
+    p.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    p.add_argument("--limit", type=_positive_up_to(HISTORY_LIMIT_MAX), default=50, metavar="N",
+                   help=f"the newest N rows (default 50, at most {HISTORY_LIMIT_MAX})")
+
+
+def _offline_commands(command: Command) -> None:
+    """The commands that need no database: sql, new, lint, manifest."""
     p = command("sql", "print the SQL of a range of migrations, rendered offline (no database needed)")
     p.add_argument("--from", dest="start", default="base", type=_revision, metavar="REV",
                    help="start after this revision (default base; `current` asks the database)")
@@ -101,19 +136,11 @@ def build_parser() -> Parser:
     p.add_argument("--from", dest="start", default="base", type=_revision, metavar="REV",
                    help="only revisions after REV")
 
-    p = command("history", "show the migration history: every migration and rollback, who ran it, how it ended")
-    p.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
-    p.add_argument("--limit", type=_positive_up_to(HISTORY_LIMIT_MAX), default=50, metavar="N",
-                   help=f"the newest N rows (default 50, at most {HISTORY_LIMIT_MAX})")
+    command("manifest", "write the manifest of the revision files (migrations/.migrator-manifest), which lets a "
+            "no-op start skip reading every file; image builds run it")
 
-    p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand")
-    p.add_argument("revision", type=_revision, metavar="REV",
-                   help="the revision `migrator status` shows as left part-way")
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
-                     "committed part, or if it is safe to repeat)")
-    how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
 
+def _verify_command(command: Command) -> None:
     p = command("verify", "check the migrations on a throwaway database (CI): one head, every upgrade, each "
                 "downgrade restores the schema, no drift from the models, offline SQL; exit 1 when a check fails")
     p.add_argument("--database-url", metavar="URL", help="verify on this database instead of an embedded PostgreSQL "
@@ -125,6 +152,8 @@ def build_parser() -> Parser:
     p.add_argument("--downgrades-from", metavar="REV", help="check up/down/up from REV on; earlier revisions only "
                    "upgrade (for a history whose old downgrades are not kept up)")
 
+
+def _init_command(sub: Any) -> None:  # argparse._SubParsersAction, private in typeshed
     text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
             "project directory; never overwrites a file")
     p = sub.add_parser("init", help=text, description=text, epilog=_epilog("init"),
@@ -134,7 +163,6 @@ def build_parser() -> Parser:
     p.add_argument("--config", metavar="PATH", help="with --adopt: the project's alembic.ini when it is not "
                    "./alembic.ini (as `alembic -c PATH`, relative to the project directory); migrator.toml then "
                    "names it, so that migrator reads it too")
-    return parser
 
 
 def _allow_newer(parser: Parser, then: str) -> None:

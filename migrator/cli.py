@@ -101,7 +101,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
 def _status_json(status: Status) -> str:
     return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
-                       "partial": status.partial, "at_head": status.at_head})
+                       "partial": status.partial, "changed": status.changed, "missing": status.missing,
+                       "unrecorded": status.unrecorded, "at_head": status.at_head})
 
 
 def _status_text(status: Status) -> str:
@@ -112,6 +113,10 @@ def _status_text(status: Status) -> str:
     if status.unknown:
         lines.append(f"  unknown: {revs(status.unknown)} (not in these migrations: a newer release?)")
     lines += [f"  left part-way: {row}" for row in status.partial]
+    lines += [f"  changed since applied: {row}" for row in status.changed]
+    lines += [f"  applied, file missing: {row}" for row in status.missing]
+    if status.unrecorded:
+        lines.append(f"  checksums not recorded yet: {status.unrecorded} (the next migrate records them)")
     lines.append(f"  at head: {'yes' if status.at_head else 'no'}")
     return "\n".join(lines)
 
@@ -187,7 +192,14 @@ def _history_line(row: dict[str, Any]) -> str:
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     [target] = _targets(args, single=True)
-    return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
+    return [commands.resolve(target, settings, args.revision, rerun=args.rerun,
+                             accept_checksum=args.accept_checksum)]
+
+
+def run_manifest(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
+    for path in commands.write_manifest(_repos(args)):
+        _print(str(path))
+    return []
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -210,7 +222,7 @@ def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
-    "init": run_init, "verify": run_verify,
+    "init": run_init, "verify": run_verify, "manifest": run_manifest,
 }
 
 

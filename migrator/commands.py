@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator import database, revision_scan, scripts
+from migrator import database, manifest, scripts, validation
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, NotAtHead, RevisionError
 from migrator.logs import get_logger
@@ -40,14 +40,16 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
     it descends from this image's heads.
     """
     started = time.monotonic()
-    graph = scripts.fast_graph(target.repo) if to is None else None
+    fast = validation.fast(target, settings) if to is None else None
 
     def at_head(found: versions.DbState) -> bool:
-        return graph is not None and not found.partial and revision_scan.at_head(graph, found.versions)
+        return fast is not None and fast.at_head(found)
 
     with connection(target, settings) as conn:
-        found = state(conn, target)
-        if at_head(found):
+        found = fast.read(conn) if fast is not None else state(conn, target)
+        if fast is not None and at_head(found):
+            if not fast.valid(found):  # an applied file changed, or checksums not recorded yet
+                validation.settle_at_head(target, settings, conn, fast)
             return _already_up(target, found.versions, started)
         from migrator.session import locked  # noqa: PLC0415  (the lock only when there is work)
 
@@ -76,7 +78,9 @@ def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow
         raise RevisionError(f"the migrations have several heads ({', '.join(sorted(script_heads))}): merge "
                             "them (alembic merge heads) or choose one with migrate --to REV")
     destination = internals.resolve(script, to) if to is not None else "head"
-    run = Migrations(session, config, script, target.repo.version_table, FORWARD)
+    validation.before_upgrade(target, session.settings, session, script, before.versions)
+    run = Migrations(session, config, script, target.repo.version_table, FORWARD,
+                     sums=manifest.sums_for(target.repo))
     done = run.run(lambda current: internals.upgrade_plan(script, destination, current), destination)
     after = state(session.conn, target).versions
     _check_stamped(target, done, after, forward=True)
@@ -201,11 +205,15 @@ def history_rows(target: Target, settings: Settings, limit: int = 50) -> list[di
         return history.recent(conn, schema, target.repo.version_table, limit)
 
 
-def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool) -> Outcome:
+def resolve(target: Target, settings: Settings, revision: str, *, rerun: bool,
+            accept_checksum: bool = False) -> Outcome:
     """Decide a migration left part-way: run it again on the next migrate (`rerun`), or mark it done
-    (migrator.partway)."""
+    (migrator.partway); or accept an applied migration's changed or removed file (`accept_checksum`,
+    migrator.validation)."""
     from migrator import partway  # noqa: PLC0415
 
+    if accept_checksum:
+        return validation.accept(target, settings, revision)
     return partway.resolve(target, settings, revision, rerun=rerun)
 
 
@@ -226,7 +234,15 @@ def lint(repo: Repo, start: str = "base") -> str:
 
 
 def new(repo: Repo, message: str) -> Path:
-    """Write a revision file with a timestamp id on top of the single head (migrator.new_revision)."""
+    """Write a revision file with a timestamp id on top of the single head (migrator.new_revision), and the
+    directory's manifest (migrator.manifest)."""
     from migrator import new_revision  # noqa: PLC0415
 
-    return new_revision.new(repo, message)
+    path = new_revision.new(repo, message)
+    manifest.write(repo)
+    return path
+
+
+def write_manifest(repos: list[Repo]) -> list[Path]:
+    """Write each repo's manifest of its revision files (migrator.manifest), as image builds do."""
+    return manifest.write_all(repos)

@@ -95,6 +95,7 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     log_format: str = "console"
     log_level: str = "info"
+    validate: str | None = None  # MIGRATOR_VALIDATE: error, warn or off; None: each repo's own (default error)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,21 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     if env.get("MIGRATOR_DDL_RETRIES", "").strip():
         values["ddl_retries"] = parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
     log_format, log_level = log_options(env)
-    return Settings(timeouts=replace(Timeouts(), **values), log_format=log_format, log_level=log_level)
+    return Settings(timeouts=replace(Timeouts(), **values), log_format=log_format, log_level=log_level,
+                    validate=validate_option("MIGRATOR_VALIDATE", env.get("MIGRATOR_VALIDATE", "")))
+
+
+VALIDATE = ("error", "warn", "off")
+
+
+def validate_option(name: str, value: str) -> str | None:
+    """What to do when an applied migration's file changed or is gone (migrator.validation); None when unset."""
+    value = value.strip().lower()
+    if not value:
+        return None
+    if value not in VALIDATE:
+        raise ConfigError(f"{name}={_shown(value)} is not supported: use error (refuse to migrate), warn or off")
+    return value
 
 
 def log_options(env: Mapping[str, str] = os.environ) -> tuple[str, str]:

@@ -24,7 +24,8 @@ EXIT_CODES: dict[int, str] = {
     USAGE: "usage, configuration or revision error (bad argument, URL, setting or file; unknown or ambiguous "
            "revision; several heads; an env.py that does not delegate; a pooler that does not keep the "
            "session; a newer database without --allow-newer; a database verify may not use: not empty without "
-           "--wipe)",
+           "--wipe; an applied migration whose file changed or is missing, unless MIGRATOR_VALIDATE says warn "
+           "or off)",
     UNREACHABLE: "database unreachable, refused the connection (authentication, missing database, SSL), or "
                  "the connection was lost during the run",
     LOCK_TIMEOUT: "the migration lock was not acquired within MIGRATOR_LOCK_TIMEOUT, or was lost during the "
@@ -147,6 +148,7 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
     "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
     "init": frozenset((*_ANY, OUTPUT_CLOSED)),
     "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),
+    "manifest": frozenset((*_ANY, OUTPUT_CLOSED)),
 }
 
 

@@ -34,6 +34,7 @@ from migrator.database import rolled_back
 from migrator.engine import running
 from migrator.errors import MigrationFailed
 from migrator.logs import get_logger
+from migrator.manifest import Sums
 from migrator.session import MigrationSession, prepare_history
 from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
@@ -57,6 +58,7 @@ class Migrations:
     direction: str
     open_rows: dict[str, list[history.OpenRow]] = field(default_factory=dict)
     done: list[str] = field(default_factory=list)
+    sums: Sums | None = None  # each revision file's checksums, recorded with its upgrade
 
     def run(self, plan: Plan, destination: str) -> list[str]:
         """Run `plan`'s steps, retrying a migration that hit lock_timeout and left nothing behind."""
@@ -105,7 +107,8 @@ class Migrations:
                 script = internals.step_script(alembic_step)
                 module = internals.module_name(script)
                 step = Step(script.revision, f"{script.revision} ({module})", self.direction,
-                            parents=internals.parents(script), rerunnable=internals.rerunnable(script))
+                            parents=internals.parents(script), rerunnable=internals.rerunnable(script),
+                            sums=self._sums_of(script.path))
                 partway.decide(self.open_rows, step)
                 phase = "upgrade" if self.direction == FORWARD else "downgrade"
                 get_logger().info(f"== Running {script.revision} {module}.{phase} {self.direction}",
@@ -126,6 +129,12 @@ class Migrations:
                     self.done.append(script.revision)
                     self.session.current = None
         return migrations_fn
+
+    def _sums_of(self, path: str) -> history.FileSums | None:
+        """An upgrade's file checksums, when the history can hold them."""
+        if self.sums is None or self.direction != FORWARD or not self.session.history_checksums:
+            return None
+        return self.sums.of(path)
 
     def _autocommit(self, on: bool) -> None:
         if self.session.current is not None:
@@ -177,13 +186,15 @@ class Migrations:
             step.stamped = True  # the common case: the row and the COMMIT, in flight together
             return history.insert_statement(conn, schema, version_table=self.version_table, revision=step.revision,
                                             parents=step.parents, direction=step.history_direction, outcome=outcome,
-                                            started_at=step.server_started or datetime.now().astimezone())
+                                            started_at=step.server_started or datetime.now().astimezone(),
+                                            sums=step.sums)
         if step.history_id is not None:
-            history.finish(conn, schema, step.history_id, outcome, "completed")
+            history.finish(conn, schema, step.history_id, outcome, "completed", sums=step.sums)
         else:
             history.insert(conn, schema, version_table=self.version_table, revision=step.revision,
                            parents=step.parents, direction=step.history_direction, outcome=outcome,
-                           started_at=step.server_started or datetime.now().astimezone(), finished=True)
+                           started_at=step.server_started or datetime.now().astimezone(), finished=True,
+                           sums=step.sums)
         step.stamped = True  # the next commit is the step's own
         return None
 

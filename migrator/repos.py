@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from migrator import alembic_ini
-from migrator.config import read_text_file
+from migrator.config import read_text_file, validate_option
 from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema", "version_table_schema_env", "alembic_ini"}
+        "version_table_schema", "version_table_schema_env", "alembic_ini", "validate"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_FILE_MAX = 1024 * 1024  # bytes of migrator.toml or pyproject.toml read, at most
@@ -59,6 +59,7 @@ class Repo:
     # The project's alembic.ini, relative to project_dir, read when it is there (not in the migration image):
     # another one for a project run with `alembic -c conf/alembic.ini`.
     alembic_ini: str = alembic_ini.FILE
+    validate: str | None = None  # error, warn or off (migrator.validation); MIGRATOR_VALIDATE overrides it
 
     @property
     def versions_dir(self) -> Path:
@@ -236,6 +237,7 @@ def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) ->
         version_table_schema=_schema(where, strings, env) or _ini_default(project_dir, ini_name,
                                                                            "version_table_schema"),
         alembic_ini=ini_name,
+        validate=validate_option(f"{where}: validate", strings["validate"]) if "validate" in strings else None,
     )
 
 

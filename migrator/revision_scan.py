@@ -29,6 +29,7 @@ frames) or a failure at import time (an ImportError): only executing the files c
 from __future__ import annotations
 
 import _imp
+import hashlib
 import os
 import re
 import stat
@@ -127,13 +128,21 @@ class Uncertain(Exception):
 
 # --- the graph ----------------------------------------------------------------------------------------
 
-def scan(versions_dirs: Sequence[Path], *, recursive: bool = False) -> ScriptGraph:
+def scan(versions_dirs: Sequence[Path], *, recursive: bool = False,
+         hashes: dict[str, tuple[str, str]] | None = None) -> ScriptGraph:
     """The revision graph of these version locations, as Alembic builds it; raises Uncertain when unsure.
 
     The directories are Alembic's version locations in order (script_location/versions by default);
     `recursive` is recursive_version_locations. `sourceless` configurations are the caller's to refuse.
+    `hashes`, when given, receives each revision's file and the sha256 of its bytes (migrator.validation).
     """
-    files = [(shown, read_script(path, shown)) for path, shown in script_files(versions_dirs, recursive=recursive)]
+    files = [(shown, read_script(path, shown, hashes))
+             for path, shown in script_files(versions_dirs, recursive=recursive)]
+    return _graph(files)
+
+
+def graph(files: list[tuple[str, RevisionFile]]) -> ScriptGraph:
+    """The graph of these (name shown, revision file) pairs, checked as scan() checks it."""
     return _graph(files)
 
 
@@ -241,13 +250,17 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 # --- one file: proof that it compiles, then its text ------------------------------------------------------
 
-def read_script(path: str | os.PathLike[str], shown: str | None = None) -> RevisionFile:
+def read_script(path: str | os.PathLike[str], shown: str | None = None,
+                hashes: dict[str, tuple[str, str]] | None = None) -> RevisionFile:
     """What Alembic would read from the revision file at `path` (a real path); Uncertain when unsure."""
     path = os.fspath(path)
     shown = shown or os.path.basename(path)
     data, status = _read(path, shown)
     _prove_compiles(path, data, status, shown)
-    return parse_script(_decode(data, shown), shown)
+    found = parse_script(_decode(data, shown), shown)
+    if hashes is not None:
+        hashes[found.revision] = (path, hashlib.sha256(data).hexdigest())
+    return found
 
 
 def _read(path: str, shown: str) -> tuple[bytes, os.stat_result]:

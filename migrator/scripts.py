@@ -35,10 +35,11 @@ class Known:
 _deferred: set[str] = set()
 
 
-def fast_graph(repo: Repo) -> revision_scan.ScriptGraph | None:
-    """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside)."""
+def fast_graph(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> revision_scan.ScriptGraph | None:
+    """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside);
+    `hashes` receives each revision's file and sha256 (revision_scan.scan)."""
     try:
-        return _scan(repo)
+        return _scan(repo, hashes)
     except revision_scan.Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
@@ -46,13 +47,13 @@ def fast_graph(repo: Repo) -> revision_scan.ScriptGraph | None:
         return None
 
 
-def _scan(repo: Repo) -> revision_scan.ScriptGraph:
+def _scan(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> revision_scan.ScriptGraph:
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
     ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     if ini is not None and ini.sourceless:
         raise revision_scan.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
     dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
-    return revision_scan.scan(dirs, recursive=bool(ini and ini.recursive))
+    return revision_scan.scan(dirs, recursive=bool(ini and ini.recursive), hashes=hashes)
 
 
 def load(repo: Repo) -> tuple[Config, ScriptDirectory]:

@@ -24,6 +24,7 @@ from migrator import database, lock
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
 from migrator.errors import ConfigError, LockLost
+from migrator.logs import get_logger
 from migrator.shutdown import SHUTDOWN
 from migrator.steps import Step
 from migrator.tables import history
@@ -51,6 +52,7 @@ class MigrationSession:
     # The reset and lock proof (server clock, lock held) that the previous step's COMMIT carried, for the next
     # step; None when the next step must send its own.
     prepared: tuple[datetime, bool] | None = None
+    history_checksums: bool = False  # the history table has its checksum columns (prepare_history)
     _current: Step | None = field(default=None, init=False, repr=False)
 
     @property
@@ -129,7 +131,8 @@ def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
 
 
 def prepare_history(session: MigrationSession, version_table: str) -> list[history.OpenRow]:
-    """Create the history table when missing (in autocommit, before any step); its open rows."""
+    """Create the history table when missing, or add the checksum columns it predates (in autocommit, before
+    any step); its open rows."""
     conn, schema = session.conn, session.history_schema
     try:
         history.ensure(conn, schema)
@@ -141,4 +144,15 @@ def prepare_history(session: MigrationSession, version_table: str) -> list[histo
                           f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
                           f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
                           "default), or create the table once as its owner") from None
+    session.history_checksums = history.has_checksums(conn, schema) or _add_checksums(session, schema)
     return history.open_rows(conn, schema, version_table)
+
+
+def _add_checksums(session: MigrationSession, schema: str) -> bool:
+    """A history table made before checksums existed gets their columns (migrator.validation)."""
+    if history.evolve(session.conn, schema, round(session.settings.timeouts.ddl_lock * 1000)):
+        return True
+    get_logger().warning(f"{schema}.{history.TABLE} is busy (a lock held longer than MIGRATOR_DDL_LOCK_TIMEOUT): "
+                         "its checksum columns are added on a later run; checksums are neither recorded nor "
+                         "compared in this one")
+    return False

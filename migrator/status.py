@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrator import database, revision_scan, scripts, version_skew
+from migrator import database, scripts, validation, version_skew
 from migrator.config import Settings
 from migrator.database import Connection
 from migrator.logs import get_logger
@@ -30,6 +30,17 @@ class Status:
     unknown: list[str]
     partial: list[str] = field(default_factory=list)  # migrations left part-way, described
     newer: str = ""  # why a newer database is accepted (--allow-newer and a proof), else empty
+    changed: list[str] = field(default_factory=list)  # applied revisions whose file changed since they ran
+    missing: list[str] = field(default_factory=list)  # applied revisions whose file is gone
+    unrecorded: int = 0  # applied revisions whose checksum the next migrate records (first sight)
+
+    def drift(self, found: validation.Drift | None) -> Status:
+        """With what validation found (migrator.validation)."""
+        if found is not None:
+            self.changed = [f"{s.revision} ({validation.short(s.path)})" for s in found.changed]
+            self.missing = found.missing
+            self.unrecorded = len(found.unrecorded) + len(found.reformatted)
+        return self
 
     @property
     def at_head(self) -> bool:
@@ -52,13 +63,14 @@ def status(target: Target, settings: Settings, allow_newer: bool = False) -> Sta
     """Current revision(s), head(s), pending revisions, revisions the scripts do not know, and migrations
     left part-way. With `allow_newer`, a newer database that the history proves descends from this image's
     heads counts as at head."""
-    graph = scripts.fast_graph(target.repo)
+    fast = validation.fast(target, settings)
     with connection(target, settings, purpose="status") as conn:
-        found = state(conn, target)
-        if graph is not None and not found.partial and revision_scan.at_head(graph, found.versions):
-            return Status(target.repo.name, target.db.description, found.versions, tuple(sorted(graph.heads)), [],
-                          [])
-        where, known = read(target, conn)
+        found = fast.read(conn)
+        if fast.view is not None and fast.at_head(found):
+            where = Status(target.repo.name, target.db.description, found.versions, tuple(sorted(fast.view.heads)),
+                           [], [])
+            return where.drift(None if fast.valid(found) else validation.at_head(conn, target, fast.view))
+        where, known = read(target, conn, settings)
         if where.unknown and allow_newer:
             proven, why = version_skew.descends(conn, target, where.current, known)
             if proven:
@@ -68,8 +80,9 @@ def status(target: Target, settings: Settings, allow_newer: bool = False) -> Sta
         return where
 
 
-def read(target: Target, conn: Connection) -> tuple[Status, Known]:
-    """The full answer, from Alembic's view of the scripts; and what the scripts know."""
+def read(target: Target, conn: Connection, settings: Settings | None = None) -> tuple[Status, Known]:
+    """The full answer, from Alembic's view of the scripts; and what the scripts know (with `settings`, what
+    validation finds: migrator.validation)."""
     from migrator import alembic_internals as internals  # noqa: PLC0415  (Alembic only off the fast path)
 
     _, script = scripts.load(target.repo)
@@ -84,5 +97,8 @@ def read(target: Target, conn: Connection) -> tuple[Status, Known]:
     if found.partial:
         schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
         partial = [row.describe() for row in history.open_rows(conn, schema, target.repo.version_table)]
-    return Status(target.repo.name, target.db.description, found.versions, tuple(sorted(known.heads)), pending,
-                  unknown, partial), known
+    where = Status(target.repo.name, target.db.description, found.versions, tuple(sorted(known.heads)), pending,
+                   unknown, partial)
+    if settings is not None and not unknown:
+        where.drift(validation.for_status(conn, target, settings, script, found.versions))
+    return where, known

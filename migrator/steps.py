@@ -47,6 +47,7 @@ class Step:
     indexes: set[str] = field(default_factory=set)
     reruns: list[history.OpenRow] = field(default_factory=list)
     allow_commit: bool = True
+    sums: history.FileSums | None = None  # its file's checksums, recorded with an upgrade (migrator.validation)
 
     @property
     def is_seed(self) -> bool:

@@ -14,14 +14,22 @@ schema; `version_table` tells repos apart). It also answers two questions the ve
 
 A transactional migration's row is written in the migration's own transaction: it exists exactly when the
 migration committed. Rows about failures are written afterwards, best effort (the connection may be gone).
+
+Each `up` row also records the revision file's checksum (migrator.source_checksum) and the sha256 of its
+bytes, so that validation (migrator.validation) can tell when an applied file changed. The state of a
+revision is its latest row among `applied`, `reverted`, `recorded` (a checksum recorded on first sight, for
+revisions applied before checksums were recorded or by plain Alembic) and `accepted` (an operator accepted a
+changed or removed file: migrator resolve --accept-checksum). Tables made before these columns existed get
+them when a migrator next holds the lock (`evolve`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +43,10 @@ from migrator.tables import naming
 TABLE = "migrator_history"
 OPEN = ("running", "partial")
 UP, DOWN = "up", "down"
+RECORDED, ACCEPTED = "recorded", "accepted"
+STATE = ("applied", "reverted", RECORDED, ACCEPTED)  # the outcomes that say whether a revision is applied
+_STATE_SQL = "('applied', 'reverted', 'recorded', 'accepted')"
+CHECKSUM_COLUMNS = ("checksum", "file_hash")
 
 
 def qualified(schema: str) -> sql.Identifier:
@@ -67,9 +79,42 @@ def _create(conn: psycopg.Connection[Any], schema: str) -> None:
         namespace text,
         image text,
         host text,
-        detail text)""").format(table))
+        detail text,
+        checksum text,
+        file_hash text)""").format(table))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (version_table, revision) "
                          "WHERE outcome IN ('running', 'partial')").format(sql.Identifier(f"{TABLE}_open"), table))
+    conn.execute(_STATE_INDEX.format(sql.Identifier(f"{TABLE}_state"), table))
+
+
+# The latest state row of each revision in C order, read from the index alone (validation's digest).
+_STATE_INDEX = sql.SQL('CREATE INDEX IF NOT EXISTS {} ON {} (version_table, revision COLLATE "C", id DESC) '
+                       f"INCLUDE (direction, outcome, checksum, file_hash) WHERE outcome IN {_STATE_SQL}")
+
+
+def has_checksums(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether the table exists and has the checksum columns (it may predate them)."""
+    row = conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) "
+                       "AND NOT attisdropped", (naming.regclass(schema, TABLE), list(CHECKSUM_COLUMNS))).fetchone()
+    return bool(row and row[0] == len(CHECKSUM_COLUMNS))
+
+
+def evolve(conn: psycopg.Connection[Any], schema: str, lock_timeout_ms: int) -> bool:
+    """Add the checksum columns and their index to a table made before they existed; True when done.
+
+    One migrator at a time (naming.creating). ADD COLUMN of a nullable column without a default changes only
+    the catalog, but waits for every reader of the table (a long pg_dump): it waits at most `lock_timeout_ms`,
+    and False (nothing changed) lets the run go on without checksums this time."""
+    table = qualified(schema)
+    try:
+        with naming.creating(conn, schema):
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS checksum text, "
+                                 "ADD COLUMN IF NOT EXISTS file_hash text").format(table))
+            conn.execute(_STATE_INDEX.format(sql.Identifier(f"{TABLE}_state"), table))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
 
 
 def exists(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -86,24 +131,39 @@ def who(env: Mapping[str, str] = os.environ) -> dict[str, str | None]:
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, (
     "version_table", "revision", "parents", "direction", "outcome", "started_at", "finished_at", "duration_ms",
     "migrator_version", "pod", "namespace", "image", "host", "detail")))
+_SUM_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, CHECKSUM_COLUMNS))
 _FIELDS = ("vt", "rev", "parents", "direction", "outcome", "started", "version", "pod", "namespace", "image", "host",
            "detail")
 _ENDED = sql.SQL("clock_timestamp(), (extract(epoch FROM clock_timestamp() - {started}) * 1000)::bigint")
 
 
-def _insert(schema: str, values: Mapping[str, sql.Composable], finished: bool, returning: bool) -> sql.Composed:
-    """The INSERT of one row, each of `_FIELDS` given as SQL (a placeholder or a literal)."""
+@dataclass(frozen=True)
+class FileSums:
+    """A revision file's checksum (migrator.source_checksum) and the sha256 of its bytes."""
+
+    checksum: str
+    file_hash: str
+
+
+def _insert(schema: str, values: Mapping[str, sql.Composable], finished: bool, returning: bool,
+            sums: bool = False) -> sql.Composed:
+    """The INSERT of one row, each of `_FIELDS` given as SQL (a placeholder or a literal); with `sums`, the
+    checksum columns too (only named when given: the table may predate them)."""
     v = values
     ending = _ENDED.format(started=v["started"]) if finished else sql.SQL("NULL, NULL")
+    columns = sql.SQL("{}, {}").format(_COLUMNS, _SUM_COLUMNS) if sums else _COLUMNS
+    more = sql.SQL(", {}, {}").format(v["checksum"], v["file_hash"]) if sums else sql.SQL("")
     return sql.SQL("INSERT INTO {table} ({columns}) VALUES ({vt}, {rev}, {parents}, {direction}, {outcome}, "
-                   "{started}, {ending}, {version}, {pod}, {namespace}, {image}, {host}, {detail}){returning}").format(
-        table=qualified(schema), columns=_COLUMNS, ending=ending,
-        returning=sql.SQL(" RETURNING id" if returning else ""), **v)
+                   "{started}, {ending}, {version}, {pod}, {namespace}, {image}, {host}, {detail}{more}){returning}"
+                   ).format(table=qualified(schema), columns=columns, ending=ending, more=more,
+                            returning=sql.SQL(" RETURNING id" if returning else ""),
+                            **{k: v[k] for k in _FIELDS})
 
 
 @functools.cache
-def _insert_sql(schema: str, finished: bool, returning: bool = True) -> sql.Composed:
-    return _insert(schema, {k: sql.Placeholder(k) for k in _FIELDS}, finished, returning)
+def _insert_sql(schema: str, finished: bool, returning: bool = True, sums: bool = False) -> sql.Composed:
+    return _insert(schema, {k: sql.Placeholder(k) for k in (*_FIELDS, *CHECKSUM_COLUMNS)}, finished, returning,
+                   sums)
 
 
 def literal(value: str | datetime | Iterable[str] | None, context: psycopg.Connection[Any] | None = None) -> str:
@@ -117,37 +177,42 @@ def literal(value: str | datetime | Iterable[str] | None, context: psycopg.Conne
 
 
 def _values(*, version_table: str, revision: str, parents: Iterable[str], direction: str, outcome: str,
-            started_at: datetime, detail: str | None) -> dict[str, Any]:
+            started_at: datetime, detail: str | None, sums: FileSums | None = None) -> dict[str, Any]:
     return {"vt": version_table, "rev": revision, "parents": list(parents), "direction": direction,
-            "outcome": outcome, "started": started_at, "version": __version__, "detail": detail, **who()}
+            "outcome": outcome, "started": started_at, "version": __version__, "detail": detail, **who(),
+            "checksum": sums.checksum if sums else None, "file_hash": sums.file_hash if sums else None}
 
 
 def insert(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
            parents: Iterable[str], direction: str, outcome: str, started_at: datetime,
-           finished: bool, detail: str | None = None) -> int:
+           finished: bool, detail: str | None = None, sums: FileSums | None = None) -> int:
     """One row; `finished` stamps finished_at and the duration with the server's clock. Returns its id."""
-    row = conn.execute(_insert_sql(schema, finished),
+    row = conn.execute(_insert_sql(schema, finished, sums=sums is not None),
                        _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
-                               outcome=outcome, started_at=started_at, detail=detail)).fetchone()
+                               outcome=outcome, started_at=started_at, detail=detail, sums=sums)).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def insert_statement(conn: psycopg.Connection[Any], schema: str, *, version_table: str, revision: str,
-                     parents: Iterable[str], direction: str, outcome: str, started_at: datetime) -> str:
+                     parents: Iterable[str], direction: str, outcome: str, started_at: datetime,
+                     sums: FileSums | None = None) -> str:
     """The same INSERT of a finished row as one statement, its values quoted by psycopg for `conn`, so that it
     can travel with other statements in one round trip: the step's commit."""
     values = _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
-                     outcome=outcome, started_at=started_at, detail=None)
-    return _insert(schema, {k: sql.SQL(literal(values[k], conn)) for k in _FIELDS}, True, False).as_string(conn)
+                     outcome=outcome, started_at=started_at, detail=None, sums=sums)
+    return _insert(schema, {k: sql.SQL(literal(values[k], conn)) for k in (*_FIELDS, *CHECKSUM_COLUMNS)}, True,
+                   False, sums is not None).as_string(conn)
 
 
-def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None) -> None:
-    """Close a `running` row: its outcome, end time and duration."""
+def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None, *,
+           sums: FileSums | None = None) -> None:
+    """Close a `running` row: its outcome, end time and duration (and the file's checksums, when given)."""
+    more = sql.SQL(", checksum = %s, file_hash = %s" if sums else "")
     conn.execute(sql.SQL("UPDATE {} SET outcome = %s, finished_at = clock_timestamp(), duration_ms = "
                          "(extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint, "
-                         "detail = coalesce(%s, detail) WHERE id = %s").format(qualified(schema)),
-                 (outcome, detail, row_id))
+                         "detail = coalesce(%s, detail){} WHERE id = %s").format(qualified(schema), more),
+                 (outcome, detail, *((sums.checksum, sums.file_hash) if sums else ()), row_id))
 
 
 def resolve_open(conn: psycopg.Connection[Any], schema: str, version_table: str, revision: str, how: str) -> int:
@@ -204,3 +269,61 @@ def recent(conn: psycopg.Connection[Any], schema: str, version_table: str, limit
                                ).format(qualified(schema)), (version_table, limit))
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+# --- checksums: what each applied revision's file was when it ran ----------------------------------------
+
+@dataclass(frozen=True)
+class Recorded:
+    """A revision the history shows applied, and its file's checksums as recorded (None: not recorded yet)."""
+
+    revision: str
+    sums: FileSums | None
+    outcome: str
+
+
+def _state_rows(table: sql.Composable, checksums: bool = True) -> sql.Composed:
+    """Each revision's latest state row, of the table's repo (%(vt)s), in C order (without the checksum
+    columns, as NULL, for a table that predates them)."""
+    sums = "checksum, file_hash" if checksums else "NULL::text, NULL::text"
+    return sql.SQL('SELECT DISTINCT ON (revision COLLATE "C") revision, direction, outcome, {} '
+                   "FROM {} WHERE version_table = %(vt)s AND outcome IN {} "
+                   'ORDER BY revision COLLATE "C", id DESC').format(sql.SQL(sums), table, sql.SQL(_STATE_SQL))
+
+
+def digest_sql(table: sql.Composable) -> sql.Composed:
+    """A scalar subquery: the sha256 (hex) of `revision file_hash` lines, one per applied revision (latest
+    state `up`, not forgotten), in C order; NULL when there is none. migrator.validation computes the same
+    over the files, so that one value read with the version tells whether anything differs."""
+    return sql.SQL("(SELECT encode(sha256(convert_to(string_agg(s.revision || ' ' || coalesce(s.file_hash, ''), "
+                   "E'\\n' ORDER BY s.revision COLLATE \"C\"), 'UTF8')), 'hex') FROM ({}) s "
+                   "WHERE s.direction = 'up' AND NOT (s.outcome = 'accepted' AND s.checksum IS NULL))"
+                   ).format(_state_rows(table))
+
+
+def applied(conn: psycopg.Connection[Any], schema: str, version_table: str) -> dict[str, Recorded]:
+    """Every revision whose latest state row is `up` and not a forgotten file, with what was recorded."""
+    rows = conn.execute(_state_rows(qualified(schema), has_checksums(conn, schema)),
+                        {"vt": version_table}).fetchall()
+    return {rev: Recorded(rev, FileSums(checksum, file_hash) if checksum and file_hash else None, outcome)
+            for rev, direction, outcome, checksum, file_hash in rows
+            if direction == UP and not (outcome == ACCEPTED and checksum is None)}
+
+
+def record_sums(conn: psycopg.Connection[Any], schema: str, version_table: str, outcome: str,
+                rows: Sequence[tuple[str, tuple[str, ...], FileSums | None, str]]) -> None:
+    """One `up` row per (revision, parents, sums, detail), in one statement (thousands on first sight)."""
+    who_values = who()
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (version_table, revision, parents, direction, outcome, started_at, finished_at, duration_ms, "
+        "migrator_version, pod, namespace, image, host, detail, checksum, file_hash) "
+        "SELECT %(vt)s, r.revision, ARRAY(SELECT jsonb_array_elements_text(r.parents::jsonb)), 'up', %(outcome)s, "
+        "clock_timestamp(), "
+        "clock_timestamp(), 0, %(version)s, %(pod)s, %(namespace)s, %(image)s, %(host)s, r.detail, r.checksum, "
+        "r.file_hash FROM unnest(%(revs)s::text[], %(parents)s::text[], %(details)s::text[], %(checksums)s::text[], "
+        "%(hashes)s::text[]) AS r(revision, parents, detail, checksum, file_hash) ORDER BY r.revision COLLATE \"C\""
+    ).format(qualified(schema)), {
+        "vt": version_table, "outcome": outcome, "version": __version__, **who_values,
+        "revs": [r[0] for r in rows], "parents": [json.dumps(r[1]) for r in rows], "details": [r[3] for r in rows],
+        "checksums": [r[2].checksum if r[2] else None for r in rows],
+        "hashes": [r[2].file_hash if r[2] else None for r in rows]})

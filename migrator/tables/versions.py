@@ -18,32 +18,42 @@ from migrator.tables.naming import qualified
 
 @dataclass(frozen=True)
 class DbState:
-    """The version table's revisions (sorted; empty at base) and whether some migration is left part-way."""
+    """The version table's revisions (sorted; empty at base) and whether some migration is left part-way;
+    when asked for, the digest of the applied revisions' file hashes (history.digest_sql), read in the same
+    round trip: None when nothing is recorded, or when it could not be read (`digest_read` False)."""
 
     versions: tuple[str, ...]
     partial: bool = False
+    digest: str | None = None
+    digest_read: bool = False
 
 
-def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
-    """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit. A version
-    table locked by another session is waited for, and its holder named (migrator.blocking.unless_locked)."""
+def read(conn: psycopg.Connection[Any], table: str, schema: str | None, *, digest: bool = False) -> DbState:
+    """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit. With
+    `digest`, also the digest of the applied revisions' file hashes (migrator.validation). A version table
+    locked by another session is waited for, and its holder named (migrator.blocking.unless_locked)."""
     if not isinstance(conn, database.Connection):
-        return _read(conn, table, schema)
+        return _read(conn, table, schema, digest)
     shown = qualified(schema, table).as_string(conn)
-    return blocking.unless_locked(conn, shown, lambda: _read(conn, table, schema))
+    return blocking.unless_locked(conn, shown, lambda: _read(conn, table, schema, digest))
 
 
-def _read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
-    query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %s AND h.outcome "
-                    "IN ('running', 'partial')) FROM {} v").format(qualified(schema, history.TABLE),
-                                                                   qualified(schema, table))
+def _read(conn: psycopg.Connection[Any], table: str, schema: str | None, digest: bool) -> DbState:
+    history_table = qualified(schema, history.TABLE)
+    query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %(vt)s AND h.outcome "
+                    "IN ('running', 'partial')){} FROM {} v").format(
+                        history_table, sql.SQL(", {}").format(history.digest_sql(history_table)) if digest else
+                        sql.SQL(""), qualified(schema, table))
     try:
-        rows = _execute(conn, query, (table,)).fetchall()
+        rows = _execute(conn, query, {"vt": table}).fetchall()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return _read_apart(conn, table, schema)
+    except psycopg.errors.UndefinedColumn:  # a history table older than its checksum columns
+        return _read(conn, table, schema, False)
     if not rows:
         return DbState((), _partial(conn, table, schema))
-    return DbState(tuple(sorted(row[0] for row in rows)), bool(rows[0][1]))
+    return DbState(tuple(sorted(row[0] for row in rows)), bool(rows[0][1]), rows[0][2] if digest else None,
+                   digest_read=digest)
 
 
 def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:

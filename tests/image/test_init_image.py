@@ -57,7 +57,8 @@ def test_the_scaffolded_image_migrates_with_only_this_projects_files(tmp_path: P
     files = app_files(tag)
     own = [f for f in files if "__pycache__" not in f]
     assert own == sorted(["migrations/env.py", "migrations/script.py.mako", "migrations/versions/.gitkeep",
-                          f"migrations/versions/{revision}_create_items.py", "migrator.toml", "seeds/README.md"])
+                          f"migrations/versions/{revision}_create_items.py", "migrator.toml", "seeds/README.md",
+                          "migrations/.migrator-manifest"])
     compiled = [f for f in files if f.startswith(f"migrations/versions/__pycache__/{revision}_create_items.")]
     assert len(compiled) == 1 and compiled[0].endswith(".pyc"), files
     config = json.loads(docker("image", "inspect", tag).stdout)[0]["Config"]
@@ -68,6 +69,9 @@ def test_the_scaffolded_image_migrates_with_only_this_projects_files(tmp_path: P
     assert f"== Running {revision} create_items.upgrade forward" in output
     assert query(tcp_database_url, "SELECT version_num FROM alembic_version") == [(revision,)]
     assert "at head: yes" in migrate(tag, tcp_database_url, "status")
+    # the build wrote the manifest where the files lie: a no-op start trusts it (no debug line about it)
+    no_op = run_container(tag, ["migrate"], env={"DATABASE_URL": tcp_database_url, "MIGRATOR_LOG_LEVEL": "debug"})
+    assert no_op.returncode == 0 and "manifest" not in no_op.stdout + no_op.stderr, no_op.stderr
 
 
 def test_an_adopted_project_migrates_in_the_image_without_the_apps_code(tmp_path: Path, migrator_image: str, tag: str,
@@ -80,7 +84,7 @@ def test_an_adopted_project_migrates_in_the_image_without_the_apps_code(tmp_path
     files = [f for f in app_files(tag) if "__pycache__" not in f]
     assert files == sorted(["alembic/env.py", "alembic/script.py.mako", "migrator.toml", "seeds/README.md",
                             f"alembic/versions/{ITEMS_REVISION}_create_items.py",
-                            f"alembic/versions/{revision}_add_items_price.py"])
+                            f"alembic/versions/{revision}_add_items_price.py", "alembic/.migrator-manifest"])
     # The env.py imports the app's models for autogenerate; the image has no app code, and migrates without it.
     output = migrate(tag, tcp_database_url)
     assert f"== Running {revision} add_items_price.upgrade forward" in output

@@ -114,7 +114,8 @@ def test_status_json_and_check(project: Path, database_url: str) -> None:
     assert ok.returncode == 0
     assert json.loads(ok.stdout) == {"repo": "default", "database": json.loads(ok.stdout)["database"],
                                      "current": [HEAD], "heads": [HEAD], "pending": [], "unknown": [],
-                                     "partial": [], "at_head": True}
+                                     "partial": [], "changed": [], "missing": [], "unrecorded": 0,
+                                     "at_head": True}
 
 
 def test_json_logs(project: Path, database_url: str) -> None:

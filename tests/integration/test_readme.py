@@ -64,6 +64,7 @@ def test_help_prints_every_exit_code() -> None:
     ("wait", [0, 1, 2, 3, 5, 130, 143]), ("sql", [0, 2, 3, 130, 141, 143]), ("new", [0, 2, 130, 141, 143]),
     ("lint", [0, 1, 2, 130, 141, 143]), ("history", [0, 1, 2, 3, 130, 141, 143]),
     ("resolve", [0, 1, 2, 3, 4, 130, 143]), ("init", [0, 2, 130, 141, 143]), ("verify", [0, 1, 2, 3, 4, 130, 141, 143]),
+    ("manifest", [0, 2, 130, 141, 143]),
 ])
 def test_each_command_help_lists_the_exit_codes_it_can_end_with(command: str, codes: list[int],
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
