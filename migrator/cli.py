@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from migrator import __version__, commands, deadlines, errors, logs, termination
+from migrator import __version__, commands, deadlines, errors, logs, tenant_runs, tenants, termination
 from migrator.config import (
     WAIT_INTERVAL,
     WAIT_TIMEOUT,
@@ -50,6 +50,13 @@ REPO_ALL = "only this database of migrator.toml; default: every one, in the file
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
 REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
              "migrate": REPO_ALL + " (with --to: required when it lists several)"}
+# --tenant: the commands that reach a repo's database(s), and what it means to each.
+TENANT_ALL = ("only this tenant of the repo that lists tenants (migrator.toml's tenants or tenants_query); "
+              "default: every tenant this process takes (MIGRATOR_TENANT_SHARDS)")
+TENANT_ONE = "the tenant to work on, of a repo that lists tenants: required there"
+TENANT_HELP = {"migrate": TENANT_ALL, "seed": TENANT_ALL, "status": TENANT_ALL, "wait": TENANT_ALL,
+               "history": TENANT_ALL, "rollback": TENANT_ONE, "resolve": TENANT_ONE,
+               "sql": TENANT_ONE + " (with --from current)"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,6 +78,8 @@ def build_parser() -> Parser:
         p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
+        if name in TENANT_HELP:
+            p.add_argument("--tenant", metavar="NAME", help=TENANT_HELP[name])
         return p
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
@@ -193,41 +202,86 @@ def _repos(args: argparse.Namespace, single: bool = False) -> list[Repo]:
     return repos
 
 
-def _targets(args: argparse.Namespace, single: bool = False) -> list[Target]:
-    """The selected repos with their database settings, all validated before any database is touched."""
-    return [Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
-            for repo in _repos(args, single)]
+def _targets(args: argparse.Namespace, settings: Settings, single: bool = False,
+             one_tenant: bool = False) -> list[Target]:
+    """The selected repos with their database settings, all validated before any database is touched; with
+    --tenant, that tenant alone. A repo's tenants are listed later, when its turn comes (tenant_runs)."""
+    targets = [Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
+               for repo in _repos(args, single)]
+    name = getattr(args, "tenant", None)
+    if name is not None:
+        return [_tenant(targets, settings, name)]
+    for target in targets if one_tenant else []:
+        if target.repo.tenants is not None:
+            raise ConfigError(f"{args.command} works on one database: choose the tenant of repo "
+                              f"{target.repo.name!r} with --tenant NAME")
+    return targets
+
+
+def _tenant(targets: list[Target], settings: Settings, name: str) -> Target:
+    with_tenants = [t for t in targets if t.repo.tenants is not None]
+    if len(with_tenants) != 1:
+        repos = ", ".join(t.repo.name for t in with_tenants)
+        raise ConfigError(f"--tenant {name}: " + (f"several repos list tenants ({repos}): choose one with --repo"
+                                                  if with_tenants else "no repo lists tenants (migrator.toml's "
+                                                  "tenants or tenants_query)"))
+    [target] = with_tenants
+    return tenants.target_for(target, tenants.choose(tenants.listed(target, settings), target, name))
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return [commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer)
-            for t in _targets(args, single=args.to is not None)]
+    return tenant_runs.fan_out(_targets(args, settings, single=args.to is not None), settings,
+                               lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer),
+                               "migrate", tenant_runs.migrated)
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    [target] = _targets(args, single=True)
+    [target] = _targets(args, settings, single=True, one_tenant=True)
     return [commands.rollback(target, settings, to=args.revision, steps=args.steps, dry_run=args.dry_run)]
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return [commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer) for t in _targets(args)]
+    return tenant_runs.fan_out(_targets(args, settings), settings,
+                               lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer),
+                               "seed", tenant_runs.seeded)
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    found = [commands.status(t, settings, allow_newer=args.allow_newer) for t in _targets(args)]
-    for status in found:
-        _print(_status_json(status) if args.json else _status_text(status))
-    behind = [s for s in found if not s.at_head]
-    partial = [s for s in behind if s.partial]
+    found: list[tuple[str, Status]] = []  # (who, status): the repo, or the repo and tenant
+
+    def show(target: Target) -> Status:
+        status = commands.status(target, settings, allow_newer=args.allow_newer)
+        if args.json:
+            _print(_status_json(status, target.tenant))
+        else:
+            _print(_status_text(status) if target.tenant is None else _tenant_status_text(status, target.tenant))
+        found.append((status.repo if target.tenant is None else f"{status.repo} {target.tenant}", status))
+        return status
+
+    for target in _targets(args, settings):
+        if target.repo.tenants is None or target.tenant is not None:
+            show(target)
+            continue
+        run = tenant_runs.each(target, settings, show, "status")
+        if not args.json:
+            _print(f"{target.repo.name} ({target.db.description}): {run.scope()}: {run.counts(_at_head)}")
+        tenant_runs.finish(run, _at_head)
+    behind = [(who, s) for who, s in found if not s.at_head]
+    partial = [(who, s) for who, s in behind if s.partial]
     if args.check and partial:
-        raise PartiallyApplied("left part-way: " + "; ".join(f"{s.repo} {s.partial[-1]}" for s in partial))
+        raise PartiallyApplied("left part-way: " + tenant_runs.listing([f"{w} {s.partial[-1]}" for w, s in partial]))
     if args.check and behind:
-        raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {s.behind()}" for s in behind))
+        raise NotAtHead("not at head: " + tenant_runs.listing([f"{w} {s.behind()}" for w, s in behind]))
     return []
 
 
-def _status_json(status: Status) -> str:
-    return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
+def _at_head(status: Status) -> str:
+    return "at head" if status.at_head else "not at head"
+
+
+def _status_json(status: Status, tenant: str | None = None) -> str:
+    return json.dumps({"repo": status.repo, **({"tenant": tenant} if tenant is not None else {}),
+                       "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
                        "partial": status.partial, "at_head": status.at_head})
 
@@ -244,16 +298,27 @@ def _status_text(status: Status) -> str:
     return "\n".join(lines)
 
 
+def _tenant_status_text(status: Status, tenant: str) -> str:
+    """One line per tenant: `tenants acme: at head (20211104101500)`, or why not."""
+    current = ", ".join(status.current) or "base"
+    if status.at_head:
+        return f"{status.repo} {tenant}: at head ({current})"
+    return f"{status.repo} {tenant}: not at head: {status.behind()} (current {current})"
+
+
 def run_wait(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     deadline = time.monotonic() + args.timeout
     return [commands.wait(t, settings, timeout=args.timeout, allow_newer=args.allow_newer, interval=args.interval,
-                          deadline=deadline) for t in _targets(args)]
+                          deadline=deadline) if t.repo.tenants is None or t.tenant is not None else
+            tenant_runs.wait_all(t, settings, timeout=args.timeout, allow_newer=args.allow_newer,
+                                 interval=args.interval, deadline=deadline)
+            for t in _targets(args, settings)]
 
 
 def run_sql(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     start, nothing = args.start, f"from {args.start} to {args.end}"
     if start == "current":
-        [target] = _targets(args, single=True)
+        [target] = _targets(args, settings, single=True, one_tenant=True)
         found = commands.status(target, settings).current
         if len(found) > 1:
             raise ConfigError(f"--from current: the database has several heads ({', '.join(found)}); name one")
@@ -284,15 +349,23 @@ def run_lint(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
 
 
 def run_history(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    for target in _targets(args):
+    def show(target: Target) -> int:
         rows = commands.history_rows(target, settings, args.limit)
+        tenant = {"tenant": target.tenant} if target.tenant is not None else {}
         if args.json:
             for row in rows:
-                _print(json.dumps({"repo": target.repo.name, **row}, default=str))
-            continue
+                _print(json.dumps({"repo": target.repo.name, **tenant, **row}, default=str))
+            return len(rows)
         _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
             _print("  " + _history_line(row))
+        return len(rows)
+
+    for target in _targets(args, settings):
+        if target.repo.tenants is None or target.tenant is not None:
+            show(target)
+        else:
+            tenant_runs.finish(tenant_runs.each(target, settings, show, "history"), lambda _rows: "shown")
     return []
 
 
@@ -307,7 +380,7 @@ def _history_line(row: dict[str, Any]) -> str:
 
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    [target] = _targets(args, single=True)
+    [target] = _targets(args, settings, single=True, one_tenant=True)
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
 
 
@@ -360,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = exc.detail if isinstance(exc, Interrupted) else None
         return _fail(command, code, detail or f"interrupted by {name}; no migration or seed was running")
     except Exception as exc:
-        database_error = _database_error(exc)
+        from migrator import database  # noqa: PLC0415  (loaded already by any command that reached a database)
+
+        database_error = database.unhandled(exc)
         if database_error is not None:
             logs.get_logger().debug("where the database error surfaced", exc_info=True)
             return _fail(command, database_error.exit_code, str(database_error))
@@ -372,20 +447,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
     termination.write(f"{summary} (total {time.monotonic() - started:.1f}s)")
     return errors.OK
-
-
-def _database_error(exc: Exception) -> MigratorError | None:
-    """A database error no command handled: a lost connection (exit 3) or an SQL error (exit 1), one line."""
-    import psycopg  # noqa: PLC0415  (loaded already by any command that reached a database)
-
-    from migrator import database  # noqa: PLC0415
-
-    orig = getattr(exc, "orig", None) or exc
-    if not isinstance(orig, psycopg.Error):
-        return None
-    if database.is_connection_error(exc):
-        return database.lost(None, orig, "talking to the database")
-    return errors.MigrationFailed(f"database error: {database.reason(orig)}")
 
 
 def _print(text: str, end: str = "\n") -> None:

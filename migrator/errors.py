@@ -13,6 +13,7 @@ UNREACHABLE = 3
 LOCK_TIMEOUT = 4
 NOT_AT_HEAD = 5
 PARTIAL = 6
+TENANTS_FAILED = 7
 INTERRUPTED_SIGINT = 130
 OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader left
 INTERRUPTED_SIGTERM = 143
@@ -29,6 +30,9 @@ EXIT_CODES: dict[int, str] = {
                   "run (the run stopped before its next step)",
     NOT_AT_HEAD: "not at head (status --check, wait timed out, seed before migrate)",
     PARTIAL: "a non-transactional migration was left part-way: an operator decides (status, resolve)",
+    TENANTS_FAILED: "one or more tenants failed or were not reached, and every other tenant was done: a line per "
+                    "failed tenant gives its own exit code and reason, and the last line counts them (retrying "
+                    "runs only what is left)",
     INTERRUPTED_SIGINT: "interrupted by SIGINT (within 10 s of the signal)",
     OUTPUT_CLOSED: "standard output was closed by its reader (migrator sql piped to head): the output stops "
                    "there, quietly, as after SIGPIPE",
@@ -98,6 +102,12 @@ class PartiallyApplied(MigratorError):
     """A non-transactional migration committed part of itself and did not finish: an operator decides."""
 
     exit_code = PARTIAL
+
+
+class TenantsFailed(MigratorError):
+    """Some tenants of a repo failed (each with its own error), the others were done."""
+
+    exit_code = TENANTS_FAILED
 
 
 class NotAtHead(MigratorError):

@@ -60,7 +60,8 @@ def jsonable(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 def processors(log_format: str) -> list[Processor]:
     """The whole chain for one format: level, time, redaction, rendering."""
-    common: list[Processor] = [structlog.processors.add_log_level,
+    # contextvars: the tenant a line is about (migrator.tenant_runs binds it), a field of every JSON line.
+    common: list[Processor] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                                add_timestamp, structlog.processors.format_exc_info, redact_values]
     if log_format == "json":
         return [*common, jsonable, structlog.processors.JSONRenderer()]

@@ -50,7 +50,7 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
                                             connect_timeout=min(settings.timeouts.connect, remaining))
                 conn.wait_limit = min(settings.timeouts.stall, remaining)
                 conn.doing = "waiting for the schema"
-                ready, state_text, current = _readiness(conn, target, known, allow_newer)
+                ready, state_text, current = check(conn, target, known, allow_newer)
             except DatabaseUnreachable as exc:
                 if time.monotonic() < deadline:
                     raise  # refused for good, or unreachable for MIGRATOR_CONNECT_TIMEOUT: exit 3
@@ -76,8 +76,8 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
             conn.close()
 
 
-def _readiness(conn: Connection, target: Target, known: Known,
-               allow_newer: bool) -> tuple[bool, str, tuple[str, ...]]:
+def check(conn: Connection, target: Target, known: Known, allow_newer: bool) -> tuple[bool, str, tuple[str, ...]]:
+    """Whether `target` is ready, in words, and its current revisions: one poll."""
     found = state(conn, target)
     current = found.versions
     heads_text = ", ".join(sorted(known.heads))

@@ -18,10 +18,13 @@ from migrator.tables import versions
 
 @dataclass(frozen=True)
 class Target:
-    """One repo and the database it migrates."""
+    """One repo and the database it migrates; of a repo with tenants, one tenant (migrator.tenants)."""
 
     repo: Repo
     db: DatabaseConfig
+    tenant: str | None = None
+    # Schema-per-tenant: the search_path every migration and seed starts from (migrator.session).
+    search_path: str | None = None
 
 
 @dataclass
