@@ -41,9 +41,11 @@ image-test: $(STAMP)
 chart-test: $(STAMP)
 	$(BIN)/pytest tests/chart
 
-## smoke: the kind smoke tests (need a kind cluster named migrator; see .github/workflows/kind-smoke.yml)
+## smoke: the kind smoke tests (need a kind cluster named migrator; see .github/workflows/kind-smoke.yml). Their
+## cluster-free parts (the scenario's steps emulated with the real images, the workflow, the README's kubectl run)
+## run in `make test`, where the cluster tests skip and say what only a cluster proves.
 smoke: $(STAMP)
-	$(BIN)/pytest tests/smoke -m cluster -v -rs --timeout 1800
+	$(BIN)/pytest tests/smoke -m cluster -v -rs --timeout 3000
 
 ## bench: B1-B6 against Alembic on an embedded PostgreSQL; bench-image: image sizes and container start
 bench: $(STAMP)

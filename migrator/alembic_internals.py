@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import alembic.context  # noqa: F401  (creates the context module's proxy set-up shared below)
+import alembic.context  # also creates the context module's proxy set-up shared below
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
@@ -101,10 +101,6 @@ def parents(script: Script) -> tuple[str, ...]:
 def known_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
     """Every revision this image knows, with its parents."""
     return {s.revision: parents(s) for s in script.walk_revisions()}
-
-
-def is_merge(script: Script) -> bool:
-    return len(script._versioned_down_revisions) > 1
 
 
 def rerunnable(script: Script) -> bool:
@@ -233,6 +229,14 @@ class MigratorEnvironment(EnvironmentContext):
 # Alembic's `context` module proxies the EnvironmentContext in use, keyed by its exact class: share the proxy
 # set-up, so that env.py's `context.configure(...)` reaches MigratorEnvironment.configure.
 EnvironmentContext._setups[MigratorEnvironment] = EnvironmentContext._setups[EnvironmentContext]
+
+
+def autogenerating() -> bool:
+    """Whether the env.py running now serves autogenerate (`alembic revision --autogenerate`, `alembic check`),
+    which compares the models with the database, rather than a migration run."""
+    environment = getattr(alembic.context, "_proxy", None)  # the EnvironmentContext running env.py
+    revision_context = environment.context_opts.get("revision_context") if environment is not None else None
+    return bool(revision_context is not None and revision_context.command_args.get("autogenerate"))
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:

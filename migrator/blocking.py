@@ -6,7 +6,6 @@ operator reading the log knows which pod or client to look at.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,35 +63,3 @@ def advisory_lock_holders(conn: psycopg.Connection[Any], key: int) -> list[Backe
     classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
     rows = conn.execute(_ADVISORY_HOLDERS, (classid, objid)).fetchall()
     return [Backend(*row) for row in rows]
-
-
-class BlockerWatch:
-    """Notes, in the background, which backends block `pid`, so a lock timeout can name them afterwards.
-
-    When PostgreSQL cancels a statement for lock_timeout, the wait is over and pg_blocking_pids is empty;
-    the culprit can only be seen while the wait lasts. The watch uses its own connection (the idle
-    migration-lock connection), never the one running the migration.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any], pid: int, interval: float) -> None:
-        self.conn, self.pid, self.interval = conn, pid, interval
-        self.last_seen: list[Backend] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="blocker-watch", daemon=True)
-
-    def __enter__(self) -> BlockerWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                seen = blocking_backends(self.conn, self.pid)
-            except psycopg.Error:
-                return  # the watch is a diagnostic; losing it must not fail the migration
-            if seen:
-                self.last_seen = seen

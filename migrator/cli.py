@@ -9,16 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from migrator import __version__, commands, deadlines, errors, logs, tenant_runs, tenants, termination
+from migrator import __version__, commands, errors, logs, tenant_runs, tenants
 from migrator.config import (
     WAIT_INTERVAL,
     WAIT_TIMEOUT,
@@ -31,6 +30,7 @@ from migrator.config import (
 )
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
 from migrator.repos import Repo, load_repos, project_directory, select
+from migrator.shutdown import SHUTDOWN
 from migrator.status import Status
 from migrator.targets import Outcome, Target
 
@@ -45,10 +45,15 @@ exit codes:
 """
 
 
+def _epilog(command: str) -> str:
+    return f"exit codes:\n{errors.exit_code_table(command)}\n"
+
+
 # What --repo means to each command when migrator.toml lists several databases.
 REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
 REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
+             "verify": REPO_ONE,
              "migrate": REPO_ALL + " (with --to: required when it lists several)"}
 # --tenant: the commands that reach a repo's database(s), and what it means to each.
 TENANT_ALL = ("only this tenant of the repo that lists tenants (migrator.toml's tenants or tenants_query); "
@@ -75,11 +80,10 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, required=True)
 
     def command(name: str, text: str) -> Parser:
-        p: Parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG,
+        p: Parser = sub.add_parser(name, help=text, description=text, epilog=_epilog(name),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
-        if name in TENANT_HELP:
-            p.add_argument("--tenant", metavar="NAME", help=TENANT_HELP[name])
+        _tenant_option(p, name)
         return p
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
@@ -132,13 +136,29 @@ def build_parser() -> Parser:
                      "committed part, or if it is safe to repeat)")
     how.add_argument("--mark-applied", action="store_true", help="you completed it by hand: stamp its version")
 
+    p = command("verify", "check the migrations on a throwaway database (CI): one head, every upgrade, each "
+                "downgrade restores the schema, no drift from the models, offline SQL; exit 1 when a check fails")
+    p.add_argument("--database-url", metavar="URL", help="verify on this database instead of an embedded PostgreSQL "
+                   "(default: DATABASE_URL when set); it must be empty, or --wipe; no password in it (PGPASSWORD, "
+                   "DATABASE_PASSWORD_FILE or ~/.pgpass)")
+    p.add_argument("--wipe", action="store_true", help="the named database may be emptied first (everything in it "
+                   "is dropped)")
+    p.add_argument("--strict", action="store_true", help="a revision that cannot render offline fails the check")
+    p.add_argument("--downgrades-from", metavar="REV", help="check up/down/up from REV on; earlier revisions only "
+                   "upgrade (for a history whose old downgrades are not kept up)")
+
     text = ("create migrations/, seeds/, migrator.toml, migrator.Dockerfile and Helm values for the app in the "
             "project directory; never overwrites a file")
-    p = sub.add_parser("init", help=text, description=text, epilog=EPILOG,
+    p = sub.add_parser("init", help=text, description=text, epilog=_epilog("init"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
                    "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
     return parser
+
+
+def _tenant_option(parser: Parser, command: str) -> None:
+    if command in TENANT_HELP:
+        parser.add_argument("--tenant", metavar="NAME", help=TENANT_HELP[command])
 
 
 def _allow_newer(parser: Parser, then: str) -> None:
@@ -157,38 +177,10 @@ def _bounded(bounds: Bounds) -> Callable[[str], float]:
     return parse
 
 
-def _seconds(value: str) -> float:
-    try:
-        return parse_seconds("value", value)
-    except ConfigError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (5, 2.5, 500ms, 2m)") from None
-
-
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
     return int(value)
-
-
-# --- signals ------------------------------------------------------------------------------------------
-
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    """First signal: raise Interrupted (psycopg cancels the running statement, the transaction rolls back)
-    and start the bound. Later ones do not raise (that would abort the cleanup): they cut it short."""
-    name, code = ("SIGTERM", errors.INTERRUPTED_SIGTERM) if signum == signal.SIGTERM else \
-        ("SIGINT", errors.INTERRUPTED_SIGINT)
-    if deadlines.SIGNALS.signalled(name, code):
-        raise Interrupted(name, code)
-
-
-def _last_words(message: str, code: int) -> None:
-    _fail("migrator", code, message)
-
-
-def install_signal_handlers() -> None:
-    deadlines.SIGNALS.start(last_words=_last_words)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
 
 
 # --- dispatch -----------------------------------------------------------------------------------------
@@ -229,10 +221,35 @@ def _tenant(targets: list[Target], settings: Settings, name: str) -> Target:
     return tenants.target_for(target, tenants.choose(tenants.listed(target, settings), target, name))
 
 
+T = TypeVar("T")
+
+
+def _each(targets: list[Target], run: Callable[[Target], T]) -> list[T]:
+    """`run` on each target in turn; with several, a failure or a signal names the database it happened on."""
+    results = []
+    for target in targets:
+        try:
+            SHUTDOWN.check()  # a signal that came between two databases stops the run before the next one
+            results.append(run(target))
+        except (MigratorError, Interrupted) as exc:
+            if len(targets) > 1:
+                _name_database(exc, target)
+            raise
+    return results
+
+
+def _name_database(exc: MigratorError | Interrupted, target: Target) -> None:
+    where = f"{target.repo.name} ({target.db.description})"
+    if isinstance(exc, Interrupted):
+        exc.detail = f"{where}: {exc.detail or f'interrupted by {exc.signal_name}; nothing was running'}"
+    elif target.db.description not in str(exc):
+        exc.args = (f"{where}: {exc}", *exc.args[1:])
+
+
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return tenant_runs.fan_out(_targets(args, settings, single=args.to is not None), settings,
-                               lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer),
-                               "migrate", tenant_runs.migrated)
+    return _each(_targets(args, settings, single=args.to is not None), tenant_runs.fan_out(
+        settings, lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer), "migrate",
+        tenant_runs.migrated))
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -241,9 +258,9 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return tenant_runs.fan_out(_targets(args, settings), settings,
-                               lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer),
-                               "seed", tenant_runs.seeded)
+    return _each(_targets(args, settings), tenant_runs.fan_out(
+        settings, lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer), "seed",
+        tenant_runs.seeded))
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -258,14 +275,16 @@ def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
         found.append((status.repo if target.tenant is None else f"{status.repo} {target.tenant}", status))
         return status
 
-    for target in _targets(args, settings):
+    def each(target: Target) -> None:
         if target.repo.tenants is None or target.tenant is not None:
             show(target)
-            continue
+            return
         run = tenant_runs.each(target, settings, show, "status")
         if not args.json:
             _print(f"{target.repo.name} ({target.db.description}): {run.scope()}: {run.counts(_at_head)}")
         tenant_runs.finish(run, _at_head)
+
+    _each(_targets(args, settings), each)
     behind = [(who, s) for who, s in found if not s.at_head]
     partial = [(who, s) for who, s in behind if s.partial]
     if args.check and partial:
@@ -308,11 +327,15 @@ def _tenant_status_text(status: Status, tenant: str) -> str:
 
 def run_wait(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     deadline = time.monotonic() + args.timeout
-    return [commands.wait(t, settings, timeout=args.timeout, allow_newer=args.allow_newer, interval=args.interval,
-                          deadline=deadline) if t.repo.tenants is None or t.tenant is not None else
-            tenant_runs.wait_all(t, settings, timeout=args.timeout, allow_newer=args.allow_newer,
-                                 interval=args.interval, deadline=deadline)
-            for t in _targets(args, settings)]
+
+    def wait(target: Target) -> Outcome:
+        if target.repo.tenants is None or target.tenant is not None:
+            return commands.wait(target, settings, timeout=args.timeout, interval=args.interval,
+                                 allow_newer=args.allow_newer, deadline=deadline)
+        return tenant_runs.wait_all(target, settings, timeout=args.timeout, allow_newer=args.allow_newer,
+                                    interval=args.interval, deadline=deadline)
+
+    return _each(_targets(args, settings), wait)
 
 
 def run_sql(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
@@ -354,19 +377,28 @@ def run_history(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
         tenant = {"tenant": target.tenant} if target.tenant is not None else {}
         if args.json:
             for row in rows:
-                _print(json.dumps({"repo": target.repo.name, **tenant, **row}, default=str))
+                _print(json.dumps({"repo": target.repo.name, **tenant, **row}, default=_json_value))
             return len(rows)
         _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
             _print("  " + _history_line(row))
         return len(rows)
 
-    for target in _targets(args, settings):
+    def each(target: Target) -> None:
         if target.repo.tenants is None or target.tenant is not None:
             show(target)
         else:
             tenant_runs.finish(tenant_runs.each(target, settings, show, "history"), lambda _rows: "shown")
+
+    _each(_targets(args, settings), each)
     return []
+
+
+def _json_value(value: Any) -> str:
+    """Dates in ISO 8601 UTC with `T` and `Z`, as the JSON logs write them."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def _history_line(row: dict[str, Any]) -> str:
@@ -384,6 +416,15 @@ def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun)]
 
 
+def run_verify(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
+    from migrator import verify  # noqa: PLC0415  (only verify needs it)
+
+    [repo] = _repos(args, single=True)
+    options = verify.Options(strict=args.strict, downgrades_from=args.downgrades_from,
+                             database_url=args.database_url, wipe=args.wipe)
+    return [verify.verify(repo, settings, options, emit=_print)]
+
+
 def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
     from migrator import scaffold  # noqa: PLC0415  (only init needs it)
 
@@ -394,7 +435,7 @@ def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
 RUNNERS: dict[str, Callable[[argparse.Namespace, Settings], list[Outcome]]] = {
     "migrate": run_migrate, "rollback": run_rollback, "seed": run_seed, "status": run_status, "wait": run_wait,
     "sql": run_sql, "new": run_new, "lint": run_lint, "history": run_history, "resolve": run_resolve,
-    "init": run_init,
+    "init": run_init, "verify": run_verify,
 }
 
 
@@ -413,8 +454,8 @@ def _configure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the process exit code."""
-    install_signal_handlers()
+    """Run one command; returns the process exit code. Its outcome is written once, by SHUTDOWN.finish."""
+    SHUTDOWN.install()
     _configure_logging()
     started = time.monotonic()
     command = "migrator"
@@ -437,16 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         database_error = database.unhandled(exc)
         if database_error is not None:
-            logs.get_logger().debug("where the database error surfaced", exc_info=True)
             return _fail(command, database_error.exit_code, str(database_error))
         # A bug: say so in one line, then show where.
-        logs.get_logger().error(f"unexpected error ({type(exc).__name__}: {exc}); please report it",
-                                exc_info=True)
-        termination.write(f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}")
-        return errors.FAILED
+        return SHUTDOWN.finish(errors.FAILED, f"{command} failed (exit 1): unexpected {type(exc).__name__}: {exc}",
+                               f"unexpected error ({type(exc).__name__}: {exc}); please report it", exc_info=True)
     summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
-    termination.write(f"{summary} (total {time.monotonic() - started:.1f}s)")
-    return errors.OK
+    return SHUTDOWN.finish(errors.OK, f"{summary} (total {time.monotonic() - started:.1f}s)")
 
 
 def _print(text: str, end: str = "\n") -> None:
@@ -466,13 +503,11 @@ def _output_closed() -> int:
         os.dup2(devnull, sys.stdout.fileno())  # the buffered rest is flushed there, not at the closed pipe
         os.close(devnull)
     logs.get_logger().debug("standard output was closed by its reader; stopped writing")
-    return errors.OUTPUT_CLOSED
+    return SHUTDOWN.finish(errors.OUTPUT_CLOSED, None)
 
 
 def _fail(command: str, code: int, message: str) -> int:
-    logs.get_logger().error(message, exit_code=code)
-    termination.write(f"{command} failed (exit {code}): {message}")
-    return code
+    return SHUTDOWN.finish(code, f"{command} failed (exit {code}): {message}", message)
 
 
 def entrypoint() -> None:
@@ -485,7 +520,7 @@ def entrypoint() -> None:
     (make bench)."""
     code = main()
     for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):  # results are flushed by _print already; this only empties what is left
+        with suppress(Exception):  # finish flushed them already; this only empties what a late line left
             stream.flush()
     os._exit(code)
 

@@ -28,6 +28,7 @@ from migrator.config import DatabaseConfig, Timeouts
 from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable, MigrationFailed, MigratorError
 from migrator.logs import get_logger
 from migrator.redaction import redact
+from migrator.shutdown import SHUTDOWN
 
 # libpq reports these in words only (no SQLSTATE reaches the client before authentication completes).
 PERMANENT_FAILURES = (
@@ -69,7 +70,8 @@ class Connection(psycopg.Connection[Any]):
         armed = deadlines.WATCHDOG.arm(self, limit, self.doing) if limit is not None else None
         self.waiting_since = time.monotonic()
         try:
-            return super().wait(gen, interval, timeout)
+            with SHUTDOWN.waiting():  # a signal interrupts a wait for the server (psycopg cancels the statement)
+                return super().wait(gen, interval, timeout)
         except psycopg.OperationalError as exc:
             # Whoever reports it later may no longer hold this connection: say why and during what, now.
             exc.migrator_context = (self.doing, deadlines.lost_reason(self))  # type: ignore[attr-defined]
@@ -173,7 +175,8 @@ def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False,
         remaining = deadline - time.monotonic()
         attempt_timeout = int(min(max(remaining, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX))
         try:
-            conn = Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
+            with SHUTDOWN.waiting():
+                conn = Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
         except psycopg.OperationalError as exc:
             if is_misconfigured(exc):
                 raise ConfigError(f"the connection settings of {db.description} are invalid: {reason(exc)} (check "

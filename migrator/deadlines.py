@@ -5,11 +5,13 @@ a partitioned node whose kernel still acknowledges) never sends them, libpq's ow
 connecting, and TCP keepalives are answered by the stalled peer's kernel. So every wait on the server runs
 under a deadline kept by one watchdog thread: when a deadline passes, the watchdog shuts the connection's
 socket down, which wakes the blocked call with an error at once (no answer from the server is needed), and
-`lost_reason` tells the caller why. The same shutdown ends every connection when the process must stop.
+`lost_reason` tells the caller why. The same shutdown ends every connection when the process must stop
+(migrator.shutdown, after a signal).
 
-After SIGTERM or SIGINT the process ends within SIGNAL_EXIT_BOUND seconds whatever the network does: the
-running statement gets SIGNAL_GRACE seconds to be cancelled and rolled back the normal way; then every socket
-is shut down; at the bound the process writes its last line and exits with the signal's code.
+A deadline either fires or is cancelled, never both: `cancel` waits for a firing in progress and says whether
+it fired, so that a call whose answer arrived as its deadline passed knows that its connection was shut down.
+Why a connection was shut down is kept with the connection itself (weakly), never by an address that a new
+connection could reuse.
 """
 
 from __future__ import annotations
@@ -18,22 +20,18 @@ import heapq
 import itertools
 import os
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-SIGNAL_GRACE = 3.0  # for the running statement to be cancelled and its transaction rolled back
-SIGNAL_EXIT_BOUND = 10.0  # documented: the process ends at most this long after the first signal
-SECOND_SIGNAL_EXIT = 1.0
-
 
 @dataclass(order=True)
 class Deadline:
-    """One armed deadline; `fired` once the watchdog acted on it."""
+    """One armed deadline: `fired` once the watchdog shut its connection down, `cancelled` once its call ended."""
 
     when: float
     seq: int
@@ -52,7 +50,8 @@ class Watchdog:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
-        self._reasons: dict[int, str] = {}  # id(conn) -> why its socket was shut down
+        # conn -> why its socket was shut down; weak, so that a connection that is gone takes its reason along
+        self._reasons: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
     def arm(self, conn: Any, seconds: float, what: str) -> Deadline:
         deadline = Deadline(time.monotonic() + seconds, next(self._seq), conn, what, seconds)
@@ -65,8 +64,12 @@ class Watchdog:
                 self._cond.notify()
         return deadline
 
-    def cancel(self, deadline: Deadline) -> None:
-        deadline.cancelled = True  # popped lazily; no lock needed for a flag only this side sets
+    def cancel(self, deadline: Deadline) -> bool:
+        """The call is over: the deadline can no longer fire. True when it fired before (its connection was
+        shut down, maybe just as the answer arrived)."""
+        with self._cond:  # a firing in progress finishes first: it holds the lock while it shuts the socket
+            deadline.cancelled = True  # popped lazily
+            return deadline.fired
 
     def _run(self) -> None:
         with self._cond:
@@ -92,15 +95,25 @@ class Watchdog:
             self._shut(conn, reason)
 
     def _shut(self, conn: Any, reason: str) -> None:
-        self._reasons.setdefault(id(conn), reason)
+        if _weakrefable(conn):
+            self._reasons.setdefault(conn, reason)
         shut_socket(conn)
 
     def reason(self, conn: Any) -> str | None:
-        return self._reasons.get(id(conn))
+        return self._reasons.get(conn) if _weakrefable(conn) else None
 
     def forget(self, conn: Any) -> None:
         with self._cond:
-            self._reasons.pop(id(conn), None)
+            if _weakrefable(conn):
+                self._reasons.pop(conn, None)
+
+
+def _weakrefable(conn: Any) -> bool:
+    try:
+        weakref.ref(conn)
+    except TypeError:
+        return False
+    return True
 
 
 def shut_socket(conn: Any) -> None:
@@ -160,53 +173,3 @@ def shut_down_all(reason: str) -> None:
         conns = list(_tracked.values())
     for conn in conns:
         WATCHDOG.shut_down(conn, reason)
-
-
-class SignalBound:
-    """Ends the process within SIGNAL_EXIT_BOUND seconds of the first signal, whatever the main thread does.
-
-    The signal handler only sets events (it runs on the main thread, which may hold any lock); the work is
-    done by a thread started before any signal can arrive.
-    """
-
-    def __init__(self) -> None:
-        self.first = threading.Event()
-        self.again = threading.Event()
-        self.signal_name = ""
-        self.exit_code = 0
-        self.received_at = 0.0
-        self.last_words: Callable[[str, int], None] = lambda _message, _code: None
-        self._thread = threading.Thread(target=self._run, name="migrator-signal-bound", daemon=True)
-
-    def start(self, last_words: Callable[[str, int], None]) -> None:
-        self.last_words = last_words
-        self._thread.start()
-
-    def signalled(self, name: str, code: int) -> bool:
-        """Record a signal; True for the first one."""
-        if self.first.is_set():
-            self.again.set()
-            return False
-        self.signal_name, self.exit_code, self.received_at = name, code, time.monotonic()
-        self.first.set()
-        return True
-
-    def _run(self) -> None:
-        self.first.wait()
-        if not self.again.wait(SIGNAL_GRACE):
-            shut_down_all(f"{self.signal_name}: stopped waiting for the server after {SIGNAL_GRACE:g}s")
-        bound = self.received_at + SIGNAL_EXIT_BOUND
-        if self.again.wait(max(bound - time.monotonic(), 0)):
-            shut_down_all(f"a second signal after {self.signal_name}")
-            time.sleep(max(min(SECOND_SIGNAL_EXIT, bound - time.monotonic()), 0))
-        try:
-            self.last_words(f"interrupted by {self.signal_name}; the process did not finish stopping within "
-                            f"{time.monotonic() - self.received_at:.0f}s and exits now, without confirmation of "
-                            "what the server did with the running migration (`migrator status` shows it)",
-                            self.exit_code)
-        finally:
-            sys.stderr.flush()
-            os._exit(self.exit_code)
-
-
-SIGNALS = SignalBound()

@@ -4,14 +4,16 @@ connection whose statements the statement hooks see, and the monitor watching th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
 from migrator.monitor import Monitor
 from migrator.session import MigrationSession
+from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 
 
@@ -22,12 +24,30 @@ def _engine(session: MigrationSession, hooks: StatementHooks) -> sa.Engine:
     # The session owns the connection: SQLAlchemy closes a connection it invalidates (after a signal, or an
     # error it takes for a disconnect), which would lose the lock and the chance to confirm the rollback.
     engine.dialect.do_close = lambda _dbapi_connection: None  # type: ignore[method-assign,assignment]
-    sa.event.listen(engine, "before_cursor_execute", hooks.before)
-    sa.event.listen(engine, "after_cursor_execute", hooks.after)
-    sa.event.listen(engine, "handle_error", hooks.failed)
-    sa.event.listen(engine, "commit", hooks.committing)
-    sa.event.listen(engine, "rollback", hooks.rolling_back)
+    sa.event.listen(engine, "before_cursor_execute", _before(hooks.before))
+    sa.event.listen(engine, "after_cursor_execute", _deferred(hooks.after))
+    sa.event.listen(engine, "handle_error", _deferred(hooks.failed))
+    sa.event.listen(engine, "commit", _deferred(hooks.committing))
+    sa.event.listen(engine, "rollback", _deferred(hooks.rolling_back))
     return engine
+
+
+def _deferred(hook: Callable[..., None]) -> Callable[..., None]:
+    """The hook runs as migrator's bookkeeping: a signal does not interrupt it half-way."""
+    def call(*args: Any) -> None:
+        with SHUTDOWN.deferred():
+            hook(*args)
+    return call
+
+
+def _before(hook: Callable[..., None]) -> Callable[..., None]:
+    """Before each statement: a signal that came meanwhile stops the step here, before the statement is sent."""
+    deferred = _deferred(hook)
+
+    def call(*args: Any) -> None:
+        SHUTDOWN.check()
+        deferred(*args)
+    return call
 
 
 @contextmanager
@@ -46,10 +66,11 @@ def running(session: MigrationSession, hooks: StatementHooks) -> Iterator[sa.Con
         try:
             yield session.sa_conn
         finally:
-            session.monitor = None
-            session.prepared = None  # a later command's first step proves the lock itself
-            session.conn.wait_limit = timeouts.stall
-            _back_to_autocommit(session)
+            with SHUTDOWN.deferred():
+                session.monitor = None
+                session.prepared = None  # a later command's first step proves the lock itself
+                session.conn.wait_limit = timeouts.stall
+                _back_to_autocommit(session)
 
 
 def _back_to_autocommit(session: MigrationSession) -> None:

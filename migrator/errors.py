@@ -20,10 +20,12 @@ INTERRUPTED_SIGTERM = 143
 
 EXIT_CODES: dict[int, str] = {
     OK: "ok (also: already at head, nothing to roll back, a newer database accepted by --allow-newer)",
-    FAILED: "a migration or seed failed (the message says what stays applied), or lint found problems",
+    FAILED: "a migration or seed failed (the message says what stays applied), or lint found problems, or a "
+            "verify check failed",
     USAGE: "usage, configuration or revision error (bad argument, URL, setting or file; unknown or ambiguous "
            "revision; several heads; an env.py that does not delegate; a pooler that does not keep the "
-           "session; a newer database without --allow-newer)",
+           "session; a newer database without --allow-newer; a database verify may not use: not empty without "
+           "--wipe)",
     UNREACHABLE: "database unreachable, refused the connection (authentication, missing database, SSL), or "
                  "the connection was lost during the run",
     LOCK_TIMEOUT: "the migration lock was not acquired within MIGRATOR_LOCK_TIMEOUT, or was lost during the "
@@ -136,6 +138,28 @@ class Interrupted(KeyboardInterrupt):
         self.detail = detail  # what is known about the work that was running, once someone found out
 
 
-def exit_code_table() -> str:
-    """The exit codes as printed by --help and documented in the README."""
-    return "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+# The codes each command can end with, out of EXIT_CODES: every command may be interrupted (130, 143) or given bad
+# input (2); those that reach a database may lose it (3) or get an SQL error (1); those that take the migration
+# lock may time out on it (4); those that print results to stdout may find it closed (141).
+_ANY = (OK, USAGE, INTERRUPTED_SIGINT, INTERRUPTED_SIGTERM)
+_DATABASE = (FAILED, UNREACHABLE)
+COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
+    "migrate": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
+    "rollback": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
+    "seed": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, NOT_AT_HEAD, PARTIAL)),
+    "status": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD, PARTIAL, OUTPUT_CLOSED)),
+    "wait": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD)),
+    "sql": frozenset((*_ANY, UNREACHABLE, OUTPUT_CLOSED)),  # 3 with --from current, which reads the database
+    "new": frozenset((*_ANY, OUTPUT_CLOSED)),
+    "lint": frozenset((*_ANY, FAILED, OUTPUT_CLOSED)),
+    "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED)),
+    "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
+    "init": frozenset((*_ANY, OUTPUT_CLOSED)),
+    "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),
+}
+
+
+def exit_code_table(command: str | None = None) -> str:
+    """The exit codes as printed by --help and documented in the README; for `command`, only those it can end with."""
+    codes = COMMAND_EXIT_CODES[command] if command is not None else EXIT_CODES.keys()
+    return "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items() if code in codes)

@@ -22,6 +22,7 @@ from migrator.config import Timeouts
 from migrator.errors import ConnectionLost, Interrupted, MigrationFailed, MigratorError, PartiallyApplied
 from migrator.redaction import redact
 from migrator.session import MigrationSession
+from migrator.shutdown import SHUTDOWN, SIGNAL_GRACE
 from migrator.steps import FORWARD, IndexLeftInvalid, Step, invalid_indexes, invalid_text
 from migrator.tables import history
 
@@ -46,6 +47,10 @@ class Run:
     timeouts: Timeouts
     earlier: bool  # earlier steps of this run were applied
     conn: psycopg.Connection[Any] | None = None  # the session's connection (why the watchdog shut it down)
+
+    @classmethod
+    def of(cls, session: MigrationSession, earlier: bool = False) -> Run:
+        return cls(session.db.description, session.settings.timeouts, earlier, session.conn)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ def _committed(session: MigrationSession, step: Step, version_table: str, direct
 
 def explain(step: Step | None, exc: BaseException, said: Confirmed, run: Run) -> Verdict:
     """The one line for a run that failed in `step` (None: between steps) with `exc`, saying only what `said`."""
+    if said.lost and SHUTDOWN.signalled and not isinstance(exc, KeyboardInterrupt):
+        exc = Interrupted(SHUTDOWN.signal_name, SHUTDOWN.exit_code)  # the grace ended: connections were shut down
     if isinstance(exc, KeyboardInterrupt):
         return _interrupted(step, exc, said, run)
     if isinstance(exc, MigratorError) and not isinstance(exc, IndexLeftInvalid) and (
@@ -192,9 +199,12 @@ def _interrupted(step: Step | None, exc: KeyboardInterrupt, said: Confirmed, run
             fate += f"; it left {invalid_text(list(said.invalid))}"
     else:
         timeouts = run.timeouts
-        fate = ("the server did not confirm the rollback; it ends the transaction when it notices the closed "
-                f"connection (within MIGRATOR_IDLE_TIMEOUT={timeouts.idle:g}s of the last statement, or about "
-                f"{timeouts.stall:g}s of TCP keepalives if the network is down)")
+        unanswered = "the server did not confirm the rollback"
+        if SHUTDOWN.grace_passed:
+            unanswered += f" within {SIGNAL_GRACE:g}s of {name}, so every connection was shut down"
+        fate = (f"{unanswered}; it ends the transaction when it notices the closed connection (within "
+                f"MIGRATOR_IDLE_TIMEOUT={timeouts.idle:g}s of the last statement, or about {timeouts.stall:g}s of "
+                "TCP keepalives if the network is down)")
     what = step.label
     if step.partial:
         nxt = "it runs again on the next migrate" if step.rerunnable else \

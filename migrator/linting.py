@@ -7,6 +7,7 @@ validated under an exclusive lock) is caught in CI instead of in production. Squ
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,6 +50,29 @@ def squawk_environment(env: Mapping[str, str], *, color: bool) -> dict[str, str]
     return kept
 
 
+# What migrator itself does on every migration's session (MIGRATOR_DDL_LOCK_TIMEOUT, MIGRATOR_STATEMENT_TIMEOUT):
+# lint leaves these rules out itself, for every project, whatever its .squawk.toml says. init does not write a
+# .squawk.toml for them: init never overwrites a file, so an adopted project's own would stay without them, and
+# the reason holds for migrator, not for the project's configuration.
+SET_BY_MIGRATOR = ("require-lock-timeout", "require-statement-timeout")
+
+
+def excluded_rules(config: Path) -> list[str]:
+    """The project's excluded_rules and SET_BY_MIGRATOR: squawk's --exclude replaces the file's list, not adds."""
+    rules: list[str] = []
+    if config.is_file():
+        import tomllib  # noqa: PLC0415  (lint only)
+
+        try:
+            found = tomllib.loads(config.read_text(encoding="utf-8")).get("excluded_rules", [])
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise ConfigError(f"{config} cannot be read as TOML: {exc}") from None
+        if not isinstance(found, list) or not all(isinstance(rule, str) for rule in found):
+            raise ConfigError(f"{config}: excluded_rules must be a list of rule names")
+        rules += found
+    return list(dict.fromkeys([*rules, *SET_BY_MIGRATOR]))
+
+
 def squawk(files: list[tuple[str, str]], project_dir: Path) -> str:
     """Write each (name, sql) and lint them together; the report, or LintFailed carrying it."""
     # A venv's console scripts sit beside its python, whether or not the venv is on PATH.
@@ -58,16 +82,39 @@ def squawk(files: list[tuple[str, str]], project_dir: Path) -> str:
     if not files:
         return "no migrations to lint"
     config = project_dir / ".squawk.toml"
+    options = [*(["--config", str(config)] if config.is_file() else []),
+               f"--exclude={','.join(excluded_rules(config))}"]
+    color = sys.stdout.isatty()
     with tempfile.TemporaryDirectory(prefix="migrator-lint-") as tmp:
         paths = []
         for name, text in files:
             path = Path(tmp) / name
             path.write_text(text)
             paths.append(str(path))
-        argv = [executable, *(["--config", str(config)] if config.is_file() else []), *paths]
-        env = squawk_environment(os.environ, color=sys.stdout.isatty())
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp, env=env)
-    report = (result.stdout + result.stderr).replace(tmp + "/", "")
-    if result.returncode != 0:
-        raise LintFailed(f"squawk found problems in {len(files)} migration(s)", report=report)
-    return report or f"squawk: {len(files)} migration(s), no problems"
+        env = squawk_environment(os.environ, color=color)
+
+        def run(reporter: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([executable, *options, f"--reporter={reporter}", *paths], capture_output=True,
+                                  text=True, check=False, cwd=tmp, env=env)
+
+        counted = run("json")
+        problems = _problems(counted.stdout)
+        # squawk's tty report colours its text whatever NO_COLOR says: plain gcc lines for a pipe or a file.
+        shown = run("tty" if color else "gcc") if problems or counted.returncode != 0 else counted
+    report = (shown.stdout + shown.stderr).replace(tmp + "/", "") if shown is not counted else ""
+    if problems:
+        checked = len({problem.get("file") for problem in problems})
+        raise LintFailed(f"squawk found {len(problems)} problem(s) in {checked} of {len(files)} migration(s)",
+                         report=report)
+    if counted.returncode != 0:
+        raise LintFailed(f"squawk failed (exit {counted.returncode})", report=report)
+    return f"squawk: {len(files)} migration(s), no problems"
+
+
+def _problems(output: str) -> list[dict[str, object]]:
+    """squawk's JSON report: one object per problem."""
+    try:
+        found = json.loads(output) if output.strip() else []
+    except json.JSONDecodeError:
+        return []
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []

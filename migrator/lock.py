@@ -28,6 +28,7 @@ from migrator.config import DatabaseConfig, Timeouts
 from migrator.database import Connection, ServerSession
 from migrator.errors import LockLost, LockTimeout, MigratorError
 from migrator.logs import get_logger
+from migrator.shutdown import SHUTDOWN
 
 NAMESPACE = b"migrator/v1"
 LOG_EVERY = 10.0
@@ -123,17 +124,23 @@ def _end(conn: Connection, key: int, description: str, failed: bool) -> None:
     """Release the lock and say so truthfully; a failure already being reported is not masked."""
     if conn.closed or conn.broken:
         return  # the session is gone, and its lock with it
+    with SHUTDOWN.deferred():  # bookkeeping: a signal does not interrupt the release half-way
+        still_held = _release_at_end(conn, key, failed)
+    if still_held is False and not failed:
+        raise LockLost(f"the migration lock on {description} was no longer held by this session when the run "
+                       "ended (a statement such as pg_advisory_unlock_all() or DISCARD ALL released it): another "
+                       "migrator may have run meanwhile; check `migrator history`")
+
+
+def _release_at_end(conn: Connection, key: int, failed: bool) -> bool | None:
+    """Unlock both counts; None when that failed while another failure is being reported."""
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
         conn.autocommit = True
         conn.doing = "releasing the migration lock"
-        still_held = release(conn, key, counts=2)
+        return release(conn, key, counts=2)
     except (psycopg.Error, MigratorError):
         if failed:
-            return
+            return None
         raise
-    if not still_held and not failed:
-        raise LockLost(f"the migration lock on {description} was no longer held by this session when the run "
-                       "ended (a statement such as pg_advisory_unlock_all() or DISCARD ALL released it): another "
-                       "migrator may have run meanwhile; check `migrator history`")

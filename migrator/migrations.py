@@ -35,6 +35,7 @@ from migrator.engine import running
 from migrator.errors import MigrationFailed
 from migrator.logs import get_logger
 from migrator.session import MigrationSession, prepare_history
+from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 from migrator.steps import FORWARD, INVALID_INDEXES, Step, check_indexes, refuse_own_rollback
 from migrator.tables import history
@@ -111,18 +112,19 @@ class Migrations:
                                   revision=script.revision, direction=self.direction, module=module)
                 if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
                     self.session.sa_conn.commit()  # Alembic's preamble (the version table), before the first step
-                self.session.start_step(step)
+                self.session.start_step(step)  # from here on the migration's own code runs: a signal stops it
                 yield alembic_step
-                # Alembic resumes the generator only after the step's transaction ended. A migration that
-                # committed part of itself through SQLAlchemy left the rest, version stamp included, in a
-                # transaction Alembic no longer tracks (its own template loses it): commit it here.
-                if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
-                    self.session.sa_conn.commit()
-                took = time.monotonic() - step.started
-                get_logger().info(f"== Migrated {script.revision} in {took:.1f}s", revision=script.revision,
-                                  direction=self.direction, duration=round(took, 3))
-                self.done.append(script.revision)
-                self.session.current = None
+                with SHUTDOWN.deferred():
+                    # Alembic resumes the generator only after the step's transaction ended. A migration that
+                    # committed part of itself through SQLAlchemy left the rest, version stamp included, in a
+                    # transaction Alembic no longer tracks (its own template loses it): commit it here.
+                    if self.session.sa_conn is not None and self.session.sa_conn.in_transaction():
+                        self.session.sa_conn.commit()
+                    took = time.monotonic() - step.started
+                    get_logger().info(f"== Migrated {script.revision} in {took:.1f}s", revision=script.revision,
+                                      direction=self.direction, duration=round(took, 3))
+                    self.done.append(script.revision)
+                    self.session.current = None
         return migrations_fn
 
     def _autocommit(self, on: bool) -> None:
@@ -152,7 +154,16 @@ class Migrations:
                           revision=step.revision)
 
     def _on_version_apply(self, **_: Any) -> None:
-        """Inside the step's transaction, after Alembic stamped the version: check and record the step."""
+        """Inside the step's transaction, after Alembic stamped the version: check and record the step, and
+        (the common case) commit it with its history row; a signal may interrupt that COMMIT, as any wait."""
+        with SHUTDOWN.deferred():
+            row = self._record_done()
+        if row is not None:
+            self.session.commit_with(row)
+
+    def _record_done(self) -> str | None:
+        """The step's checks and its history row; the row's INSERT to send with the COMMIT, or None when it
+        was written here already."""
         step = self.session.current
         assert step is not None
         conn, schema = self.session.conn, self.session.history_schema
@@ -164,30 +175,31 @@ class Migrations:
             history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
         if step.history_id is None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
             step.stamped = True  # the common case: the row and the COMMIT, in flight together
-            self.session.commit_with(history.insert_statement(
-                schema, version_table=self.version_table, revision=step.revision, parents=step.parents,
-                direction=step.history_direction, outcome=outcome,
-                started_at=step.server_started or datetime.now().astimezone()))
-        elif step.history_id is not None:
+            return history.insert_statement(schema, version_table=self.version_table, revision=step.revision,
+                                            parents=step.parents, direction=step.history_direction, outcome=outcome,
+                                            started_at=step.server_started or datetime.now().astimezone())
+        if step.history_id is not None:
             history.finish(conn, schema, step.history_id, outcome, "completed")
         else:
             history.insert(conn, schema, version_table=self.version_table, revision=step.revision,
                            parents=step.parents, direction=step.history_direction, outcome=outcome,
                            started_at=step.server_started or datetime.now().astimezone(), finished=True)
-        step.stamped = True
+        step.stamped = True  # the next commit is the step's own
+        return None
 
     def _fail(self, exc: BaseException) -> failures.Failure:
-        """The one error the run ends with (migrator.failures), and the failed step's history row."""
-        step, self.session.current = self.session.current, None
-        said = failures.confirm(self.session, step, exc, self.version_table, self.direction)
-        verdict = failures.explain(step, exc, said, self._run())
-        if verdict.record is not None and step is not None:
-            failures.record(self.session, step, self.version_table, *verdict.record)
-        return verdict.error
+        """The one error the run ends with (migrator.failures), and the failed step's history row. A signal
+        does not interrupt this: what the server confirmed is asked under bounds of its own."""
+        with SHUTDOWN.deferred():
+            step, self.session.current = self.session.current, None
+            said = failures.confirm(self.session, step, exc, self.version_table, self.direction)
+            verdict = failures.explain(step, exc, said, self._run())
+            if verdict.record is not None and step is not None:
+                failures.record(self.session, step, self.version_table, *verdict.record)
+            return verdict.error
 
     def _run(self) -> failures.Run:
-        return failures.Run(self.session.db.description, self.session.settings.timeouts, bool(self.done),
-                            self.session.conn)
+        return failures.Run.of(self.session, earlier=bool(self.done))
 
     def _retry_or_give_up(self, step: Step, attempt: int, who: str) -> None:
         timeouts = self.session.settings.timeouts
@@ -204,4 +216,4 @@ class Migrations:
         get_logger().warning(
             f"{step.revision} could not get a lock within {timeouts.ddl_lock:g}s (blocked by {who}); rolled back, "
             f"retry {attempt}/{timeouts.ddl_retries} in {delay:.1f}s", revision=step.revision, attempt=attempt)
-        time.sleep(delay)
+        SHUTDOWN.sleep(delay)

@@ -16,6 +16,7 @@ from migrator.database import Connection
 from migrator.errors import DatabaseUnreachable, NotAtHead
 from migrator.logs import get_logger
 from migrator.scripts import Known
+from migrator.shutdown import SHUTDOWN
 from migrator.targets import Outcome, Target, state
 
 WAIT_LOG_EVERY = 5.0
@@ -70,7 +71,7 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
             if now - last_log >= WAIT_LOG_EVERY:
                 get_logger().info(f"Waiting for {target.db.description}: {state_text}", repo=target.repo.name)
                 last_log = now
-            time.sleep(max(min(interval, deadline - now), 0))
+            SHUTDOWN.sleep(min(interval, deadline - now))
     finally:
         if conn is not None:
             conn.close()

@@ -42,7 +42,7 @@ from migrator.errors import ConfigError
 DEFAULT_NAME = "default"
 TENANT_KEYS = {"tenants", "tenants_query", "tenant_kind", "tenant_shared_schemas"}
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema", *TENANT_KEYS}
+        "version_table_schema", "version_table_schema_env", *TENANT_KEYS}
 LISTS = {"tenants", "tenant_shared_schemas"}  # the keys whose value is a list of strings; every other is a string
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -97,7 +97,7 @@ def load_repos(project_dir: Path, env: Mapping[str, str] = os.environ) -> list[R
         entries = [{**table, "name": table.get("name", DEFAULT_NAME)}]
     elif not isinstance(entries, list) or not entries or set(table) - {"repos"}:
         raise ConfigError(f"{source}: `repos` must be a non-empty list of tables ([[repos]]) and stand alone")
-    repos = [_repo(project_dir, source, entry) for entry in entries]
+    repos = [_repo(project_dir, source, entry, env) for entry in entries]
     names = [repo.name for repo in repos]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -222,7 +222,7 @@ def _default_location(project_dir: Path) -> Path:
     return project_dir / "migrations"
 
 
-def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
+def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) -> Repo:
     if not isinstance(entry, dict):
         raise ConfigError(f"{source}: each repo must be a table")
     name = entry.get("name", "")
@@ -236,7 +236,7 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
     if len(strings) + len(LISTS & set(entry)) != len(entry) or LISTS & set(strings):
         raise ConfigError(f"{where}: every value must be a string, except {' and '.join(sorted(LISTS))}: a list "
                           "of strings")
-    for key in ("url_env", "password_file_env"):
+    for key in ("url_env", "password_file_env", "version_table_schema_env"):
         if key in strings and not _ENV_VAR.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be an environment variable name, not {strings[key]!r}")
     for key in ("version_table", "version_table_schema"):
@@ -252,7 +252,8 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
     if seeds_kind == "loop" or ("seeds" in strings and seeds_kind != "directory"):
         raise ConfigError(f"{prefix}seeds directory {seeds} {_problem(seeds_kind, 'directory')}")
     tenants = _tenants(where, entry)
-    if tenants is not None and tenants.kind == "schema" and "version_table_schema" in strings:
+    if tenants is not None and tenants.kind == "schema" and {"version_table_schema", "version_table_schema_env"} & set(
+            strings):
         raise ConfigError(f"{where}: version_table_schema cannot be set with schema tenants: each tenant's version "
                           "table is in its own schema")
     return Repo(
@@ -260,8 +261,20 @@ def _repo(project_dir: Path, source: str, entry: Any) -> Repo:
         url_env=strings.get("url_env", "DATABASE_URL"),
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
         version_table=strings.get("version_table") or _ini_default(project_dir, "version_table") or "alembic_version",
-        version_table_schema=strings.get("version_table_schema") or _ini_default(project_dir, "version_table_schema"),
+        version_table_schema=_schema(where, strings, env) or _ini_default(project_dir, "version_table_schema"),
     )
+
+
+def _schema(where: str, strings: dict[str, str], env: Mapping[str, str]) -> str | None:
+    """version_table_schema, or the value of the variable version_table_schema_env names when it is set (an env.py
+    that computed it from the environment, carried over by init --adopt)."""
+    variable = strings.get("version_table_schema_env")
+    value = env.get(variable, "").strip() if variable else ""
+    if not value:
+        return strings.get("version_table_schema")
+    if not _SQL_NAME.match(value):
+        raise ConfigError(f"{where}: {variable}={value!r} (version_table_schema_env) is not a plain SQL identifier")
+    return value
 
 
 def _tenants(where: str, entry: dict[str, Any]) -> Tenants | None:

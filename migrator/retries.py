@@ -11,6 +11,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from migrator.shutdown import SHUTDOWN
+
 
 @dataclass
 class Backoff:
@@ -32,11 +34,11 @@ class Backoff:
         return value
 
     def sleep(self, deadline: float | None = None) -> None:
-        """Sleep the next delay, never past `deadline` (time.monotonic)."""
+        """Sleep the next delay, never past `deadline` (time.monotonic); a signal ends it (Interrupted)."""
         pause = self.delay()
         if deadline is not None:
             pause = min(pause, max(deadline - time.monotonic(), 0.0))
-        time.sleep(pause)
+        SHUTDOWN.sleep(pause)
 
 
 def connect_backoff() -> Backoff:

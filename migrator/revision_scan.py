@@ -2,8 +2,8 @@
 
 In init-container mode the migrator starts with every pod, and almost always there is nothing to do. This
 module reads each revision file's `revision`, `down_revision`, `branch_labels` and `depends_on` as text (no
-import, no execution) and the version table with psycopg alone. It may defer to Alembic but must never
-disagree with it: whenever the text cannot be certain it raises Uncertain(reason) and the caller takes
+import, no execution); the version table is read with psycopg alone (migrator.tables). It may defer to Alembic
+but must never disagree with it: whenever the text cannot be certain it raises Uncertain(reason) and the caller takes
 Alembic's full path. Certain means:
 
 - the files are the ones Alembic's ScriptDirectory loads (same selection, same de-duplication);
@@ -30,9 +30,6 @@ from dataclasses import dataclass
 from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
 from pathlib import Path
 from typing import Any, NamedTuple
-
-import psycopg
-from psycopg import sql
 
 # Alembic's file selection without `sourceless` (script/base.py `_only_source_rev_file`, used with .match).
 _SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
@@ -602,17 +599,7 @@ def _enclosing_block(text: str, line_start: int, indent: int) -> str:
     return "an indented block"
 
 
-# --- the database ---------------------------------------------------------------------------------------
-
-def read_versions(conn: psycopg.Connection[Any], table: str, schema: str | None) -> tuple[str, ...] | None:
-    """The revisions in the version table, or None when it does not exist yet. `conn` must be autocommit."""
-    name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
-    try:
-        rows = conn.execute(sql.SQL("SELECT version_num FROM {}").format(name)).fetchall()
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return None
-    return tuple(sorted(row[0] for row in rows))
-
+# --- the verdict ----------------------------------------------------------------------------------------
 
 def at_head(graph: ScriptGraph, versions: tuple[str, ...] | None) -> bool:
     """True when the database holds exactly the scripts' heads."""

@@ -19,25 +19,27 @@ import configparser
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from migrator import __version__
+from migrator.env_adoption import (
+    BACKUP,
+    VERSION_OPTIONS,
+    carry_options,
+    find_models,
+    leftovers,
+    metadata_block,
+    python_literal,
+    revisions_importing_the_app,
+    wrap,
+)
 from migrator.errors import ConfigError
+from migrator.metadata_capture import capture
 from migrator.redaction import redact
 
 TEMPLATES = Path(__file__).parent / "templates"
-BACKUP = "env.py.orig"
 VALUES = Path("deploy") / "migrator-values.yaml"
-# Modules an Alembic env.py imports for its own machinery; imports of anything else are the app's, kept for
-# the models they define or register.
-MACHINERY = {"alembic", "sqlalchemy", "migrator", *sys.stdlib_module_names}
-# context.configure() options that migrator sets itself, for every run.
-OWNED_OPTIONS = {"url", "connection", "target_metadata", "literal_binds", "dialect_opts", "dialect_name", "as_sql",
-                 "transaction_per_migration", "output_buffer", "starting_rev", "tag", "fn"}
-VERSION_OPTIONS = ("version_table", "version_table_schema")
 
 
 @dataclass
@@ -70,17 +72,17 @@ def init(project_dir: Path, adopt: bool = False) -> list[str]:
 # --- a new project --------------------------------------------------------------------------------------
 
 INIT_ORIGIN = """\
-Written by `migrator init`. For `alembic revision --autogenerate`, pass your models' metadata, imported so that
-the migrator image (which holds migrations and seeds, not your app's code) still runs without it:
+Written by `migrator init`. For `alembic revision --autogenerate`, pass your models' metadata through a function
+(the migration image holds migrations and seeds, not your app's code), with its naming convention, which the
+constraint and index names your migrations create depend on, as a literal:
 
-    try:
+    def target_metadata() -> Any:
         from myapp.models import Base
 
-        target_metadata = Base.metadata
-    except ImportError:  # the migrator image: migrating needs no models
-        target_metadata = None
+        return Base.metadata
 
-    run_migrations(target_metadata=target_metadata)"""
+
+    run_migrations(target_metadata, naming_convention={"ix": "ix_%(column_0_label)s", ...})"""
 
 
 def _init_plan(project_dir: Path) -> Plan:
@@ -154,16 +156,27 @@ def _adopt_plan(project_dir: Path) -> Plan:
     except SyntaxError as exc:
         raise ConfigError(f"init --adopt: {env_py} is not valid Python (line {exc.lineno}): {exc.msg}") from None
 
-    metadata = carry_metadata(tree)
-    options = carry_options(tree, ini_options)
+    models = find_models(tree, source)
+    captured = None
+    if models is not None:
+        what = "the Flask app's Flask-Migrate metadata" if models.flask else \
+            f"{BACKUP}'s target_metadata = {models.expression}"
+        captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options)), what)
+    metadata = metadata_block(models, captured)
+    options = carry_options(tree, ini_options, captured if models is not None and models.flask else None)
     location = relative.as_posix()
     plan = Plan(project_dir)
     plan.add(relative / BACKUP, source, "the original env.py, for reference (migrator never reads it)")
-    arguments = ", ".join(["target_metadata=target_metadata" if metadata.block else "target_metadata=None",
-                           *(f"{key}={_python(value)}" for key, value in options.carried.items())])
+    logging_kept = "fileConfig(" in source
+    arguments = _arguments([
+        "target_metadata" if metadata.block else "target_metadata=None",
+        *(["naming_convention=NAMING_CONVENTION"] if metadata.block else []),
+        *(["file_config=True"] if logging_kept else []),
+        *(f"{key}={python_literal(value)}" for key, value in options.carried.items())])
     origin = (f"Written by `migrator init --adopt`, which kept the original as {BACKUP} (it carried over "
-              f"{metadata.summary} and {options.summary}).")
-    plan.rewrite = (env_py, _render("env.py.tmpl", origin=_wrap(origin), metadata=metadata.block,
+              f"{metadata.summary}, {options.summary}"
+              f"{', and its logging set-up: alembic.ini, under the plain alembic command' if logging_kept else ''}).")
+    plan.rewrite = (env_py, _render("env.py.tmpl", origin=wrap(origin), metadata=metadata.block,
                                     typing="from typing import Any\n\n" if metadata.block else "",
                                     arguments=arguments))
     plan.report.append(f"rewrote {relative / 'env.py'}: it delegates to migrator, with {metadata.summary} "
@@ -178,7 +191,14 @@ def _adopt_plan(project_dir: Path) -> Plan:
     extra = "".join(f"# As in {BACKUP}:\n" * (not i) + f"{key} = {json.dumps(value)}\n"
                     for i, (key, value) in enumerate(options.versions.items()))
     _add_common(plan, _values(project_dir, location), extra=extra)
-    notes = metadata.notes + options.notes + leftovers(tree)
+    if captured is not None:
+        plan.report.append(f"imported {models.expression if models and not models.flask else 'the Flask app'} "
+                           f"({captured.tables} table(s)) with {captured.python} to capture its naming convention")
+    notes = metadata.notes + options.notes + leftovers(tree) + revisions_importing_the_app(script_dir / "versions",
+                                                                                       models)
+    if models is not None and models.flask:
+        notes.append("the Flask app's database URL (SQLALCHEMY_DATABASE_URI) is no longer read: `flask db upgrade`, "
+                     "`migrator` and `alembic` connect from DATABASE_URL (or PGHOST, PGUSER, ...)")
     if ini_options.get("sqlalchemy.url", "").strip():
         notes.append(f"{source_name}'s sqlalchemy.url is no longer read: `migrator` and `alembic` both connect "
                      "from DATABASE_URL (or PGHOST, PGUSER, ...)")
@@ -231,186 +251,16 @@ def _script_dir(project_dir: Path, options: dict[str, str], source: str) -> Path
     return (project_dir / location).resolve()
 
 
-def _wrap(text: str, width: int = 110) -> str:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return "\n".join(lines)
+def _arguments(arguments: list[str]) -> str:
+    """run_migrations()'s arguments, on one line when they fit, else one per line."""
+    one_line = ", ".join(arguments)
+    return one_line if len(one_line) < 100 else "\n" + "".join(f"    {a},\n" for a in arguments)
 
 
-# --- what an env.py carries over ------------------------------------------------------------------------
-
-@dataclass
-class Metadata:
-    """The target_metadata block of the new env.py ('' for None), what it is, and why not when it is None."""
-
-    block: str = ""
-    summary: str = "target_metadata=None"
-    notes: list[str] = field(default_factory=list)
-
-
-def carry_metadata(tree: ast.Module) -> Metadata:
-    """target_metadata as the original env.py defines it, when that is a plain expression (a name, attribute,
-    or a list or tuple of them) over names its top-level imports bind; otherwise None, with a note saying why.
-
-    The app's imports are carried over with it (also those that only register models), inside a try block:
-    the migrator image has no app code, and migrating needs no models; autogenerate, where they exist, does.
-    """
-    assignments = [node for node in tree.body
-                   if isinstance(node, ast.Assign | ast.AnnAssign) and _assigns_metadata(node)]
-    if not assignments:
-        passed = sorted({ast.unparse(k.value) for call in ast.walk(tree) if isinstance(call, ast.Call)
-                         for k in call.keywords if k.arg == "target_metadata"} - {"target_metadata", "None"})
-        how = f" (it passes target_metadata={' or '.join(passed)})" if passed else ""
-        return Metadata(notes=[f"{BACKUP} sets no target_metadata at its top level{how}: env.py passes None; "
-                               "autogenerate needs your models' metadata (see env.py's docstring)"])
-    node = assignments[-1]
-    value = node.value
-    if value is None or (isinstance(value, ast.Constant) and value.value is None):
-        return Metadata()
-    expression = ast.unparse(value)
-    unsafe = Metadata(notes=[f"{BACKUP} line {node.lineno}: target_metadata = {expression} could not be carried "
-                             "over safely; env.py passes None (set it by hand for autogenerate)"])
-    if not _plain(value):
-        return unsafe
-    imports = [stmt for stmt in tree.body if isinstance(stmt, ast.Import | ast.ImportFrom)
-               and stmt.lineno < node.lineno]
-    needed = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
-    bound = {name for stmt in imports for name in _bound(stmt)}
-    if needed - bound and "*" not in bound:
-        return unsafe
-    carried = [stmt for stmt in imports if set(_bound(stmt)) & needed or _module_root(stmt) not in MACHINERY]
-    lines = []
-    for stmt in carried:
-        unused = "*" not in _bound(stmt) and not set(_bound(stmt)) <= needed
-        lines.append("    " + ast.unparse(stmt) + ("  # noqa: F401  (as in env.py.orig: it may register models)"
-                                                   if unused else ""))
-    block = ("\ntry:  # your models' metadata, for autogenerate (carried over from env.py.orig)\n"
-             + "\n".join(lines) + f"\n\n    target_metadata: Any = {expression}\n"
-             "except ImportError:  # the migrator image holds migrations and seeds, not the app: migrating needs "
-             "no models\n    target_metadata = None\n")
-    return Metadata(block, f"target_metadata = {expression}")
-
-
-def _assigns_metadata(node: ast.stmt) -> bool:
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
-        else []
-    return any(isinstance(t, ast.Name) and t.id == "target_metadata" for t in targets)
-
-
-def _plain(node: ast.expr) -> bool:
-    if isinstance(node, ast.List | ast.Tuple):
-        return all(_plain(e) for e in node.elts)
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return isinstance(node, ast.Name)
-
-
-def _bound(stmt: ast.Import | ast.ImportFrom) -> list[str]:
-    if isinstance(stmt, ast.Import):
-        return [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
-    return [alias.asname or alias.name for alias in stmt.names]
-
-
-def _module_root(stmt: ast.Import | ast.ImportFrom) -> str:
-    if isinstance(stmt, ast.ImportFrom):
-        return "" if stmt.level else (stmt.module or "").split(".")[0]  # relative: the app's own
-    return stmt.names[0].name.split(".")[0]
-
-
-# Top-level statements of a stock env.py that delegating replaces: logging setup, the Alembic config object,
-# the online/offline dispatch and the calls of its run functions.
-BOILERPLATE = re.compile(r"fileConfig\(|is_offline_mode\(\)|\bcontext\.config\b|^(asyncio\.run\()?run_\w*migrations"
-                         r"|^logger = logging\.getLogger\(")
-
-
-def leftovers(tree: ast.Module) -> list[str]:
-    """Notes on the top-level statements of the original env.py that the new one does not carry over."""
-    notes = []
-    for node in tree.body:
-        if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) \
-                or _assigns_metadata(node) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
-            continue
-        text = ast.unparse(node)
-        if not BOILERPLATE.search(text):
-            first = redact(text.splitlines()[0])  # before shortening it, which could cut a URL's password in two
-            notes.append(f"{BACKUP} line {node.lineno}: `{first if len(first) < 80 else first[:77] + '...'}` is not "
-                         "carried over")
-    return notes
-
-
-@dataclass
-class Options:
-    """context.configure() options carried over: plain ones into run_migrations(), the version table into
-    migrator.toml (migrator must read the same table), and notes on what was left behind."""
-
-    carried: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> str:
-        return f"the options {', '.join(self.carried)}" if self.carried else "no other options"
-
-
-def carry_options(tree: ast.Module, ini_options: dict[str, str]) -> Options:
-    """The constant options of the env.py's context.configure() calls; other options become notes."""
-    options = Options()
-    found = _configure_keywords(tree, options.notes)
-    for key in VERSION_OPTIONS:
-        if ini_options.get(key, "").strip():
-            found.setdefault(key, set()).add(repr(ini_options[key].strip()))
-    for key, sources in sorted(found.items()):
-        value = _constant(sources)
-        if key in VERSION_OPTIONS:
-            if not isinstance(value, str):
-                raise ConfigError(f"init --adopt: the env.py sets {key} to {' or '.join(sorted(sources))}: migrator "
-                                  "must read the same table and cannot tell which; adopt it by hand (nothing was "
-                                  "written)")
-            if value != "alembic_version":  # in both: `migrator` reads migrator.toml, `alembic` the env.py
-                options.versions[key] = value
-                options.carried[key] = value
-        elif value is not None:
-            options.carried[key] = value
-        else:
-            options.notes.append(f"context.configure({key}={' or '.join(sorted(sources))}) is not carried over "
-                                 f"(not one constant): see {BACKUP}")
-    return options
-
-
-def _configure_keywords(tree: ast.Module, notes: list[str]) -> dict[str, set[str]]:
-    """The source of each option the env.py's context.configure() calls pass, except those migrator sets."""
-    found: dict[str, set[str]] = {}
-    for call in ast.walk(tree):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "configure"
-                and isinstance(call.func.value, ast.Name) and call.func.value.id == "context"):
-            continue
-        for keyword in call.keywords:
-            if keyword.arg is None:
-                notes.append(f"{BACKUP} line {call.lineno}: **{ast.unparse(keyword.value)} in context.configure() "
-                             "is not carried over")
-            elif keyword.arg not in OWNED_OPTIONS:
-                found.setdefault(keyword.arg, set()).add(ast.unparse(keyword.value))
-    return found
-
-
-def _python(value: Any) -> str:
-    """A constant as Python source, strings in double quotes as the rest of the file."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _constant(sources: set[str]) -> Any:
-    """The one constant all `sources` spell, else None."""
-    values = set()
-    for text in sources:
-        try:
-            values.add(ast.literal_eval(text))
-        except (ValueError, SyntaxError, TypeError):
-            return None
-    return values.pop() if len(values) == 1 else None
+def _sys_path(project_dir: Path, ini_options: dict[str, str]) -> list[str]:
+    """Where Alembic looks for the app's modules: alembic.ini's prepend_sys_path (relative to the project)."""
+    entries = ini_options.get("prepend_sys_path", ".").replace(os.pathsep, " ").split()
+    return [str((project_dir / entry).resolve()) for entry in entries]
 
 
 # --- checking and writing -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from migrator.engine import running
 from migrator.errors import ConfigError, ConnectionLost, LockLost, MigrationFailed
 from migrator.logs import get_logger
 from migrator.session import MigrationSession
+from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 from migrator.steps import SEED, Step, refuse_own_rollback
 
@@ -117,11 +118,11 @@ def _run_one(session: MigrationSession, connection: sa.Connection, ledger: sa.Ta
 def _failed(session: MigrationSession, step: Step, exc: BaseException) -> failures.Failure:
     """The one error a failed seed ends the run with (migrator.failures). A signal before the seed's
     transaction began interrupted nothing of it."""
-    if isinstance(exc, KeyboardInterrupt) and session.current is None:
-        step_or_none: Step | None = None
-    else:
-        step_or_none = step
-    session.current = None
-    said = failures.confirm(session, step_or_none, exc, LEDGER_TABLE)
-    run = failures.Run(session.db.description, session.settings.timeouts, False, session.conn)
-    return failures.explain(step_or_none, exc, said, run).error
+    with SHUTDOWN.deferred():
+        if isinstance(exc, KeyboardInterrupt) and session.current is None:
+            step_or_none: Step | None = None
+        else:
+            step_or_none = step
+        session.current = None
+        said = failures.confirm(session, step_or_none, exc, LEDGER_TABLE)
+        return failures.explain(step_or_none, exc, said, failures.Run.of(session)).error

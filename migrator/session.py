@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from migrator import database, lock
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection, ServerSession
 from migrator.errors import ConfigError, LockLost
+from migrator.shutdown import SHUTDOWN
 from migrator.steps import Step
 from migrator.tables import history
 from migrator.targets import Target
@@ -46,12 +47,22 @@ class MigrationSession:
     history_schema: str
     engine: sa.Engine | None = None
     sa_conn: sa.Connection | None = None
-    current: Step | None = None
     monitor: Monitor | None = None
     search_path: str | None = None  # a schema tenant's (migrator.tenants): part of every step's settings
     # The reset and lock proof (server clock, lock held) that the previous step's COMMIT carried, for the next
     # step; None when the next step must send its own.
     prepared: tuple[datetime, bool] | None = None
+    _current: Step | None = field(default=None, init=False, repr=False)
+
+    @property
+    def current(self) -> Step | None:
+        """The step running now: its own code (a migration's, a seed's) may be stopped by a signal."""
+        return self._current
+
+    @current.setter
+    def current(self, step: Step | None) -> None:
+        self._current = step
+        SHUTDOWN.in_step(step is not None)
 
     @functools.cached_property
     def reset_sql(self) -> str:

@@ -25,6 +25,7 @@ from migrator.database import Connection
 from migrator.errors import ConfigError, DatabaseUnreachable, MigratorError, NotAtHead, TenantsFailed
 from migrator.logs import get_logger
 from migrator.scripts import Known
+from migrator.shutdown import SHUTDOWN
 from migrator.targets import Outcome, Target
 
 T = TypeVar("T")
@@ -78,6 +79,7 @@ def each(target: Target, settings: Settings, work: Callable[[Target], T], action
     for position, name in enumerate(mine):
         with structlog.contextvars.bound_contextvars(tenant=name):
             try:
+                SHUTDOWN.check()  # a signal that came between two tenants stops the run before the next one
                 run.done[name] = work(tenants.target_for(target, name))
             except KeyboardInterrupt:
                 get_logger().info(f"{action} interrupted at tenant {name}: {run.counts(lambda _: 'done')} before it")
@@ -128,16 +130,15 @@ def listing(names: list[str]) -> str:
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
-def fan_out(targets: list[Target], settings: Settings, work: Callable[[Target], Outcome], action: str,
-            classify: Callable[[Outcome], str]) -> list[Outcome]:
-    """`work` on each target; on a repo with tenants, on each of its tenants (or the one --tenant chose)."""
-    outcomes = []
-    for target in targets:
+def fan_out(settings: Settings, work: Callable[[Target], Outcome], action: str,
+            classify: Callable[[Outcome], str]) -> Callable[[Target], Outcome]:
+    """`work` for one target; on a repo with tenants, on each of its tenants (unless --tenant chose one), with
+    the summary."""
+    def run(target: Target) -> Outcome:
         if target.repo.tenants is None or target.tenant is not None:
-            outcomes.append(work(target))
-        else:
-            outcomes.append(finish(each(target, settings, work, action), classify))
-    return outcomes
+            return work(target)
+        return finish(each(target, settings, work, action), classify)
+    return run
 
 
 def migrated(outcome: Outcome) -> str:
@@ -166,7 +167,13 @@ def wait_all(target: Target, settings: Settings, *, timeout: float, allow_newer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NotAtHead(f"repo {target.repo.name}: not ready after {timeout:g}s: {waiting.describe()}")
-            waiting.poll(deadline)
+            try:
+                waiting.poll(deadline)
+            except DatabaseUnreachable as exc:
+                if time.monotonic() < deadline:
+                    raise  # refused for good, or unreachable for MIGRATOR_CONNECT_TIMEOUT: exit 3, as readiness.wait
+                waiting.why = f"database unreachable ({exc})"
+                continue
             if waiting.ready():
                 assert waiting.names is not None
                 get_logger().info(f"Schema ready: {len(waiting.names)} tenants of repo {target.repo.name} at "
@@ -179,7 +186,7 @@ def wait_all(target: Target, settings: Settings, *, timeout: float, allow_newer:
                 get_logger().info(f"Waiting for repo {target.repo.name}: {waiting.describe()}", repo=target.repo.name,
                                   behind=len(waiting.behind))
                 last_log = now
-            time.sleep(max(min(interval, deadline - now), 0))
+            SHUTDOWN.sleep(min(interval, deadline - now))
     finally:
         waiting.close()
 

@@ -1,4 +1,5 @@
-"""skaffold.yaml and the kind smoke workflow: valid for their tools, and consistent with the chart and images."""
+"""skaffold.yaml: valid for its tool, and consistent with the chart and images (the kind smoke workflow:
+tests/smoke/test_smoke_workflow.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ SKAFFOLD = ROOT / "skaffold.yaml"
 # Kept in the repository with its source and license (tests/schemas/README.md): tests read nothing outside it.
 SKAFFOLD_SCHEMA = ROOT / "tests" / "schemas" / "skaffold-v4beta13.json"
 SKAFFOLD_SCHEMA_SHA256 = "60aa19bdc634299263af120abee0ca47162315511dd10788f19f4741147857b9"
-WORKFLOW = ROOT / ".github" / "workflows" / "kind-smoke.yml"
 
 
 def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
@@ -155,59 +155,3 @@ def test_kind_profile_loads_images_instead_of_pushing() -> None:
     assert script.exists() and script.stat().st_mode & 0o111
     assert (ROOT / "tests" / "smoke" / "postgres.yaml").exists()
 
-
-# --- the GitHub workflow --------------------------------------------------------------------------------
-
-def test_workflow_matches_the_github_workflows_schema() -> None:
-    proc = check_jsonschema("--builtin-schema", "vendor.github-workflows", str(WORKFLOW))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_the_workflow_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
-    workflow = yaml.safe_load(WORKFLOW.read_text())
-    workflow["jobs"]["smoke"]["runs_on"] = workflow["jobs"]["smoke"].pop("runs-on")
-    bad = tmp_path / "bad.yml"
-    bad.write_text(yaml.safe_dump(workflow))
-    assert check_jsonschema("--builtin-schema", "vendor.github-workflows", str(bad)).returncode == 1
-
-
-def test_workflow_builds_loads_and_runs_the_cluster_tests() -> None:
-    text = WORKFLOW.read_text()
-    steps = yaml.safe_load(text)["jobs"]["smoke"]["steps"]
-    runs = "\n".join(s.get("run", "") for s in steps)
-    uses = [s.get("uses", "") for s in steps]
-    assert any(u.startswith("helm/kind-action@") for u in uses)
-    assert any(u.startswith("azure/setup-helm@") for u in uses)
-    assert "image/build.sh" in runs
-    # kind load docker-image fails on Docker's containerd image store (kubernetes-sigs/kind#3795).
-    assert "kind load docker-image" not in runs
-    assert "python3 tests/smoke/kind_load.py --name migrator migrator:dev migrator-app:dev" in runs
-    assert (ROOT / "tests" / "smoke" / "kind_load.py").exists()
-    assert "pytest tests/smoke -m cluster" in runs
-    cluster_names = [s["with"]["cluster_name"] for s in steps if s.get("uses", "").startswith("helm/kind-action@")]
-    assert cluster_names == [yaml.safe_load(text)["jobs"]["smoke"]["env"]["MIGRATOR_KIND_CLUSTER"]]
-
-
-# The newest major of each action (checked against their repositories' tags); node24 runtimes.
-ACTIONS = {"actions/checkout": "v7", "actions/setup-python": "v7", "azure/setup-helm": "v5",
-           "helm/kind-action": "v1.14.0"}
-
-
-def test_workflow_uses_current_actions_and_tools() -> None:
-    workflow = yaml.safe_load(WORKFLOW.read_text())
-    steps = workflow["jobs"]["smoke"]["steps"]
-    uses = dict(s["uses"].split("@", 1) for s in steps if "uses" in s)
-    assert uses == ACTIONS
-    [kind] = [s["with"] for s in steps if s.get("uses", "").startswith("helm/kind-action@")]
-    assert kind["version"] == "v0.32.0"
-    assert kind["node_image"].startswith("kindest/node:v1.36.1@sha256:")
-    assert kind["kubectl_version"].startswith("v1.36.")  # `kubectl run -i` before 1.36 can lose output
-
-
-def test_workflow_runs_the_oldest_supported_and_the_newest_helm() -> None:
-    """The matrix holds the chart's minimum Helm (Chart.yaml says which and why), and Helm 3 and 4."""
-    matrix = yaml.safe_load(WORKFLOW.read_text())["jobs"]["smoke"]["strategy"]["matrix"]["helm"]
-    chart = (ROOT / "chart" / "Chart.yaml").read_text()
-    [minimum] = re.findall(r"Helm (3\.\d+)\.0 or later", chart)
-    assert any(v.startswith(f"v{minimum}.") for v in matrix), matrix
-    assert {v.split(".")[0] for v in matrix} == {"v3", "v4"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,8 @@ def test_history_records_who_ran_what(project: Path, database_url: str) -> None:
     assert {r["pod"] for r in rows} == {"app-migrate-x7k2p"} and {r["namespace"] for r in rows} == {"shop"}
     assert rows[1]["parents"] == [FIRST] and all(r["duration_ms"] >= 0 for r in rows)
     assert rows[0]["migrator_version"] == __import__("migrator").__version__
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"  # ISO 8601 in UTC, as the JSON logs write times
+    assert all(re.fullmatch(iso, r["started_at"]) and re.fullmatch(iso, r["finished_at"]) for r in rows), rows
     assert os.environ.get("MIGRATOR_POD_NAME") is None
 
 

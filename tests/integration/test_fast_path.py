@@ -148,17 +148,6 @@ def test_database_ahead_of_the_scripts(project: Path) -> None:
     assert agree(project, ("20990101000000",)) is False
 
 
-def test_version_table_reads(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        assert heads.read_versions(conn, "alembic_version", None) is None
-        assert heads.read_versions(conn, "alembic_version", "nowhere") is None
-        conn.execute("CREATE SCHEMA app")
-        conn.execute("CREATE TABLE app.alembic_version (version_num varchar(32) PRIMARY KEY)")
-        conn.execute("INSERT INTO app.alembic_version VALUES ('b'), ('a')")
-        assert heads.read_versions(conn, "alembic_version", "app") == ("a", "b")
-        assert heads.read_versions(conn, "alembic_version", None) is None
-
-
 def test_fast_path_does_not_import_alembic_or_sqlalchemy(project: Path, database_url: str) -> None:
     assert run_migrator(["migrate"], cwd=project, database_url=database_url).returncode == 0
     for args in (["migrate"], ["status", "--check"], ["wait", "--timeout", "5"]):

@@ -9,6 +9,11 @@ three modes, with the migrator and app images built from this tree.
   Job, a retry with `migrator.job.runId`;
 - initContainer mode (release `smoke-init`): 5 replicas apply each migration once; `helm rollback`.
 
+The scenario (the smoke images' revisions, each step's values and what it leaves behind) is
+tests/smoke/smoke_scenario.py, shared with test_smoke_scenario_emulated.py, which runs the same steps with the
+same images and asserts the same expectations in `make test`: what is left to this file is what only a cluster
+proves (ONLY_A_CLUSTER, also each test's skip reason).
+
 Assertions read what cannot be lost: the database's state, and the logs of pods that have ended (a Job's,
 or a pod run to completion); never the attached output of `kubectl run -i`, which kubectl before 1.36 can
 lose before it attaches. After each `--wait`, the tests poll until only the new ReplicaSet's pods are left
@@ -24,12 +29,10 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,23 +48,59 @@ from tests.smoke.kube_state import (
     notes_rollback_argv,
     rollout_problem,
 )
+from tests.smoke.smoke_images import build_smoke_images
+from tests.smoke.smoke_scenario import (
+    EXTRA_REVISION,
+    HOOK_BROKEN_MIGRATOR,
+    HOOK_RELEASE,
+    INIT_RELEASE,
+    JOB_POLICY,
+    JOB_RELEASE,
+    JOB_RUN_ID,
+    NAMESPACE,
+    Expect,
+    base_revisions,
+    hook_steps,
+    hook_values,
+    init_steps,
+    init_values,
+    job_steps,
+    job_values,
+    secret_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = str(ROOT / "chart")
 CLUSTER = os.environ.get("MIGRATOR_KIND_CLUSTER", "migrator")
 CONTEXT = f"kind-{CLUSTER}"
-NAMESPACE = "migrator-smoke"
 MIGRATOR_IMAGE = os.environ.get("MIGRATOR_IMAGE", "migrator:dev")
 APP_IMAGE = os.environ.get("APP_IMAGE", "migrator-app:dev")
-EXTRA_IMAGE = "migrator:smoke-extra"  # one more migration
-BROKEN_IMAGE = "migrator:smoke-broken"  # that one, and a second that fails
-FIXED_IMAGE = "migrator:smoke-fixed"  # the second one fixed
-EXTRA_REVISION = "29990101000000"
-MORE_REVISION = "29990102000000"
-RUNNING = re.compile(r"== Running (\d{14}) ")
+CLUSTER_URL = "postgresql://app@postgres:5432/{}"  # tests/smoke/postgres.yaml's Service and user
 HELM_TIMEOUT = "5m"  # Helm's default, which the chart's Job deadline (240 s) fits in with 60 s to spare
 APP_PODS = "app.kubernetes.io/instance={release},app.kubernetes.io/component=app"
 MIGRATE_JOBS = "app.kubernetes.io/instance={release},app.kubernetes.io/component=migrate"
+
+# What each test proves that test_smoke_scenario_emulated.py cannot: said in its skip reason where no cluster runs.
+ONLY_A_CLUSTER = {
+    "test_install_runs_the_hook_jobs_and_seeds":
+        "Helm's pre-install hooks on a real API server (the hook Jobs reading a Secret made before the release), "
+        "the Job controller, kubelet and downward API, a Service routing to the app",
+    "test_helm_test_logs_reads_the_passed_test_pod": "that `helm test --logs` finds the test pod's log",
+    "test_upgrade_with_one_more_migration": "Helm's pre-upgrade hook and --wait with a real Deployment rollout",
+    "test_helm_rollback_starts_the_old_pods_on_the_newer_schema":
+        "`helm rollback` (no hooks) and the kubelet's init container restarts (none)",
+    "test_an_upgrade_that_keeps_the_old_image_passes_its_hook": "Helm re-creating hooks (before-hook-creation)",
+    "test_rollback_with_the_command_from_notes":
+        "`kubectl run` with NOTES' --overrides merged by the API server, its exit code and --rm",
+    "test_a_failed_hook_shows_its_log_and_a_fixed_upgrade_recovers":
+        "Helm printing the failed hook's log, the release marked FAILED, the app left on the previous release",
+    "test_job_mode_lifecycle":
+        "Helm with --wait-for-jobs, the API server refusing an immutable Job change, `helm rollback` re-creating a "
+        "Job, --reuse-values",
+    "test_init_container_mode_applies_each_migration_once":
+        "a real Deployment controller starting 5 pods whose init containers race for the lock",
+    "test_init_container_mode_helm_rollback": "the kubelet's init container restarts (none) after `helm rollback`",
+}
 
 pytestmark = pytest.mark.cluster
 
@@ -95,28 +134,12 @@ def helm(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return run("helm", "--kube-context", CONTEXT, "--namespace", NAMESPACE, *args, **kw)
 
 
-def helm_version() -> tuple[int, int]:
-    """(major, minor) of the helm on PATH."""
-    text = run("helm", "version", "--template", "{{.Version}}").stdout.strip()
-    match = re.match(r"v(\d+)\.(\d+)\.", text)
-    assert match, text
-    return int(match.group(1)), int(match.group(2))
-
-
 def wait_until(problem: Callable[[], str | None], timeout: float, what: str) -> None:
     """Poll PROBLEM (why it is not done yet, or None) every 2 s, for at most TIMEOUT seconds."""
     deadline = time.monotonic() + timeout
     while (why := problem()) is not None:
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s: {why}"
         time.sleep(2)
-
-
-def revisions() -> list[str]:
-    """The revisions the migrator image carries (it copies migrations/ from this tree), oldest first."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(ROOT / "migrations"))
-    return [s.revision for s in reversed(list(script.walk_revisions()))]
 
 
 def psql(database: str, sql: str) -> str:
@@ -133,6 +156,11 @@ def table_exists(name: str, database: str = "app") -> bool:
     return psql(database, f"SELECT to_regclass('{name}') IS NOT NULL") == "t"
 
 
+def check(expect: Expect, migrate_logs: list[str], database: str = "app") -> None:
+    """The scenario's expectation of a step, read from the cluster (the emulation reads the same)."""
+    expect.check(migrate_logs, version(database), lambda table: table_exists(table, database))
+
+
 @dataclass
 class Cluster:
     core: Any
@@ -140,6 +168,7 @@ class Cluster:
     apps: Any
     api: Any
     values_dir: Path
+    images: dict[str, str]  # smoke image role -> tag (smoke_scenario.IMAGE_FILES)
 
     def json(self, obj: Any) -> Any:
         """An API object as the API server's JSON (camelCase), for tests.smoke.kube_state."""
@@ -182,10 +211,10 @@ class Cluster:
         return str(self.core.connect_get_namespaced_service_proxy_with_path(
             f"{release}-migrator:http", NAMESPACE, "users"))
 
-    def values_file(self, name: str, values: dict[str, Any]) -> Path:
+    def values_file(self, name: str, values: Mapping[str, Any]) -> Path:
         path = self.values_dir / f"{name}.yaml"
         path.touch(mode=0o600)
-        path.write_text(yaml.safe_dump(values))
+        path.write_text(yaml.safe_dump(dict(values)))
         return path
 
     def finished_pod_output(self, notes: str, name: str, args: list[str]) -> str:
@@ -215,74 +244,45 @@ def ensure_local_image(image: str, target: str) -> None:
                        env={**os.environ, env_var: image})
 
 
-def migration_file(revision: str, down: str, upgrade: str) -> str:
-    return ('"""smoke"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-            f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade():\n    {upgrade}\n\n\ndef downgrade():\n    pass\n")
-
-
-def build_image(tag: str, files: dict[str, str], workdir: Path) -> str:
-    """The migrator image plus FILES (name -> text) in its migrations/versions, as a new release would ship."""
-    workdir.mkdir()
-    copies = []
-    for name, text in files.items():
-        (workdir / name).write_text(text)
-        copies.append(f"COPY {name} /app/migrations/versions/\n")
-    (workdir / "Dockerfile").write_text(
-        f"FROM {MIGRATOR_IMAGE}\nUSER 0:0\n{''.join(copies)}"
-        "RUN python -m compileall -q --invalidation-mode unchecked-hash /app/migrations\n"
-        "USER 10001:10001\n")
-    run("docker", "build", "--tag", tag, str(workdir))
-    return tag
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster | str:
+    """The kind cluster with the images loaded and PostgreSQL running, or why there is none."""
     problem = cluster_problem()
     if problem:
-        pytest.skip(f"no Kubernetes cluster: {problem}")
+        return problem
     from kubernetes import client, config
 
     config.load_kube_config(context=CONTEXT)
     ensure_local_image(MIGRATOR_IMAGE, "migrator")
     ensure_local_image(APP_IMAGE, "app")
-    head = revisions()[-1]
-    extra = {f"{EXTRA_REVISION}_smoke_extra.py": migration_file(
-        EXTRA_REVISION, head, "op.create_table('smoke_extra', sa.Column('id', sa.Integer, primary_key=True))")}
-    workdir = tmp_path_factory.mktemp("images")
-    build_image(EXTRA_IMAGE, extra, workdir / "extra")
-    build_image(BROKEN_IMAGE, {**extra, f"{MORE_REVISION}_smoke_more.py": migration_file(
-        MORE_REVISION, EXTRA_REVISION, "op.execute('SELECT 1/0')")}, workdir / "broken")
-    build_image(FIXED_IMAGE, {**extra, f"{MORE_REVISION}_smoke_more.py": migration_file(
-        MORE_REVISION, EXTRA_REVISION,
-        "op.create_table('smoke_more', sa.Column('id', sa.Integer, primary_key=True))")}, workdir / "fixed")
-    load_images([MIGRATOR_IMAGE, APP_IMAGE, EXTRA_IMAGE, BROKEN_IMAGE, FIXED_IMAGE], CLUSTER)
+    images = build_smoke_images(MIGRATOR_IMAGE, tmp_path_factory.mktemp("images"))
+    load_images([*images.values(), APP_IMAGE], CLUSTER)
     run("kubectl", "--context", CONTEXT, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     run(str(ROOT / "tests" / "smoke" / "postgres-up.sh"), "--context", CONTEXT, "--namespace", NAMESPACE)
     values_dir = tmp_path_factory.mktemp("values")
     values_dir.chmod(0o700)
     return Cluster(core=client.CoreV1Api(), batch=client.BatchV1Api(), apps=client.AppsV1Api(),
-                   api=client.ApiClient(), values_dir=values_dir)
+                   api=client.ApiClient(), values_dir=values_dir, images=images)
 
 
-def image_values(image: str = MIGRATOR_IMAGE) -> dict[str, Any]:
-    repo, tag = image.rsplit(":", 1)
-    app_repo, app_tag = APP_IMAGE.rsplit(":", 1)
-    return {"migrator": {"image": {"repository": repo, "tag": tag, "pullPolicy": "Never"}},
-            "app": {"image": {"repository": app_repo, "tag": app_tag, "pullPolicy": "Never"}}}
-
-
-def merge(*dicts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for d in dicts:
-        for key, value in d.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+@pytest.fixture
+def cluster(kind_cluster: Cluster | str, request: pytest.FixtureRequest) -> Cluster:
+    if isinstance(kind_cluster, str):
+        pytest.skip(f"no Kubernetes cluster: {kind_cluster}. Only a real cluster proves "
+                    f"{ONLY_A_CLUSTER[request.node.name]}; test_smoke_scenario_emulated.py runs this step's "
+                    "migrator containers here")
+    return kind_cluster
 
 
 def postgres_password(cluster: Cluster) -> str:
     secret = cluster.core.read_namespaced_secret("postgres", NAMESPACE)
     return base64.b64decode(secret.data["password"]).decode()
+
+
+def secrets(cluster: Cluster) -> set[str]:
+    """The namespace's Secrets, except Helm's release records."""
+    return {s.metadata.name for s in cluster.core.list_namespaced_secret(NAMESPACE).items
+            if s.type != "helm.sh/release.v1"}
 
 
 def assert_no_password(cluster: Cluster, *texts: str) -> None:
@@ -293,100 +293,88 @@ def assert_no_password(cluster: Cluster, *texts: str) -> None:
 
 # --- hook mode: release `smoke` -------------------------------------------------------------------------
 
-def hook_values(cluster: Cluster, image: str = MIGRATOR_IMAGE, **migrator: Any) -> Path:
-    """Hook mode with a chart-made Secret: the pre-install ordering is what this release proves."""
-    return cluster.values_file("smoke", merge(image_values(image), {
-        "database": {"password": postgres_password(cluster)},
-        # Keep succeeded Jobs (not their hook copies) so that their logs can be read.
-        "migrator": merge({"seed": {"enabled": True}, "hook": {"deletePolicy": "before-hook-creation"}}, migrator),
-        "app": {"replicaCount": 2},
-    }))
+HOOK = hook_steps(base_revisions())
 
 
-def hook_upgrade(cluster: Cluster, image: str, check: bool = True, **migrator: Any) -> subprocess.CompletedProcess[str]:
-    proc = helm("upgrade", "--install", "smoke", CHART, "--values", str(hook_values(cluster, image, **migrator)),
+def hook_upgrade(cluster: Cluster, role: str, check: bool = True,
+                 migrator: Mapping[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    values = hook_values(cluster.images[role], APP_IMAGE, secret_database(CLUSTER_URL.format("app")), migrator)
+    proc = helm("upgrade", "--install", HOOK_RELEASE, CHART, "--values", str(cluster.values_file("smoke", values)),
                 "--wait", "--timeout", HELM_TIMEOUT, check=check)
     if proc.returncode == 0:
-        cluster.wait_for_rollout("smoke")
+        cluster.wait_for_rollout(HOOK_RELEASE)
     return proc
 
 
+def migrate_log(cluster: Cluster) -> str:
+    return cluster.job_logs("smoke-migrator-migrate", "migrate")
+
+
 def test_install_runs_the_hook_jobs_and_seeds(cluster: Cluster) -> None:
-    hook_upgrade(cluster, MIGRATOR_IMAGE)
+    hook_upgrade(cluster, "base")
     assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
     assert cluster.job_outcome("smoke-migrator-seed") == "Complete"
-    migrate_log = cluster.job_logs("smoke-migrator-migrate", "migrate")
-    assert "== Migrated" in migrate_log
-    assert sorted(RUNNING.findall(migrate_log)) == revisions()
+    assert "== Migrated" in migrate_log(cluster)
+    check(HOOK["install"], [migrate_log(cluster)])
     assert "== Seeded" in cluster.job_logs("smoke-migrator-seed", "seed")
-    # The hook copies lived through the hook phase only; the release's own Secret stays for the app.
-    names = {s.metadata.name for s in cluster.core.list_namespaced_secret(NAMESPACE).items}
-    assert "smoke-migrator-database" in names
-    assert "smoke-migrator-migrate-database" not in names
-    assert version() == revisions()[-1]
-    assert "User1" in cluster.users_page("smoke")
+    assert secrets(cluster) == {"postgres"}  # no copy of the password
+    assert "User1" in cluster.users_page(HOOK_RELEASE)
     # The history table says who ran the migrations: the Job's pod, its namespace and the image.
-    notes = helm("get", "notes", "smoke").stdout
+    notes = helm("get", "notes", HOOK_RELEASE).stdout
     history = cluster.finished_pod_output(notes, "smoke-history", ["history", "--json", "--limit", "50"])
     assert "smoke-migrator-migrate-" in history and NAMESPACE in history and MIGRATOR_IMAGE in history, history
-    assert_no_password(cluster, migrate_log, history)
+    assert_no_password(cluster, migrate_log(cluster), history)
 
 
 def test_helm_test_logs_reads_the_passed_test_pod(cluster: Cluster) -> None:
     """The test pod has no hook-succeeded delete policy: Helm 3 would delete it before reading its log."""
     for _ in range(2):  # the second run replaces the first run's pod (before-hook-creation)
-        proc = helm("test", "smoke", "--logs", "--timeout", HELM_TIMEOUT)
+        proc = helm("test", HOOK_RELEASE, "--logs", "--timeout", HELM_TIMEOUT)
         assert "POD LOGS: smoke-migrator-test-schema" in proc.stdout, proc.stdout
     pod = cluster.core.read_namespaced_pod("smoke-migrator-test-schema", NAMESPACE)
     assert pod.status.phase == "Succeeded"
 
 
 def test_upgrade_with_one_more_migration(cluster: Cluster) -> None:
-    hook_upgrade(cluster, EXTRA_IMAGE)
-    migrate_log = cluster.job_logs("smoke-migrator-migrate", "migrate")
-    assert RUNNING.findall(migrate_log) == [EXTRA_REVISION]
-    assert version() == EXTRA_REVISION
-    assert table_exists("smoke_extra")
-    pods = cluster.wait_for_rollout("smoke")
+    hook_upgrade(cluster, "extra")
+    check(HOOK["upgrade-extra"], [migrate_log(cluster)])
+    pods = cluster.wait_for_rollout(HOOK_RELEASE)
     assert len(pods) == 2
-    assert {p.spec.init_containers[0].image for p in pods} == {EXTRA_IMAGE}
-    assert "User1" in cluster.users_page("smoke")
+    assert {p.spec.init_containers[0].image for p in pods} == {cluster.images["extra"]}
+    assert "User1" in cluster.users_page(HOOK_RELEASE)
 
 
 def test_helm_rollback_starts_the_old_pods_on_the_newer_schema(cluster: Cluster) -> None:
     """`helm rollback` runs no migration: the database stays at the newer revision, and the old image's
     `wait --allow-newer` lets the old pods start instead of crash-looping."""
-    helm("rollback", "smoke", "1", "--wait", "--timeout", HELM_TIMEOUT)
-    pods = cluster.wait_for_rollout("smoke")
+    helm("rollback", HOOK_RELEASE, "1", "--wait", "--timeout", HELM_TIMEOUT)
+    pods = cluster.wait_for_rollout(HOOK_RELEASE)
     assert {p.spec.init_containers[0].image for p in pods} == {MIGRATOR_IMAGE}
     for pod in pods:
         assert init_container_restarts(cluster.json(pod)) == {"wait-for-schema": (0, 0)}
-    assert version() == EXTRA_REVISION
-    assert table_exists("smoke_extra")
-    assert "User1" in cluster.users_page("smoke")
+    check(HOOK["helm-rollback"], [])
+    assert "User1" in cluster.users_page(HOOK_RELEASE)
 
 
 def test_an_upgrade_that_keeps_the_old_image_passes_its_hook(cluster: Cluster) -> None:
     """After an app-only rollback, the next upgrade with the old image runs its pre-upgrade hook against the
     newer database: `migrate --allow-newer` and `seed --allow-newer` accept it and change nothing."""
-    hook_upgrade(cluster, MIGRATOR_IMAGE)
+    hook_upgrade(cluster, "base")
     assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
     assert cluster.job_outcome("smoke-migrator-seed") == "Complete"
-    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == []
-    assert version() == EXTRA_REVISION
+    check(HOOK["upgrade-old-image"], [migrate_log(cluster)])
 
 
 def test_rollback_with_the_command_from_notes(cluster: Cluster) -> None:
-    hook_upgrade(cluster, EXTRA_IMAGE)  # a release whose image knows the revision to undo
-    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == []
-    notes = helm("get", "notes", "smoke").stdout
-    head = revisions()[-1]
+    hook_upgrade(cluster, "extra")  # a release whose image knows the revision to undo
+    check(HOOK["upgrade-extra-again"], [migrate_log(cluster)])
+    notes = helm("get", "notes", HOOK_RELEASE).stdout
+    head = base_revisions()[-1]
     argv = notes_rollback_argv(notes, CONTEXT, head)
-    assert f"--image={EXTRA_IMAGE}" in argv
+    assert f"--image={cluster.images['extra']}" in argv
     proc = run(*argv, timeout=600)  # the exit code is the container's; its attached output may be cut short
     assert_no_password(cluster, proc.stdout, proc.stderr)
-    assert version() == head
-    assert not table_exists("smoke_extra")
+    check(HOOK["notes-rollback"], [])
     wait_until(lambda: "left" if cluster.pods("run=smoke-migrator-rollback") else None, 60,
                "kubectl run --rm removing its pod")
     # The history table, read from a pod that has ended, records the rollback and who ran it.
@@ -395,7 +383,7 @@ def test_rollback_with_the_command_from_notes(cluster: Cluster) -> None:
 
 
 def test_a_failed_hook_shows_its_log_and_a_fixed_upgrade_recovers(cluster: Cluster) -> None:
-    failed = hook_upgrade(cluster, BROKEN_IMAGE, check=False, job={"backoffLimit": 0})
+    failed = hook_upgrade(cluster, "broken", check=False, migrator=HOOK_BROKEN_MIGRATOR)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
     # helm.sh/hook-output-log-policy: hook-failed (Helm 3.18+): Helm printed the migrator's own error.
@@ -403,118 +391,108 @@ def test_a_failed_hook_shows_its_log_and_a_fixed_upgrade_recovers(cluster: Clust
     assert_no_password(cluster, output)
     assert cluster.job_outcome("smoke-migrator-migrate") == "Failed"
     # One transaction per migration: the first one stays applied, the failed one left nothing.
-    assert version() == EXTRA_REVISION
-    assert not table_exists("smoke_more")
-    # The copies the Job read are gone: Helm 3.19 and later delete a phase's succeeded hooks when a later one
-    # fails (3.18 leaves them to the next phase's before-hook-creation).
-    if helm_version() >= (3, 19):
-        names = {s.metadata.name for s in cluster.core.list_namespaced_secret(NAMESPACE).items}
-        assert "smoke-migrator-migrate-database" not in names
-    assert cluster.rollout_problem("smoke") is None  # the app kept running the previous release
-    assert "FAILED" in helm("status", "smoke").stdout.upper()
+    check(HOOK["upgrade-broken"], [migrate_log(cluster)])
+    assert secrets(cluster) == {"postgres"}  # a failed hook phase left no copy of the password behind
+    assert cluster.rollout_problem(HOOK_RELEASE) is None  # the app kept running the previous release
+    assert "FAILED" in helm("status", HOOK_RELEASE).stdout.upper()
 
-    hook_upgrade(cluster, FIXED_IMAGE)
+    hook_upgrade(cluster, "fixed")
     assert cluster.job_outcome("smoke-migrator-migrate") == "Complete"
-    assert RUNNING.findall(cluster.job_logs("smoke-migrator-migrate", "migrate")) == [MORE_REVISION]
-    assert version() == MORE_REVISION
-    assert table_exists("smoke_more")
-    pods = cluster.wait_for_rollout("smoke")
-    assert {p.spec.init_containers[0].image for p in pods} == {FIXED_IMAGE}
+    check(HOOK["upgrade-fixed"], [migrate_log(cluster)])
+    pods = cluster.wait_for_rollout(HOOK_RELEASE)
+    assert {p.spec.init_containers[0].image for p in pods} == {cluster.images["fixed"]}
 
 
 # --- job mode: release `smoke-job` ----------------------------------------------------------------------
 
-def job_release(cluster: Cluster, image: str, **job: Any) -> None:
-    values = cluster.values_file("smoke-job", merge(image_values(image), {
-        "database": {"url": "postgresql://app@postgres:5432/smoke_job",
-                     "existingSecret": {"name": "postgres", "passwordKey": "password"}},
-        "migrator": {"mode": "job", "job": job},
-        "app": {"replicaCount": 1},
-    }))
-    helm("upgrade", "--install", "smoke-job", CHART, "--values", str(values), "--wait", "--wait-for-jobs",
-         "--timeout", HELM_TIMEOUT)
+JOB = job_steps(base_revisions())
 
 
-def the_job(cluster: Cluster) -> str:
-    """The name of the release's one migrate Job, once the Job of an earlier spec is gone, and once it ran."""
+def job_release(cluster: Cluster, role: str, job: Mapping[str, Any] | None = None) -> None:
+    values = job_values(cluster.images[role], APP_IMAGE, secret_database(CLUSTER_URL.format("smoke_job")), job)
+    helm("upgrade", "--install", JOB_RELEASE, CHART, "--values", str(cluster.values_file("smoke-job", values)),
+         "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
+
+
+def the_job(cluster: Cluster, step: str) -> str:
+    """The name of the release's one migrate Job, once the Job of an earlier spec is gone and it ran; checks
+    the scenario's expectation of STEP."""
     def problem() -> str | None:
-        jobs = cluster.jobs(MIGRATE_JOBS.format(release="smoke-job"))
+        jobs = cluster.jobs(MIGRATE_JOBS.format(release=JOB_RELEASE))
         live = [j for j in jobs if j.metadata.deletion_timestamp is None]
         if len(jobs) != 1 or len(live) != 1:
             return f"jobs: {[j.metadata.name for j in jobs]}"
         return None if job_outcome(cluster.json(live[0])) else "not finished"
 
     wait_until(problem, 120, "the release's migrate Job")
-    [job] = cluster.jobs(MIGRATE_JOBS.format(release="smoke-job"))
+    [job] = cluster.jobs(MIGRATE_JOBS.format(release=JOB_RELEASE))
     assert job_outcome(cluster.json(job)) == "Complete"
-    return str(job.metadata.name)
+    name = str(job.metadata.name)
+    check(JOB[step], [cluster.job_logs(name, "migrate")], "smoke_job")
+    return name
 
 
 def test_job_mode_lifecycle(cluster: Cluster) -> None:
     psql("app", "CREATE DATABASE smoke_job")
-    job_release(cluster, MIGRATOR_IMAGE)
-    first = the_job(cluster)
-    assert version("smoke_job") == revisions()[-1]
-    cluster.wait_for_rollout("smoke-job")
+    job_release(cluster, "base")
+    first = the_job(cluster, "first")
+    cluster.wait_for_rollout(JOB_RELEASE)
 
-    job_release(cluster, EXTRA_IMAGE)
-    second = the_job(cluster)
+    job_release(cluster, "extra")
+    second = the_job(cluster, "extra")
     assert second != first
-    assert version("smoke_job") == EXTRA_REVISION
 
     # podFailurePolicy is immutable: a changed one must come as a new Job, or the API server rejects the patch.
-    job_release(cluster, EXTRA_IMAGE, nonRetryableExitCodes=[2, 5, 6])
-    third = the_job(cluster)
+    job_release(cluster, "extra", JOB_POLICY)
+    third = the_job(cluster, "policy")
     assert third not in (first, second)
 
     # helm rollback re-creates revision 1's Job: the old image meets the newer database and accepts it.
-    helm("rollback", "smoke-job", "1", "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
-    assert the_job(cluster) == first
-    assert version("smoke_job") == EXTRA_REVISION
-    pods = cluster.wait_for_rollout("smoke-job")
+    helm("rollback", JOB_RELEASE, "1", "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
+    assert the_job(cluster, "helm-rollback") == first
+    pods = cluster.wait_for_rollout(JOB_RELEASE)
     assert {p.spec.init_containers[0].image for p in pods} == {MIGRATOR_IMAGE}
 
     # A new run id runs the Job again with otherwise unchanged values (how NOTES says to retry a failed Job).
-    helm("upgrade", "smoke-job", CHART, "--reuse-values", "--set-string", "migrator.job.runId=retry-1",
+    helm("upgrade", JOB_RELEASE, CHART, "--reuse-values", "--set-string", f"migrator.job.runId={JOB_RUN_ID}",
          "--wait", "--wait-for-jobs", "--timeout", HELM_TIMEOUT)
-    assert the_job(cluster) not in (first, second, third)
+    assert the_job(cluster, "run-id") not in (first, second, third)
 
 
 # --- initContainer mode: release `smoke-init` -----------------------------------------------------------
 
-def init_release(cluster: Cluster, image: str) -> list[Any]:
-    values = cluster.values_file("smoke-init", merge(image_values(image), {
-        "database": {"url": "postgresql://app@postgres:5432/smoke_init",
-                     "existingSecret": {"name": "postgres", "passwordKey": "password"}},
-        "migrator": {"mode": "initContainer"},
-        "app": {"replicaCount": 5},
-    }))
-    helm("upgrade", "--install", "smoke-init", CHART, "--values", str(values), "--wait", "--timeout", HELM_TIMEOUT)
-    return cluster.wait_for_rollout("smoke-init")
+INIT = init_steps(base_revisions())
+
+
+def init_release(cluster: Cluster, role: str) -> list[Any]:
+    values = init_values(cluster.images[role], APP_IMAGE, secret_database(CLUSTER_URL.format("smoke_init")))
+    helm("upgrade", "--install", INIT_RELEASE, CHART, "--values", str(cluster.values_file("smoke-init", values)),
+         "--wait", "--timeout", HELM_TIMEOUT)
+    return cluster.wait_for_rollout(INIT_RELEASE)
+
+
+def migrate_logs(cluster: Cluster, pods: list[Any]) -> list[str]:
+    return [cluster.pod_logs(p.metadata.name, "migrate") for p in pods]
 
 
 def test_init_container_mode_applies_each_migration_once(cluster: Cluster) -> None:
     psql("app", "CREATE DATABASE smoke_init")
-    pods = init_release(cluster, MIGRATOR_IMAGE)
+    pods = init_release(cluster, "base")
     assert len(pods) == 5
-    applied: Counter[str] = Counter()
     for pod in pods:
         assert [c.name for c in pod.spec.init_containers] == ["migrate", "wait-for-schema"]
-        applied.update(RUNNING.findall(cluster.pod_logs(pod.metadata.name, "migrate")))
-    assert applied == Counter(revisions()), applied  # every revision exactly once across the 5 pods
-    assert version("smoke_init") == revisions()[-1]
+    check(INIT["first"], migrate_logs(cluster, pods), "smoke_init")  # every revision once across the 5 pods
 
 
 def test_init_container_mode_helm_rollback(cluster: Cluster) -> None:
     """After `helm rollback`, the old pods' `migrate --allow-newer` init containers accept the newer database:
     each pod starts once, no init container restarts."""
-    pods = init_release(cluster, EXTRA_IMAGE)
-    assert sum(len(RUNNING.findall(cluster.pod_logs(p.metadata.name, "migrate"))) for p in pods) == 1
-    assert version("smoke_init") == EXTRA_REVISION
-    helm("rollback", "smoke-init", "1", "--wait", "--timeout", HELM_TIMEOUT)
-    pods = cluster.wait_for_rollout("smoke-init")
+    pods = init_release(cluster, "extra")
+    check(INIT["extra"], migrate_logs(cluster, pods), "smoke_init")
+    helm("rollback", INIT_RELEASE, "1", "--wait", "--timeout", HELM_TIMEOUT)
+    pods = cluster.wait_for_rollout(INIT_RELEASE)
     assert len(pods) == 5
     for pod in pods:
         assert pod.spec.init_containers[0].image == MIGRATOR_IMAGE
         assert init_container_restarts(cluster.json(pod)) == {"migrate": (0, 0), "wait-for-schema": (0, 0)}
-    assert version("smoke_init") == EXTRA_REVISION
+    check(INIT["helm-rollback"], migrate_logs(cluster, pods), "smoke_init")

@@ -4,13 +4,14 @@ the real engine), reading rollouts and Jobs from API JSON, and the NOTES command
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chart.chart_render import render, rollback_pod
+from tests.chart.chart_render import render, rollback_pod, tool
 from tests.smoke.kind_load import (
     LoadError,
     load_argv,
@@ -27,6 +28,7 @@ from tests.smoke.kube_state import (
     notes_rollback_argv,
     rollout_problem,
 )
+from tests.smoke.test_smoke_workflow import kube_versions
 
 # --- kind_load ------------------------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ def test_the_notes_command_for_a_context_and_revision() -> None:
 
 
 def test_the_detached_pod_runs_other_arguments_with_the_same_settings() -> None:
-    rendered = render({"database": {"password": "pw"}})
+    rendered = render({"database": {"existingSecret": {"name": "app-db", "passwordKey": "password"}}})
     notes_argv = notes_rollback_argv(rendered.notes, "kind-migrator", "REV")
     argv = detached_argv(notes_argv, "rel-history", ["history", "--json"])
     assert argv[:3] == ["kubectl", "run", "rel-history"]
@@ -170,3 +172,34 @@ def test_the_detached_pod_runs_other_arguments_with_the_same_settings() -> None:
     assert container["args"] == ["history", "--json"]
     assert container["env"] == before["env"] and container["volumeMounts"] == before["volumeMounts"]
     assert detached["spec"]["volumes"] == original["spec"]["volumes"]
+
+
+# --- test_kind_smoke: each cluster test says what only a cluster proves ---------------------------------
+
+def test_every_cluster_test_names_what_only_a_cluster_proves() -> None:
+    from tests.smoke import test_kind_smoke
+
+    tests = {name for name in vars(test_kind_smoke) if name.startswith("test_")}
+    assert set(test_kind_smoke.ONLY_A_CLUSTER) == tests
+
+
+# --- the cluster's PostgreSQL: tests/smoke/postgres.yaml and postgres-up.sh -----------------------------
+
+SMOKE = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("kube", kube_versions())
+def test_the_smoke_postgres_manifest_is_valid_for_kubernetes(kube: str) -> None:
+    proc = subprocess.run([tool("kubernetes-validate"), "--strict", "-k", kube, str(SMOKE / "postgres.yaml")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert output.count(f"against version {kube.rsplit('.', 1)[0]}") == 2, output  # the Service and Deployment
+
+
+def test_postgres_up_refuses_an_unknown_argument_before_touching_a_cluster() -> None:
+    proc = subprocess.run(["bash", str(SMOKE / "postgres-up.sh"), "--contxt", "kind-migrator"],
+                          capture_output=True, text=True, check=False, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "postgres-up.sh: unknown argument '--contxt' (--context CONTEXT, --namespace NAMESPACE)"]

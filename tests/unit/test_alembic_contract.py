@@ -66,7 +66,6 @@ def test_step_plans_and_their_fields(merged: ScriptDirectory) -> None:
     assert [internals.step_script(s).revision for s in down] == ["e", "d", "m"]
     assert set(internals.step_destination(down[-1])) == {"b2", "c"}
     assert internals.parents(merged.get_revision("m")) == ("b2", "c")
-    assert internals.is_merge(merged.get_revision("m"))
     assert internals.known_parents(merged)["a"] == ()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import add_revision, dbname, query
 from tests.faults.helpers import BASE, Migrator, at_base, sleeping_backend, terminate, versions
-from tests.review.urls import as_role
+from tests.urls import as_role
 
 REV = "20240101000001"
 LONG = """

@@ -1,10 +1,9 @@
-"""The adversarial review's tests reuse the fault tests' fixtures (real PostgreSQL, the fault proxy, PgBouncer)."""
+"""These tests reuse the fault tests' fixtures (the TCP server, the fault proxy, a project with a base migration)."""
 
 from tests.faults.conftest import (  # noqa: F401  (fixtures)
     _no_migrator_survives,
     fault_project,
     own_server,
-    pgbouncer,
     proxied,
     proxy,
     url,

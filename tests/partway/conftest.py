@@ -1,0 +1,10 @@
+"""These tests reuse the fault tests' fixtures (the TCP server, the fault proxy, a project with a base migration)."""
+
+from tests.faults.conftest import (  # noqa: F401  (fixtures)
+    _no_migrator_survives,
+    fault_project,
+    own_server,
+    proxied,
+    proxy,
+    url,
+)
