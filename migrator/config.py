@@ -181,9 +181,10 @@ def shard(env: Mapping[str, str] = os.environ) -> Shard:
         if env.get("MIGRATOR_TENANT_SHARD", "").strip():
             raise ConfigError("MIGRATOR_TENANT_SHARD is set without MIGRATOR_TENANT_SHARDS: set both, or neither")
         return Shard()  # JOB_COMPLETION_INDEX alone: an Indexed Job that does not share tenants out
-    count = parse_count("MIGRATOR_TENANT_SHARDS", count_text, SHARDS_MAX)
-    if count < 1:
-        raise ConfigError(f"MIGRATOR_TENANT_SHARDS={_shown(count_text)} is not a count from 1 to {SHARDS_MAX}")
+    if not _COUNT.match(count_text) or not 1 <= int(count_text) <= SHARDS_MAX:
+        raise ConfigError(f"MIGRATOR_TENANT_SHARDS={_shown(count_text)} is not a count from 1 to {SHARDS_MAX}: use "
+                          "a whole number (the Indexed Job's completions)")
+    count = int(count_text)
     for var in ("MIGRATOR_TENANT_SHARD", "JOB_COMPLETION_INDEX"):
         text = env.get(var, "").strip()
         if text:

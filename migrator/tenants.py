@@ -71,7 +71,10 @@ def _query(conn: database.Connection, target: Target, query: str) -> tuple[str, 
     except psycopg.Error as exc:
         if database.is_connection_error(exc):
             raise
-        raise ConfigError(f"{what} failed on {target.db.description}: {database.reason(exc)}") from None
+        # The server's own words without the LINE/caret lines, which would show the subquery wrapped around it.
+        why = exc.diag.message_primary or database.reason(exc)
+        raise ConfigError(f"{what} failed on {target.db.description}: {type(exc).__name__}: {why} (it must be one "
+                          "SELECT of the names: it runs read-only, as a subquery)") from None
     finally:
         if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import run_migrator, start_migrator
-from tests.integration.tenant_projects import (
+from tests.tenants.tenant_projects import (
     HEAD,
     QUERY_CONFIG,
     REVISIONS,

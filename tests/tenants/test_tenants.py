@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from migrator import errors
+from migrator import errors, tenants
+from migrator.config import Settings, database_config
+from migrator.errors import ConfigError
+from migrator.repos import Repo, Tenants
+from migrator.targets import Target
 from tests.conftest import query, run_migrator
-from tests.integration.tenant_projects import (
+from tests.postgres import Server
+from tests.tenants.tenant_projects import (
     HEAD,
     QUERY_CONFIG,
     REVISIONS,
@@ -20,7 +25,6 @@ from tests.integration.tenant_projects import (
     tenant_versions,
     write_project,
 )
-from tests.postgres import Server
 
 TENANTS = ["acme", "globex", "initech"]
 
@@ -172,20 +176,7 @@ def test_rollback_needs_a_tenant_and_touches_only_it(tmp_path: Path, database_ur
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ('tenants = ["a"]\ntenants_query = "SELECT 1"\n', "set one of tenants (a list) or tenants_query"),
-    ('tenant_kind = "schema"\n', "set one of tenants (a list) or tenants_query (a SELECT returning one column of "
-                                 "names), not neither"),
-    ('tenants = ["a", "a"]\n', "tenants: 'a' is listed twice"),
-    ('tenants = ["a b"]\n', "tenants: 'a b' is not a tenant name"),
-    ('tenants = "acme"\n', "every value must be a string, except tenant_shared_schemas and tenants: a list"),
-    ('tenants = ["a"]\ntenant_kind = "cluster"\n', "tenant_kind must be schema or database, not 'cluster'"),
-    ('tenants = ["a"]\nversion_table_schema = "x"\n', "version_table_schema cannot be set with schema tenants"),
-    ('tenants = ["a"]\ntenant_kind = "database"\ntenant_shared_schemas = ["public"]\n',
-     "tenant_shared_schemas is for schema tenants"),
-    ('tenants_query = "SELECT nope FROM nowhere"\n', "tenants_query failed on "),
-    ('tenants_query = "SELECT 1, 2"\n', "tenants_query returned 2 columns: it must return one"),
-    ('tenants_query = "SELECT \'x y\'"\n', "tenants_query: 'x y' is not a tenant name"),
-    ('tenants_query = "SELECT 1; DROP TABLE keep"\n', "tenants_query failed on "),
+    ('tenants = ["a", "a b"]\n', "tenants: 'a b' is not a tenant name"),
     ('tenants_query = "SELECT \'a\' FROM (SELECT nextval(\'keep_seq\')) s"\n', "read-only transaction"),
 ])
 def test_bad_tenant_settings_are_one_line_exit_2_and_change_nothing(tmp_path: Path, database_url: str, config: str,
@@ -193,28 +184,42 @@ def test_bad_tenant_settings_are_one_line_exit_2_and_change_nothing(tmp_path: Pa
     query(database_url, "CREATE TABLE keep (id int)")
     query(database_url, "CREATE SEQUENCE keep_seq")
     project = write_project(tmp_path / "p", config)
-    result = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    result = run_migrator(["migrate"], cwd=project, database_url=database_url, MIGRATOR_TENANT_SHARDS="1")
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr
-    assert query(database_url, "SELECT nspname FROM pg_namespace WHERE nspname IN ('a', 'x')") == []
+    assert query(database_url, "SELECT nspname FROM pg_namespace WHERE nspname = 'a'") == []
     assert tables(database_url, "public") == ["keep"]
     assert query(database_url, "SELECT last_value, is_called FROM keep_seq") == [(1, False)]
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"MIGRATOR_TENANT_SHARDS": "2"}, "MIGRATOR_TENANT_SHARDS=2 needs this process's shard: set "
-                                      "MIGRATOR_TENANT_SHARD (0 to 1), or run it in an Indexed Job"),
-    ({"MIGRATOR_TENANT_SHARDS": "2", "JOB_COMPLETION_INDEX": "2"},
-     "JOB_COMPLETION_INDEX='2' is not a shard index from 0 to 1 (MIGRATOR_TENANT_SHARDS=2)"),
-    ({"MIGRATOR_TENANT_SHARDS": "0"}, "MIGRATOR_TENANT_SHARDS='0' is not a count from 1 to 100000"),
-    ({"MIGRATOR_TENANT_SHARD": "1"}, "MIGRATOR_TENANT_SHARD is set without MIGRATOR_TENANT_SHARDS"),
+@pytest.mark.parametrize(("tenants_query", "message"), [
+    ("SELECT nope FROM nowhere",
+     'tenants_query failed on {db}: UndefinedTable: relation "nowhere" does not exist {how}'),
+    ("SELECT 1, 2", "tenants_query returned 2 columns: it must return one, the tenants' names"),
+    ("SELECT 'x y'", "tenants_query: 'x y' is not a tenant name (letters, digits, _, $ or -, starting with a letter "
+                     "or _, at most 63 characters)"),
+    ("SELECT 'a' UNION ALL SELECT 'a'", "tenants_query: 'a' is listed twice"),
+    ("SELECT NULL", "tenants_query: None is not a tenant name (letters, digits, _, $ or -, starting with a letter "
+                    "or _, at most 63 characters)"),
+    ("SELECT 1; DROP TABLE keep", "tenants_query failed on {db}: SyntaxError: syntax error at or near \";\" {how}"),
+    ("DELETE FROM keep RETURNING 'a'",
+     "tenants_query failed on {db}: SyntaxError: syntax error at or near \"FROM\" {how}"),
+    ("SELECT 'a' FROM (SELECT nextval('keep_seq')) s", "tenants_query failed on {db}: ReadOnlySqlTransaction: "
+                                                       "cannot execute nextval() in a read-only transaction {how}"),
 ])
-def test_bad_shard_settings(tmp_path: Path, database_url: str, env: dict[str, str], message: str) -> None:
-    project = write_project(tmp_path / "p", 'tenants = ["a"]\n')
-    result = run_migrator(["migrate"], cwd=project, database_url=database_url, env=env)
-    assert result.returncode == 2
-    assert len(result.stderr.splitlines()) == 1 and message in result.stderr
-    assert query(database_url, "SELECT nspname FROM pg_namespace WHERE nspname = 'a'") == []
+def test_a_bad_tenants_query_is_a_config_error_and_changes_nothing(tmp_path: Path, database_url: str,
+                                                                   tenants_query: str, message: str) -> None:
+    query(database_url, "CREATE TABLE keep (id int)")
+    query(database_url, "CREATE SEQUENCE keep_seq")
+    repo = Repo("default", tmp_path, tmp_path, tmp_path, tenants=Tenants(query=tenants_query))
+    target = Target(repo, database_config({"DATABASE_URL": database_url}))
+    with pytest.raises(ConfigError) as raised:
+        tenants.listed(target, Settings())
+    assert raised.value.exit_code == 2
+    how = "(it must be one SELECT of the names: it runs read-only, as a subquery)"
+    assert str(raised.value) == f"repo 'default': {message.format(db=target.db.description, how=how)}"
+    assert tables(database_url, "public") == ["keep"]
+    assert query(database_url, "SELECT last_value, is_called FROM keep_seq") == [(1, False)]
 
 
 def test_shards_split_the_tenants_between_processes(tmp_path: Path, database_url: str) -> None:
