@@ -144,15 +144,15 @@ class Interrupted(KeyboardInterrupt):
 _ANY = (OK, USAGE, INTERRUPTED_SIGINT, INTERRUPTED_SIGTERM)
 _DATABASE = (FAILED, UNREACHABLE)
 COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
-    "migrate": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
+    "migrate": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL, TENANTS_FAILED)),
     "rollback": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
-    "seed": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, NOT_AT_HEAD, PARTIAL)),
-    "status": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD, PARTIAL, OUTPUT_CLOSED)),
+    "seed": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, NOT_AT_HEAD, PARTIAL, TENANTS_FAILED)),
+    "status": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD, PARTIAL, OUTPUT_CLOSED, TENANTS_FAILED)),
     "wait": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD)),
     "sql": frozenset((*_ANY, UNREACHABLE, OUTPUT_CLOSED)),  # 3 with --from current, which reads the database
     "new": frozenset((*_ANY, OUTPUT_CLOSED)),
     "lint": frozenset((*_ANY, FAILED, OUTPUT_CLOSED)),
-    "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED)),
+    "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED, TENANTS_FAILED)),
     "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
     "init": frozenset((*_ANY, OUTPUT_CLOSED)),
     "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),

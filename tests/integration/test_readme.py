@@ -59,10 +59,10 @@ def test_help_prints_every_exit_code() -> None:
 
 
 @pytest.mark.parametrize(("command", "codes"), [
-    ("migrate", [0, 1, 2, 3, 4, 6, 130, 143]), ("rollback", [0, 1, 2, 3, 4, 6, 130, 143]),
-    ("seed", [0, 1, 2, 3, 4, 5, 6, 130, 143]), ("status", [0, 1, 2, 3, 5, 6, 130, 141, 143]),
+    ("migrate", [0, 1, 2, 3, 4, 6, 7, 130, 143]), ("rollback", [0, 1, 2, 3, 4, 6, 130, 143]),
+    ("seed", [0, 1, 2, 3, 4, 5, 6, 7, 130, 143]), ("status", [0, 1, 2, 3, 5, 6, 7, 130, 141, 143]),
     ("wait", [0, 1, 2, 3, 5, 130, 143]), ("sql", [0, 2, 3, 130, 141, 143]), ("new", [0, 2, 130, 141, 143]),
-    ("lint", [0, 1, 2, 130, 141, 143]), ("history", [0, 1, 2, 3, 130, 141, 143]),
+    ("lint", [0, 1, 2, 130, 141, 143]), ("history", [0, 1, 2, 3, 7, 130, 141, 143]),
     ("resolve", [0, 1, 2, 3, 4, 130, 143]), ("init", [0, 2, 130, 141, 143]), ("verify", [0, 1, 2, 3, 4, 130, 141, 143]),
 ])
 def test_each_command_help_lists_the_exit_codes_it_can_end_with(command: str, codes: list[int],

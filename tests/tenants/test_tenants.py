@@ -59,8 +59,8 @@ def test_tenants_from_a_query_each_migrated_in_its_own_schema(tmp_path: Path, da
     assert [applied(database_url, t) for t in TENANTS] == [REVISIONS] * 3
 
 
-def test_tenants_listed_in_the_config_and_the_search_path_reset_before_each_step(tmp_path: Path,
-                                                                                 database_url: str) -> None:
+def test_tenants_listed_in_the_config_the_search_path_reset_before_each_step_and_seeds(tmp_path: Path,
+                                                                                           database_url: str) -> None:
     project = write_project(tmp_path / "p", 'tenants = ["beta", "alpha"]\n', revisions=1)
     # r2 moves its own search_path away; r3's unqualified table must still land in the tenant's schema.
     (project / "migrations" / "versions" / "2024010100_r2.py").write_text(
@@ -79,6 +79,18 @@ def test_tenants_listed_in_the_config_and_the_search_path_reset_before_each_step
     assert tables(database_url, "public") == []
     migrated = [line for line in result.stderr.splitlines() if "] Migrated " in line]
     assert [line.rsplit(" schema ", 1)[1] for line in migrated] == ["alpha to r3", "beta to r3"]
+
+    # Seeds run per tenant too, on the same search_path, each tenant with its own ledger.
+    (project / "seeds").mkdir()
+    (project / "seeds" / "01_rows.py").write_text(
+        "import sqlalchemy as sa\n\ndef run(session):\n"
+        "    session.execute(sa.text('INSERT INTO after_reset VALUES (1)'))\n")
+    seeded = run_migrator(["seed"], cwd=project, database_url=database_url)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "2 tenants (schemas): 2 seeded" in seeded.stderr.splitlines()[-1]
+    for tenant in ("alpha", "beta"):
+        assert query(database_url, f"SELECT count(*) FROM {tenant}.after_reset") == [(1,)]
+        assert query(database_url, f"SELECT name FROM {tenant}.migrator_seeds") == [("01_rows.py",)]
 
 
 def test_a_failing_tenant_leaves_the_others_migrated_with_the_summary_and_exit_7(tmp_path: Path,
