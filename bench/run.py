@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,16 +51,25 @@ class Sample:
     seconds: float
     rss_mb: float
     code: int
+    cpu: float = 0.0  # the process's user + system CPU seconds, which a busy machine's scheduling touches less
 
 
-def run(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
-    """Wall time and peak RSS of one process (os.wait4 gives that child's own rusage)."""
+def run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None) -> Sample:
+    """Wall time, peak RSS and CPU time of one process (os.wait4 gives that child's own rusage); killed after
+    `timeout` seconds, if given."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    watchdog = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    if watchdog is not None:
+        watchdog.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    return Sample(seconds, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime)
 
 
 def stats(values: list[float]) -> str:

@@ -75,6 +75,10 @@ def load_script(config: Config) -> ScriptDirectory:
         except Exception as exc:  # a revision file that does not compile, or raises at import
             raise RevisionError(f"cannot load revision file {_failing_file(exc, script)}: "
                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    for revision in script.walk_revisions():
+        if not callable(getattr(revision.module, "upgrade", None)):
+            raise RevisionError(f"revision file {revision.path} has no upgrade() function: every revision "
+                                "defines upgrade() and downgrade() (`pass` when there is nothing to do)")
     return script
 
 

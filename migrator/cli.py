@@ -49,6 +49,8 @@ def _epilog(command: str) -> str:
     return f"exit codes:\n{errors.exit_code_table(command)}\n"
 
 
+HISTORY_LIMIT_MAX = 1_000_000  # rows `history --limit` may ask for
+
 # What --repo means to each command when migrator.toml lists several databases.
 REPO_ALL = "only this database of migrator.toml; default: every one, in the file's order"
 REPO_ONE = "the database of migrator.toml to work on: required when it lists several"
@@ -87,12 +89,14 @@ def build_parser() -> Parser:
         return p
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
-    p.add_argument("--to", metavar="REV", help="stop at this revision (required when there are several heads)")
+    p.add_argument("--to", type=_revision, metavar="REV",
+                   help="stop at this revision (required when there are several heads)")
     _allow_newer(p, "exit 0 without migrating")
 
     p = command("rollback", "downgrade so that REV is the newest applied revision (base undoes everything)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("revision", nargs="?", metavar="REV", help="revision that stays applied, or base")
+    target.add_argument("revision", nargs="?", type=_revision, metavar="REV",
+                        help="revision that stays applied, or base")
     target.add_argument("--steps", type=_positive, metavar="N", help="undo the newest N migrations")
     p.add_argument("--dry-run", action="store_true", help="log what would be reverted; change nothing")
 
@@ -114,23 +118,26 @@ def build_parser() -> Parser:
     _allow_newer(p, "start the app")
 
     p = command("sql", "print the SQL of a range of migrations, rendered offline (no database needed)")
-    p.add_argument("--from", dest="start", default="base", metavar="REV",
+    p.add_argument("--from", dest="start", default="base", type=_revision, metavar="REV",
                    help="start after this revision (default base; `current` asks the database)")
-    p.add_argument("--to", dest="end", default="heads", metavar="REV",
+    p.add_argument("--to", dest="end", default="heads", type=_revision, metavar="REV",
                    help="end at this revision (default heads); below --from renders a rollback")
 
     p = command("new", "create a revision file with a timestamp id on top of the head")
     p.add_argument("message", help="what the migration does, e.g. \"add users.age\"")
 
     p = command("lint", "check the migrations' SQL with squawk (dangerous locks, unsafe DDL)")
-    p.add_argument("--from", dest="start", default="base", metavar="REV", help="only revisions after REV")
+    p.add_argument("--from", dest="start", default="base", type=_revision, metavar="REV",
+                   help="only revisions after REV")
 
     p = command("history", "show the migration history: every migration and rollback, who ran it, how it ended")
     p.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
-    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="the newest N rows (default 50)")
+    p.add_argument("--limit", type=_positive_up_to(HISTORY_LIMIT_MAX), default=50, metavar="N",
+                   help=f"the newest N rows (default 50, at most {HISTORY_LIMIT_MAX})")
 
     p = command("resolve", "decide a migration left part-way (exit 6): run it again, or mark it done by hand")
-    p.add_argument("revision", metavar="REV", help="the revision `migrator status` shows as left part-way")
+    p.add_argument("revision", type=_revision, metavar="REV",
+                   help="the revision `migrator status` shows as left part-way")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--rerun", action="store_true", help="the next migrate runs it again (after you undid its "
                      "committed part, or if it is safe to repeat)")
@@ -174,6 +181,23 @@ def _bounded(bounds: Bounds) -> Callable[[str], float]:
             return parse_seconds("value", value, bounds)
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix("value=")) from None
+    return parse
+
+
+def _revision(value: str) -> str:
+    """A revision argument: an id (or a unique prefix of one), base, head(s); never empty."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty revision: give a revision id (or a unique prefix of it), base or "
+                                         "head")
+    return value
+
+
+def _positive_up_to(high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = _positive(value)
+        if number > high:
+            raise argparse.ArgumentTypeError(f"{value!r} is more than {high}")
+        return number
     return parse
 
 

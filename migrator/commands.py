@@ -170,7 +170,7 @@ def seed(target: Target, settings: Settings, force: bool = False, allow_newer: b
         if not found.at_head:
             raise NotAtHead(f"seed refused: {target.db.description} is not at head ({found.behind()}); "
                             "run migrate first")
-        ran = seeds.run_seeds(session, files, target.repo.version_table_schema, force)
+        ran = seeds.run_seeds(session, files, target.repo.version_table, target.repo.version_table_schema, force)
     outcome = Outcome(target.repo.name, "seed", found.current, found.current, ran, time.monotonic() - started)
     get_logger().info(f"Seeds done: {len(ran)} ran, {len(files) - len(ran)} unchanged", repo=target.repo.name)
     return outcome

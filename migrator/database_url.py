@@ -5,9 +5,10 @@ reach the log and the termination message. This module follows libpq's algorithm
 in fe-connect.c) step by step, so the keywords it returns are the ones libpq would have produced, and it
 refuses, with one line that names the part at fault but not its text:
 
-- a raw `@` anywhere but between the password and the host. libpq takes the first `@` before the first `/`
-  as the end of the password, so a password with a raw `@` or `/` is silently split into user, host, port
-  and database name, which would then be printed (in errors and in every log line's description);
+- a raw `@` anywhere but between the password and the host, or in a query parameter's value. libpq takes the
+  first `@` before the first `/` as the end of the password, so a password with a raw `@` or `/` is silently
+  split into user, host, port and database name, which would then be printed (in errors and in every log
+  line's description);
 - a `%` not followed by two hex digits, `%00`, a raw space (libpq trims spaces at either end of a part and
   refuses them inside), text that is not UTF-8 once percent-decoded;
 - ports that are not numbers from 1 to 65535, or that cannot be matched to the hosts;
@@ -58,7 +59,9 @@ def _userinfo(var: str, rest: str, params: dict[str, str]) -> str:
     """Store user and password; the text after them (libpq: the first `@` before the first `/` ends them)."""
     slash = rest.find("/")
     at = rest.find("@", 0, slash if slash >= 0 else len(rest))
-    if rest.count("@") != (1 if at >= 0 else 0):
+    # A raw '@' in a query parameter's value (application_name=job@pod) is libpq's too; anywhere else between the
+    # user name and the query it would split a password into host, port and database name.
+    if "@" in (rest[at + 1:] if at >= 0 else rest).split("?", 1)[0]:
         raise ConfigError(f"{var} is malformed: an '@' may only separate the user name and password from the "
                           f"host; {ENCODE_HINT}")
     if at < 0:

@@ -66,7 +66,8 @@ def confirm(session: MigrationSession, step: Step | None, exc: BaseException, ve
     """Ask the server what it can confirm about `step` after `exc`; every question bounded."""
     conn = session.conn
     if not isinstance(exc, KeyboardInterrupt) and (
-            database.is_connection_error(exc) or conn.closed or conn.broken or isinstance(exc, ConnectionLost)):
+            conn.closed or conn.broken or isinstance(exc, ConnectionLost)
+            or (database.is_connection_error(exc) and not _elsewhere(exc, conn))):
         return Confirmed(lost=True, rolled_back=False)
     rolled_back = database.rolled_back(conn)
     committed = None
@@ -77,6 +78,13 @@ def confirm(session: MigrationSession, step: Step | None, exc: BaseException, ve
         with suppress(psycopg.Error):
             invalid = tuple(invalid_indexes(conn, step))
     return Confirmed(lost=False, rolled_back=rolled_back, committed=committed, invalid=invalid)
+
+
+def _elsewhere(exc: BaseException, conn: psycopg.Connection[Any]) -> bool:
+    """The error came from another connection than the session's: one the migration opened itself."""
+    orig = getattr(exc, "orig", None) or exc
+    source = getattr(orig, "pgconn", None)
+    return source is not None and source is not conn.pgconn
 
 
 def _committed(session: MigrationSession, step: Step, version_table: str, direction: str) -> bool | None:
@@ -102,8 +110,10 @@ def explain(step: Step | None, exc: BaseException, said: Confirmed, run: Run) ->
             step is None or isinstance(exc, ConnectionLost)):
         return Verdict(exc)  # it says what happened already
     if said.lost:
-        return Verdict(lost(step, exc, run))
+        return Verdict(_idle_too_long(step, exc, run) or lost(step, exc, run))
     cause = str(exc) if isinstance(exc, MigratorError) else first_line(exc)
+    if database.is_connection_error(exc):  # not the session's own connection (that would be `said.lost`)
+        cause += " (on a connection the migration opened itself; migrator's session was not affected)"
     if step is None:
         return Verdict(MigrationFailed(f"migrations on {run.database} failed before any step ran: {cause}"
                                        + ("" if said.rolled_back else "; the server did not confirm the rollback")))
@@ -151,8 +161,8 @@ def lost(step: Step | None, exc: BaseException, run: Run) -> ConnectionLost:
     """The connection is gone: what was running, and what the server will do about it, within what bound."""
     if step is not None and step.is_seed:
         return database.lost(run.conn, exc, f"running {step.label}")
-    base = database.lost(run.conn, exc, "running migrations")
     timeouts = run.timeouts
+    base = database.lost(run.conn, exc, "running migrations")
     if step is None:
         return ConnectionLost(f"{base}; no migration was running")
     if step.stamped:
@@ -175,6 +185,26 @@ def lost(step: Step | None, exc: BaseException, run: Run) -> ConnectionLost:
                               f"{step.what_committed()}: {fate}; {left}")
     return ConnectionLost(f"{base}; migration {step.label} was running: {fate}; the next migrate runs it "
                           "again from the start")
+
+
+IDLE_IN_TRANSACTION_TIMEOUT = "25P03"  # the server's own word for it, when its FATAL message reached the client
+
+
+def _idle_too_long(step: Step | None, exc: BaseException, run: Run) -> MigratorError | None:
+    """The session was lost while the migration's own code ran between two statements for longer than the
+    server's idle_in_transaction_session_timeout: the server ended it for that (it says so, when its message
+    got through; otherwise the gap shows it, since a session running a statement is never idle)."""
+    orig = getattr(exc, "orig", None) or exc
+    timeouts = run.timeouts
+    if step is None or step.is_seed or step.partial or not (
+            getattr(orig, "sqlstate", None) == IDLE_IN_TRANSACTION_TIMEOUT or step.gap > timeouts.idle):
+        return None
+    return MigrationFailed(
+        f"migration {step.label} failed: the server ended its session because the migration ran its own code for "
+        f"{step.gap:.1f}s after its last statement, longer than idle_in_transaction_session_timeout allows "
+        f"(MIGRATOR_IDLE_TIMEOUT={timeouts.idle:g}s); its transaction ended with the session, so nothing of it was "
+        "committed. Raise MIGRATOR_IDLE_TIMEOUT for a migration that computes this long between statements, then "
+        "run migrate again")
 
 
 def _interrupted(step: Step | None, exc: KeyboardInterrupt, said: Confirmed, run: Run) -> Verdict:

@@ -81,10 +81,10 @@ def _try_lock(conn: Connection, key: int) -> bool:
 
 
 def release(conn: Connection, key: int, counts: int = 1) -> bool:
-    """Unlock, `counts` times over; True when this session held the lock, False when it no longer did (the
-    caller says so)."""
+    """Unlock, `counts` times over; True when this session held every count, False when it did not (a statement
+    released the lock, or one of its counts, meanwhile: the caller says so)."""
     row = conn.execute("SELECT " + ", ".join(["pg_advisory_unlock(%(key)s)"] * counts), {"key": key}).fetchone()
-    return bool(row and row[0])
+    return row is not None and all(row)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ class Migrations:
             history.resolve_open(conn, schema, self.version_table, step.revision, "ran again successfully")
         if step.history_id is None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
             step.stamped = True  # the common case: the row and the COMMIT, in flight together
-            return history.insert_statement(schema, version_table=self.version_table, revision=step.revision,
+            return history.insert_statement(conn, schema, version_table=self.version_table, revision=step.revision,
                                             parents=step.parents, direction=step.history_direction, outcome=outcome,
                                             started_at=step.server_started or datetime.now().astimezone())
         if step.history_id is not None:

@@ -9,10 +9,18 @@ Alembic's full path. Certain means:
 - the files are the ones Alembic's ScriptDirectory loads (same selection, same de-duplication);
 - each file compiles: a fresh byte-compiled file proves it (the image's unchecked-hash .pyc, or the
   timestamp .pyc CPython writes in development, validated as CPython's import validates it); else compile();
-- outside string literals and comments, each of the four names occurs only as one module-level assignment
-  of a literal (a string, None, or a tuple/list of strings, also written over several lines as black
-  does), and nothing in the file can rebind names behind the text's back (globals(), setattr, exec, ...);
+- each of the four names is bound at module level only by one assignment of a literal (a string, None, or a
+  tuple/list of strings, also written over several lines as black does), and nothing in the file can rebind
+  names behind the text's back (globals(), setattr, exec, ...). Elsewhere a name may be read (a string, None
+  or a tuple cannot be changed by code that reads it; a list can, so a name holding one must not be read)
+  or bound locally in a function, a lambda, a class body or a comprehension: that decides nothing about the
+  graph. A read must come after the assignment, in a later statement, or importing the file would fail;
 - the graph is one Alembic accepts: unique ids, known parents, no cycle, no clashing branch label.
+
+Most files are certain from the text alone: outside strings and comments, the four names occur only in their
+assignments, and no dynamic word occurs at all. The few where one does (a `{'revision': revision}` in upgrade())
+are parsed with Python's own parser (ast), which tells a read from a binding and a function's scope from the
+module's.
 
 What the text cannot see is code elsewhere (an imported module that rewrites this module's globals through
 frames) or a failure at import time (an ImportError): only executing the files can tell those.
@@ -29,7 +37,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import ast
 
 # Alembic's file selection without `sourceless` (script/base.py `_only_source_rev_file`, used with .match).
 _SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
@@ -65,10 +76,6 @@ _TOKEN = re.compile(
     r"|\#[^\n]*")
 # Compiled when first needed (re caches it): patterns that only deferrals, f-strings, encoding cookies and
 # tuples need, so that the start-up of a process that finds nothing to do does not pay for them.
-# The same scan as _TOKEN, slower but with positions, to say where a deferring word is (the readable
-# assignments are skipped as in _TOKEN, so what it finds is an occurrence the fast pass refused):
-_SLOW_TOKEN = (rf"{_TOKEN.pattern}|\b(?P<word>{'|'.join(_NAMES + _DYNAMIC)})\b"
-               r"|(?P<star>\bimport(?:[ \t]|\\\n)*\*)")
 # Substrings that find every identifier of _NAMES and _DYNAMIC (then checked as whole identifiers).
 _NEEDLES = ("revision", "branch_labels", "depends_on", "globals", "locals", "vars", "setattr", "delattr", "exec",
             "eval", "__dict__", "_getframe", "currentframe", "get_referrers", "get_objects", "modules",
@@ -78,13 +85,20 @@ _CONTINUED = re.compile(r"[()\[\]{}\\]")  # brackets, or a backslash
 _IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _STAR = r"(?:[ \t]|\\\n)*\*"
 _DYNAMIC_WORD = rf"\b(?:{'|'.join(_DYNAMIC)})\b|\bimport\b"
+_NAME_WORD = rf"\b(?:{'|'.join(_NAMES)})\b"
 _PLAIN_STRING = re.compile(r"""(['"])([^'"\\\n]*)\1""")
 _SEQUENCE_ITEM = r"""\s+|\#[^\n]*|(,)|(['"])([^'"\\\n]*)\2"""
 _COOKIE = rb"(?m)^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)"
-_BLOCK = {"if": "an if block", "elif": "an if block", "else": "an if or try block", "try": "a try statement",
-          "except": "a try statement", "finally": "a try statement", "for": "a loop", "while": "a loop",
-          "with": "a with block", "def": "a function", "async": "a function", "class": "a class",
-          "match": "a match statement", "case": "a match statement"}
+# The parser's statements whose bodies run as module-level code, and what a reason calls them.
+_BLOCKS = {"If": "an if block", "For": "a loop", "AsyncFor": "a loop", "While": "a loop", "Try": "a try statement",
+           "TryStar": "a try statement", "With": "a with block", "AsyncWith": "a with block",
+           "Match": "a match statement"}
+# Module-level statements that bind a name other than by `name = value`: the fields that hold the names bound
+# (Name nodes with a Store or Del context), and what a reason says of them.
+_BINDS = {"AugAssign": ("target", "is changed by augmented assignment"), "For": ("target", "is a loop variable"),
+          "AsyncFor": ("target", "is a loop variable"), "With": ("items", "is bound by `with ... as`"),
+          "AsyncWith": ("items", "is bound by `with ... as`"), "Delete": ("targets", "is deleted"),
+          "TypeAlias": ("name", "is defined by a type statement")}
 
 
 @dataclass(frozen=True)
@@ -349,9 +363,10 @@ def parse_script(text: str, shown: str) -> RevisionFile:
     values: dict[str, list[str]] = {}
     for index, name in found:
         values.setdefault(name, []).append(parts[3 * index + 2])
-    if "f\0" in code or "F\0" in code or "r\0" in code or "R\0" in code:  # maybe an f-string (fr"...")
-        _check_fstrings(text, shown)
-    _check_code(code, text, shown)
+    maybe_fstring = "f\0" in code or "F\0" in code or "r\0" in code or "R\0" in code  # also fr"..."
+    fstring_reads = maybe_fstring and _check_fstrings(text, shown)
+    if _needs_parser(code, text, shown) or fstring_reads:
+        _check_tree(text, shown)
     return _revision_file(values, shown)
 
 
@@ -381,8 +396,9 @@ def _token_line(text: str, index: int) -> int:
     return 0
 
 
-def _check_fstrings(text: str, shown: str) -> None:
-    """An f-string's replacement fields are code: the same names must not hide there."""
+def _check_fstrings(text: str, shown: str) -> bool:
+    """An f-string's replacement fields are code: True when one reads one of the four names (the parser decides)."""
+    reads = False
     for match in _TOKEN.finditer(text):  # the same tokens as parse_script's, now with their positions
         quote = match.start()
         if text[quote - 1] not in "fFrR" or "f" not in _prefix(text, quote).lower():
@@ -394,8 +410,9 @@ def _check_fstrings(text: str, shown: str) -> None:
         if fields.count("{") != fields.count("}"):  # 3.12 quotes inside a field: this scan cannot delimit it
             raise Uncertain(f"{shown}: line {line}: an f-string the text scan cannot delimit")
         fields = fields[fields.index("{"):fields.rindex("}") + 1]
-        # A field may read `revision` (an error message naming it): reading changes nothing. Only an assignment
-        # expression, or the dynamic ways of changing a module's names, could bind one.
+        # A field may read `revision` (an error message naming it), which changes nothing when it runs after the
+        # assignment: the parser checks that. An assignment expression, or a dynamic way of changing a module's
+        # names, could bind one.
         if ":=" in fields:
             raise Uncertain(f"{shown}: line {line}: an f-string assigns with :=")
         found = re.search(_DYNAMIC_WORD, fields)  # strings nested in the fields included: rare enough to defer
@@ -403,6 +420,8 @@ def _check_fstrings(text: str, shown: str) -> None:
             raise Uncertain(f"{shown}: line {line}: an f-string uses {found[0]}")
         if not fields.isascii():
             raise Uncertain(f"{shown}: line {line}: non-ASCII characters in an f-string")
+        reads = reads or re.search(_NAME_WORD, fields) is not None
+    return reads
 
 
 def _prefix(text: str, quote: int) -> str:
@@ -414,8 +433,9 @@ def _prefix(text: str, quote: int) -> str:
     return ""  # an identifier or keyword followed by a string (`elif"x"`)
 
 
-def _check_code(code: str, text: str, shown: str) -> None:
-    """No other use of the four names, nothing that rebinds names by computed names, all outside strings."""
+def _needs_parser(code: str, text: str, shown: str) -> bool:
+    """Whether one of the four names, a dynamic word or `import *` occurs outside strings and comments (beyond
+    the assignments read): then only the parser can tell what it does."""
     if not text.isascii() and not code.isascii():
         # Python folds identifiers (NFKC): a non-ASCII name may be one of the four, or globals
         raise Uncertain(f"{shown}: non-ASCII characters outside strings and comments")
@@ -424,16 +444,16 @@ def _check_code(code: str, text: str, shown: str) -> None:
             continue
         at = code.find(needle)
         while at >= 0:
-            word = _identifier_at(code, at, len(needle))
-            if word in _WATCHED:
-                raise Uncertain(f"{shown}: {_locate(text, word)}")
+            if _identifier_at(code, at, len(needle)) in _WATCHED:
+                return True
             at = code.find(needle, at + len(needle))
     if "*" in code:
         at = code.find("import")
         while at >= 0:
             if _identifier_at(code, at, 6) == "import" and re.compile(_STAR).match(code, at + 6):
-                raise Uncertain(f"{shown}: {_locate(text, 'import *')}")
+                return True
             at = code.find("import", at + 6)
+    return False
 
 
 def _identifier_at(code: str, at: int, length: int) -> str:
@@ -444,15 +464,6 @@ def _identifier_at(code: str, at: int, length: int) -> str:
     while end < len(code) and code[end] in _IDENTIFIER_CHARS:
         end += 1
     return code[start:end]
-
-
-def _locate(text: str, word: str) -> str:
-    """Where `word` first occurs outside strings and comments, and what that does, for the reason."""
-    for match in re.compile(_SLOW_TOKEN).finditer(text):
-        kind = match.lastgroup
-        if (kind == "star" and word == "import *") or (kind == "word" and match[kind] == word):
-            return _describe(text, match.start(), word)
-    return f"uses {word}"
 
 
 def _revision_file(values: dict[str, list[str]], shown: str) -> RevisionFile:
@@ -542,61 +553,176 @@ def _line(text: str, pos: int) -> int:
     return text.count("\n", 0, pos)
 
 
-def _describe(text: str, pos: int, word: str) -> str:
-    """Why this occurrence of `word` (outside strings and comments) makes the text uncertain, in a few words."""
-    where = f"line {_line(text, pos)}"
-    if word not in _NAMES:
-        if word == "import *":
-            return f"{where}: `from ... import *` can bind any name"
-        return f"{where}: uses {word}, which can change module variables where the text cannot see it"
-    line_start = text.rfind("\n", 0, pos) + 1
-    line_end = text.find("\n", pos)
-    line = text[line_start:line_end if line_end >= 0 else len(text)]
-    before, after = text[line_start:pos], line[pos - line_start + len(word):]
-    indent = len(line) - len(line.lstrip())
-    if before.strip() == "" and indent:
-        verb = "assigned" if re.match(r"\s*(?::[^=\n]*)?=(?!=)", after) else "used"
-        return f"{where}: {word} is {verb} inside {_enclosing_block(text, line_start, indent)}"
-    return f"{where}: {word} {_use(before, after)}"
+# --- the parser's answer, for the files the text alone cannot clear -------------------------------------
+# `ast` is imported where it is used: the few files a history that need it pay for it, not every start-up.
+
+Finding = tuple[int, int, str]  # (line, column, reason): the first in the file is the one reported
 
 
-def _use(before: str, after: str) -> str:
-    """What a statement does with one of the four names, as far as one line tells."""
-    head = (before.split(maxsplit=1) or [""])[0]
-    checks = [
-        (re.match(r"\s*(?:[-+*/%&|^@]|//|\*\*|<<|>>)=", after), "is changed by augmented assignment"),
-        (re.match(r"\s*:=", after), "is assigned by :="),
-        (before.rstrip().endswith("."), "is used as an attribute name"),
-        (re.search(r"\bimport\b", before), "is bound by an import"),
-        (re.search(r"\bas\s*$", before), f"is bound by `{head} ... as`"),
-        (head == "for" or re.search(r"\bfor\b[^:]*$", before), "is a loop variable"),
-        (head == "del", "is deleted"),
-        (head in ("global", "nonlocal"), f"is declared {head}"),
-        (head in ("def", "class", "async"), f"is defined by {head}"),
-        (head == "case", "is a capture pattern of a match statement"),
-        (re.search(r"\blambda\b", before), "is a lambda parameter"),
-        (re.match(r"\s*,", after) or re.search(r",\s*$", before), "is assigned by unpacking or used in a tuple"),
-        (";" in before or ";" in after, "shares its line with another statement (;)"),
-        ("=" in before and re.match(r"\s*=(?!=)", after), "is assigned in a chained assignment"),
-        (not before and re.match(r"\s*:", after), "has an annotation the text cannot read (strings, several "
-         "lines, or no value)"),
-        (not before and re.match(r"\s*=(?!=)", after), "is not assigned a literal the text can read"),
-    ]
-    return next((reason for found, reason in checks if found), "is used in an expression the text cannot follow")
+def _check_tree(text: str, shown: str) -> None:
+    """Raise Uncertain with the first thing in the file (the parser's view) that could give the four names other
+    values than their literal assignments: another module-level binding, a read that could fail or change a
+    list, a global declaration, an assignment expression, a dynamic word, `import *`."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(text[1:], shown)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise Uncertain(f"{shown}: does not parse ({type(exc).__name__})") from None
+    assigned, found = _module_bindings(tree, text)
+    # names are most of a tree's nodes: only the watched ones, and the rarer kinds of node, are looked at
+    kinds = {ast.Attribute, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+             ast.Global, ast.Nonlocal, ast.NamedExpr}
+    for stmt in tree.body:
+        for node in ast.walk(stmt):
+            if not (node.id in _WATCHED if type(node) is ast.Name else type(node) in kinds):
+                continue
+            reason = _dynamic(node) or _unsafe_read(node, stmt, assigned)
+            if reason:
+                found.append((getattr(node, "lineno", stmt.lineno), getattr(node, "col_offset", 0), reason))
+    if found:
+        line, _, reason = min(found)
+        raise Uncertain(f"{shown}: line {line}: {reason}")
 
 
-def _enclosing_block(text: str, line_start: int, indent: int) -> str:
-    """What kind of block the line at `line_start` is in: the first line above it that is less indented."""
-    end = line_start - 1
-    while end > 0:
-        start = text.rfind("\n", 0, end) + 1
-        line = text[start:end]
-        stripped = line.lstrip()
-        if stripped and not stripped.startswith("#") and len(line) - len(stripped) < indent:
-            keyword = re.match(r"\w+", stripped)
-            return _BLOCK.get(keyword[0] if keyword else "", "an indented block")
-        end = start - 1
-    return "an indented block"
+def _module_bindings(tree: ast.Module, text: str) -> tuple[dict[str, ast.Assign | ast.AnnAssign], list[Finding]]:
+    """Each name's first top-level `name = value`, and every other binding of the four in the module's scope."""
+    import ast  # noqa: PLC0415
+
+    read = {(_line(text, match.start() + 1), match["name"]) for match in _TOKEN.finditer(text) if match["name"]}
+    assigned: dict[str, ast.Assign | ast.AnnAssign] = {}
+    found: list[Finding] = []
+    for stmt in tree.body:
+        for node, name, how in _bindings(stmt, None):
+            reason = how
+            if how is None and isinstance(stmt, ast.Assign | ast.AnnAssign):  # the text read it, or says why not
+                assigned.setdefault(name, stmt)
+                if (node.lineno, name) in read:
+                    read.discard((node.lineno, name))
+                    continue
+                reason = _unread(stmt, tree.body)
+            found.append((node.lineno, node.col_offset, f"{name} {reason}"))
+    found += [(line, 0, f"{name} = ... is not a module-level statement") for line, name in read]
+    return assigned, found
+
+
+def _bindings(stmt: ast.stmt, block: str | None) -> Iterator[tuple[Any, str, str | None]]:
+    """(node, name, how) for each of the four names this module-level statement binds in the module's scope;
+    how is None for `name = value` at the top level. Function and class bodies are other scopes: not entered."""
+    import ast  # noqa: PLC0415
+
+    kind = type(stmt).__name__
+    if isinstance(stmt, ast.Assign | ast.AnnAssign):
+        yield from _assignments(stmt, block)
+    elif kind in _BINDS:
+        field, how = _BINDS[kind]
+        yield from ((node, node.id, how) for node in _stored(getattr(stmt, field)))
+    elif isinstance(stmt, ast.Import | ast.ImportFrom):
+        for alias in stmt.names:
+            name = alias.asname or alias.name.partition(".")[0]
+            if name in _NAMES:
+                yield alias, name, "is bound by an import"
+    elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and stmt.name in _NAMES:
+        yield stmt, stmt.name, f"is defined by {'class' if kind == 'ClassDef' else 'def'}"
+    yield from ((handler, handler.name, "is bound by `except ... as`")
+                for handler in getattr(stmt, "handlers", ()) if handler.name in _NAMES)
+    for case in getattr(stmt, "cases", ()):
+        for node in ast.walk(case.pattern):
+            captured = getattr(node, "name", None) or getattr(node, "rest", None)
+            if captured in _NAMES:
+                yield node, captured, "is a capture pattern of a match statement"
+    if kind in _BLOCKS:
+        inner = [*getattr(stmt, "body", ()), *getattr(stmt, "orelse", ()), *getattr(stmt, "finalbody", ())]
+        inner += [s for part in (*getattr(stmt, "handlers", ()), *getattr(stmt, "cases", ())) for s in part.body]
+        for nested in inner:
+            yield from _bindings(nested, _BLOCKS[kind])
+
+
+def _assignments(stmt: ast.Assign | ast.AnnAssign, block: str | None) -> Iterator[tuple[Any, str, str | None]]:
+    import ast  # noqa: PLC0415
+
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if stmt.value is not None else []
+    for target in targets:
+        if not isinstance(target, ast.Name):
+            yield from ((node, node.id, "is assigned by unpacking") for node in _stored(target))
+        elif target.id in _NAMES:
+            yield target, target.id, (f"is assigned inside {block}" if block else
+                                      "is assigned in a chained assignment" if len(targets) > 1 else None)
+
+
+def _stored(field: ast.AST | list[ast.AST]) -> list[ast.Name]:
+    """The Name nodes of the four names that a target (or a list of them) binds or deletes."""
+    import ast  # noqa: PLC0415
+
+    nodes = [node for part in (field if isinstance(field, list) else [field]) for node in ast.walk(part)]
+    return [node for node in nodes if isinstance(node, ast.Name) and node.id in _NAMES
+            and isinstance(node.ctx, ast.Store | ast.Del)]
+
+
+def _unread(stmt: ast.Assign | ast.AnnAssign, body: list[ast.stmt]) -> str:
+    """Why the text did not read this top-level `name = value`."""
+    import ast  # noqa: PLC0415
+
+    if any(other is not stmt and stmt.lineno in (other.lineno, other.end_lineno) for other in body):
+        return "shares its line with another statement (;)"
+    try:
+        ast.literal_eval(stmt.value or "")
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return "is not assigned a literal the text can read"
+    if isinstance(stmt, ast.AnnAssign):
+        return "has an annotation the text cannot read (strings, or several lines)"
+    return "is not assigned a literal the text can read"
+
+
+def _dynamic(node: ast.AST) -> str | None:
+    """Why this node, anywhere in the file, could bind the four names or reach them by a computed name."""
+    import ast  # noqa: PLC0415
+
+    if isinstance(node, ast.Global | ast.Nonlocal):
+        declared = [name for name in node.names if name in _NAMES]
+        return f"{declared[0]} is declared {type(node).__name__.lower()}" if declared else None
+    if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name) and node.target.id in _NAMES:
+        return f"{node.target.id} is assigned by :="
+    if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+        return "`from ... import *` can bind any name"
+    word = next((word for word in _words(node) if word in _DYNAMIC), None)
+    return f"uses {word}, which can change module variables where the text cannot see it" if word else None
+
+
+def _words(node: ast.AST) -> list[str]:
+    """The identifiers a node uses or binds, as far as the dynamic words go."""
+    import ast  # noqa: PLC0415
+
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        return [node.attr]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [node.name]
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        # what the statement binds, and the package it starts from: `from indico.modules.x import y` does not
+        # touch sys.modules, while `import importlib.util` or `from builtins import ...` reach dynamic tools
+        words = [word for alias in node.names for word in (alias.name.partition(".")[0], alias.asname or "")]
+        if isinstance(node, ast.ImportFrom):
+            words += [alias.name for alias in node.names] + [(node.module or "").partition(".")[0]]
+        return words
+    return []
+
+
+def _unsafe_read(node: ast.AST, stmt: ast.stmt, assigned: dict[str, ast.Assign | ast.AnnAssign]) -> str | None:
+    """Why a read of one of the four names (in the top-level statement `stmt`) is not harmless, or None."""
+    import ast  # noqa: PLC0415
+
+    if not (isinstance(node, ast.Name) and node.id in _NAMES and isinstance(node.ctx, ast.Load)):
+        return None
+    name, assignment = node.id, assigned.get(node.id)
+    if assignment is None:
+        return f"{name} is read, but never assigned by a module-level `{name} = ...`"
+    if stmt.lineno <= assignment.lineno:  # it may run before the name exists: a NameError in Alembic's import
+        return f"{name} is read before line {assignment.lineno} assigns it"
+    if isinstance(assignment.value, ast.List):
+        return f"{name} is a list (line {assignment.lineno}), which code that reads it can change"
+    return None
 
 
 # --- the verdict ----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Seed files: `seeds/*.py` in name order, each exposing `run(session)`, each in its own transaction.
 
-A ledger table records each file's name and checksum in the same transaction as the file's work, so a file
-runs once per content: unchanged files are skipped, changed ones run again, `--force` runs all. Seeds run on
+The repo's seed ledger (migrator.tables.seed_ledger) records each file's name and checksum in the same
+transaction as the file's work, so a file runs once per content: unchanged files are skipped, changed ones run
+again, `--force` runs all. Seeds run on
 the locked migration session (migrator.session), like migrations: each starts from migrator's settings and
 proves the lock first, its statements are logged, and a seed cannot end the transaction it runs in (a COMMIT
 or ROLLBACK is refused before it is sent; `session.commit()` only releases a savepoint).
@@ -12,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from migrator import failures
@@ -27,8 +28,9 @@ from migrator.session import MigrationSession
 from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 from migrator.steps import SEED, Step, refuse_own_rollback
+from migrator.tables import seed_ledger
 
-LEDGER_TABLE = "migrator_seeds"
+LEDGER_TABLE = seed_ledger.TABLE
 
 
 def seed_files(directory: Path) -> list[Path]:
@@ -43,13 +45,6 @@ def seed_files(directory: Path) -> list[Path]:
 
 def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _ledger(schema: str | None) -> sa.Table:
-    return sa.Table(LEDGER_TABLE, sa.MetaData(schema=schema),
-                    sa.Column("name", sa.Text, primary_key=True),
-                    sa.Column("checksum", sa.Text, nullable=False),
-                    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()))
 
 
 def _load(path: Path) -> ModuleType:
@@ -67,14 +62,13 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
-def run_seeds(session: MigrationSession, files: list[Path], schema: str | None, force: bool) -> list[str]:
-    """Run each file whose checksum the ledger lacks (all with `force`); returns the names that ran."""
-    ledger = _ledger(schema)
-    hooks = StatementHooks(session, LEDGER_TABLE)
-    with running(session, hooks) as connection:
-        with connection.begin():
-            ledger.create(connection, checkfirst=True)
-            done = dict(connection.execute(sa.select(ledger.c.name, ledger.c.checksum)).tuples().all())
+def run_seeds(session: MigrationSession, files: list[Path], version_table: str, schema: str | None,
+              force: bool) -> list[str]:
+    """Run each file whose checksum the repo's ledger lacks (all with `force`); returns the names that ran."""
+    seed_ledger.ensure(session.conn, schema, version_table, schema or session.history_schema)
+    done = seed_ledger.checksums(session.conn, schema, version_table)
+    ledger = Ledger(schema, version_table)
+    with running(session, StatementHooks(session, seed_ledger.TABLE)) as connection:
         ran = []
         log = get_logger()
         for path in files:
@@ -87,8 +81,13 @@ def run_seeds(session: MigrationSession, files: list[Path], schema: str | None, 
     return ran
 
 
-def _run_one(session: MigrationSession, connection: sa.Connection, ledger: sa.Table, path: Path,
-             digest: str) -> None:
+@dataclass(frozen=True)
+class Ledger:
+    schema: str | None
+    version_table: str
+
+
+def _run_one(session: MigrationSession, connection: sa.Connection, ledger: Ledger, path: Path, digest: str) -> None:
     log = get_logger()
     log.info(f"== Running seed {path.name}", seed=path.name)
     module = _load(path)
@@ -102,9 +101,7 @@ def _run_one(session: MigrationSession, connection: sa.Connection, ledger: sa.Ta
                 orm.commit()  # releases the savepoint; the ledger row and the outer commit follow
             refuse_own_rollback(step)
             step.stamped = True  # the commit that follows is the seed's own
-            upsert = pg_insert(ledger).values(name=path.name, checksum=digest)
-            connection.execute(upsert.on_conflict_do_update(
-                index_elements=[ledger.c.name], set_={"checksum": digest, "applied_at": sa.func.now()}))
+            seed_ledger.record(session.conn, ledger.schema, ledger.version_table, path.name, digest)
     except (ConnectionLost, LockLost):
         raise
     except (Exception, KeyboardInterrupt, SystemExit) as exc:  # SystemExit: a seed's sys.exit()

@@ -135,12 +135,14 @@ def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
 def prepare_history(session: MigrationSession, version_table: str) -> list[history.OpenRow]:
     """Create the history table when missing (in autocommit, before any step); its open rows."""
     conn, schema = session.conn, session.history_schema
-    if not history.exists(conn, schema):
-        try:
-            history.create(conn, schema)
-        except psycopg.errors.InsufficientPrivilege:
-            raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
-                              f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
-                              f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
-                              "default), or create the table once as its owner") from None
+    try:
+        history.ensure(conn, schema)
+    except psycopg.errors.InvalidSchemaName:
+        raise ConfigError(f"the schema {schema!r} of the version table does not exist on {session.db.description}: "
+                          "create it (CREATE SCHEMA), or correct version_table_schema in migrator.toml") from None
+    except psycopg.errors.InsufficientPrivilege:
+        raise ConfigError(f"cannot create the migration history table {schema}.{history.TABLE} on "
+                          f"{session.db.description}: permission denied; grant the migrator's role CREATE on "
+                          f"schema {schema} (PostgreSQL 15 and later no longer grant it on public by "
+                          "default), or create the table once as its owner") from None
     return history.open_rows(conn, schema, version_table)

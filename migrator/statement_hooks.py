@@ -5,7 +5,7 @@ refused or (a COMMIT in a migration) recorded as the boundary where the step bec
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -18,8 +18,6 @@ from migrator.logs import get_logger
 from migrator.session import MigrationSession
 from migrator.steps import Step
 from migrator.tables import history
-
-_LEADING_WORDS = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/)*(\w+)(?:\s+(\w+))?", re.DOTALL)
 
 
 class StatementHooks:
@@ -41,6 +39,7 @@ class StatementHooks:
         step = self.session.current
         if step is None or self._stamping(context):
             return
+        step.gap = time.monotonic() - step.last_answer
         op = statements.describe(statement)
         if op.touches(self.version_table) or op.touches(history.TABLE):
             return  # Alembic's and migrator's own bookkeeping
@@ -51,7 +50,7 @@ class StatementHooks:
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
-            self._ending(step, statement)
+            self._ending(step, op.ending or "a transaction control statement")
         if op.concurrent:
             self._set_lock_timeout(self.session.settings.timeouts.concurrent_lock)
             self._restore_lock_timeout = True
@@ -64,9 +63,9 @@ class StatementHooks:
         table = getattr(getattr(context.compiled, "statement", None), "table", None)
         return getattr(table, "name", None) == self.version_table
 
-    def _ending(self, step: Step, statement: str) -> None:
-        words = _LEADING_WORDS.match(statement)
-        verb = " ".join(w for w in words.groups() if w).upper() if words else "a transaction control statement"
+    def _ending(self, step: Step, verb: str) -> None:
+        """`verb` (the statement that ends the transaction, of possibly several sent as one text): a COMMIT in a
+        migration is a boundary; anything else, or any of them in a seed, is refused before it is sent."""
         if not step.allow_commit or not verb.startswith(("COMMIT", "END")) or "PREPARED" in verb:
             step.statements.pop()
             raise MigrationFailed(f"{step.label} executes {verb}, which would end the transaction migrator runs it "
@@ -97,6 +96,7 @@ class StatementHooks:
         step = self.session.current
         if step is not None:
             step.answered += 1
+            step.last_answer, step.gap = time.monotonic(), 0.0  # answered: the gap before it did no harm
             if step.autocommit and self._running is not None:
                 step.committed.append(self._running)  # it succeeded outside any transaction: it is committed
                 step.settled = len(step.statements)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from migrator import sql_tokens
 from migrator.logs import get_logger
 
 HEADS = (96, 240, 600)  # characters of a statement read to describe it: more only when a description needs more
@@ -27,24 +28,6 @@ TAIL_CAP = 120  # all actions of an ALTER, rendered; more become `, ...`
 READ_SCAN_LIMIT = 20_000  # a longer SELECT is not searched for writes: it is logged at info
 NAME_BYTES = 63  # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes
 
-_IDENT = r'(?:"(?:[^"]|"")*"?|[^\W\d][\w$]*)'
-_OPCHARS = r"[+\-*/<>=~!@#%^&|`?]"
-_TOKEN = re.compile(  # findall: (blanks and comments before the token, the token)
-    r"((?:\s+|--[^\n]*|/\*.*?(?:\*/|\Z))*+)"
-    r"([^\W\d][\w$]*+(?![.'\"])|[(),;]"  # the most common first: a plain word, punctuation
-    r"|[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?"  # strings, also when the head cuts them off
-    r"|\$\$.*?(?:\$\$|\Z)|\$[^\W\d]\w*\$"  # a body; a tagged one is never read past its tag
-    rf"|{_IDENT}(?:\.{_IDENT})*(?:\.(?:\*|{_OPCHARS}+))?"  # names: users, public."Users", t.*, public.!=
-    rf"|%\(\w+\)s|%s|\$\d+|::|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+|{_OPCHARS}+|\S)",
-    re.DOTALL,
-)
-# Splits a text holding several statements; strings, quoted names, bodies and comments may contain `;`.
-_LEXEME = re.compile(r"[Ee]'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?"
-                     r"|\$(?P<tag>[^\W\d]\w*|)\$.*?(?:\$(?P=tag)\$|\Z)|--[^\n]*|/\*.*?(?:\*/|\Z)|[^\W\d][\w$]*|;",
-                     re.DOTALL)
-_MORE = re.compile(r";\s*\S")
-_VERB = re.compile(r"[A-Za-z]+")
-_LEADING = re.compile(r"(?:\s+|--[^\n]*|/\*.*?(?:\*/|\Z))*+", re.DOTALL)  # blanks and comments
 _PART = re.compile(r'"((?:[^"]|"")*)"?|([^."]+)')
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # PostgreSQL folds ASCII letters only
 _PASSWORD = re.compile(r"(\bpassword\s*=?\s*)(?:E?'(?:[^'\\]|\\.|'')*'?|\$(\w*)\$.*?(?:\$\2\$|\Z))",
@@ -129,6 +112,7 @@ class Operation:
     concurrent: bool = False
     ends_transaction: bool = False
     index: str | None = None
+    ending: str | None = None  # the first words of the statement that ends the transaction (`COMMIT`, `ROLLBACK`)
 
     def touches(self, table: str) -> bool:
         """True when it names `table`, schema-qualified or not."""
@@ -146,28 +130,18 @@ def log_statement(statement: str, bookkeeping_table: str, **context: Any) -> Non
 
 def describe(sql: str) -> Operation:
     """Describe one statement, or each of several sent as one text; unrecognised ones become `execute "..."`."""
-    if not _MORE.search(sql):
+    if not sql_tokens.MORE.search(sql):
         return _describe_one(sql)
-    parts = _statements(sql)
+    parts = sql_tokens.statements(sql)
     if len(parts) <= 1:
         return _describe_one(parts[0] if parts else sql)
     ops = [_describe_one(part) for part in parts]
     text = "; ".join(op.text for op in ops[:3]) + (f"; ... ({len(ops)} statements)" if len(ops) > 3 else "")
     tables = {op.table for op in ops}
+    ending = next((op.ending for op in ops if op.ends_transaction), None)
     return Operation(text, tables.pop() if len(tables) == 1 else None, quiet=all(op.quiet for op in ops),
-                     concurrent=any(op.concurrent for op in ops),
-                     ends_transaction=any(op.ends_transaction for op in ops),
-                     index=next((op.index for op in ops if op.index is not None), None))
-
-
-def _statements(sql: str) -> list[str]:
-    parts, start = [], 0
-    for m in _LEXEME.finditer(sql):
-        if m.end() - m.start() == 1 and sql[m.start()] == ";":
-            parts.append(sql[start:m.start()])
-            start = m.end()
-    parts.append(sql[start:])
-    return [part for part in parts if not _LEADING.fullmatch(part)]
+                     concurrent=any(op.concurrent for op in ops), ends_transaction=ending is not None,
+                     index=next((op.index for op in ops if op.index is not None), None), ending=ending)
 
 
 # --- the words of a statement's head -------------------------------------------------------------------------
@@ -185,7 +159,7 @@ class _Words:
         self.sql = sql
         self.words: list[str] = []
         self.blanks: list[str] = []  # what precedes each token: blanks, comments or nothing
-        leading = _LEADING.match(sql)
+        leading = sql_tokens.LEADING.match(sql)
         self.first = self.pos = leading.end() if leading else 0
         self.part = -1
         self.cut = True  # nothing read yet
@@ -193,7 +167,7 @@ class _Words:
     def _read(self) -> None:
         self.part += 1
         end = self.first + HEADS[self.part]
-        found = _TOKEN.findall(self.sql, self.pos, end)
+        found = sql_tokens.TOKEN.findall(self.sql, self.pos, end)
         self.cut = len(self.sql) > end
         if self.cut and found and self.part < len(HEADS) - 1:
             found.pop()  # the head may have cut it short: read it again with the next part
@@ -327,7 +301,7 @@ def _describe_one(sql: str) -> Operation:
     w = _Words(sql)
     if w.first >= len(sql):  # blanks and comments only
         return Operation('execute ""', None, quiet=True)
-    verb_match = _VERB.match(w.sql, w.first)
+    verb_match = sql_tokens.VERB.match(w.sql, w.first)
     verb = verb_match.group().upper() if verb_match else ""
     handler = _HANDLERS.get(verb)
     op = handler(w) if handler is not None else None
@@ -380,7 +354,7 @@ def _quiet(verb: str, w: _Words) -> bool:
 
 def _reads_only(sql: str) -> bool:
     """A SELECT that certainly changes nothing: it locks no rows and calls only allow-listed functions."""
-    if len(sql) > READ_SCAN_LIMIT or _MORE.search(sql):
+    if len(sql) > READ_SCAN_LIMIT or sql_tokens.MORE.search(sql):
         return False
     low = sql.lower()
     if any(_has_word(low, word) for word in _WRITE_WORDS):
@@ -423,7 +397,8 @@ def _transaction(w: _Words) -> Operation:
     else:
         ends = True
     # A statement that ends the transaction is logged at info: it makes what came before durable (or undoes it).
-    return Operation(_execute(w), None, quiet=not ends, ends_transaction=ends)
+    ending = " ".join(word for word in (verb, w.up(1)) if word.isalpha()) if ends else None
+    return Operation(_execute(w), None, quiet=not ends, ends_transaction=ends, ending=ending)
 
 
 def _ddl(w: _Words) -> Operation | None:

@@ -29,6 +29,8 @@ class Step:
     parents: tuple[str, ...] = ()
     rerunnable: bool = False
     started: float = field(default_factory=time.monotonic)
+    last_answer: float = field(default_factory=time.monotonic)  # when the server last answered one of its statements
+    gap: float = 0.0  # how long its own code ran, between that answer and the statement it sent last
     server_started: datetime | None = None
     statements: list[str] = field(default_factory=list)
     answered: int = 0  # statements the server answered (successfully)

@@ -39,6 +39,7 @@ from migrator.repos import Repo
 from migrator.session import MigrationSession, locked
 from migrator.steps import BACKWARD, FORWARD
 from migrator.tables import history
+from migrator.tables.seed_ledger import TABLE as SEED_LEDGER
 from migrator.targets import Outcome, Target, connection
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 OK, FAIL, SKIP, NOTE = "ok", "FAIL", "skip", "note"
 HEAD, UPGRADE, CYCLE, DRIFT, OFFLINE = "single head", "upgrade", "up/down/up", "drift", "offline sql"
 CHECKS = (HEAD, UPGRADE, CYCLE, DRIFT, OFFLINE)
-SEED_LEDGER = "migrator_seeds"  # migrator.seeds.LEDGER_TABLE, named here so that verify does not load the seeds
 # What a migration's failure is to verify: the check's verdict. Anything else (the database lost, the lock
 # lost, a bad env.py) stops verify with its own exit code, as it stops migrate.
 CHECK_FAILURES = (MigrationFailed, PartiallyApplied, RevisionError)

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migrator.tables import history
+from migrator.tables import history, naming
+from migrator.tables.naming import qualified
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,11 @@ class DbState:
     partial: bool = False
 
 
-def _name(schema: str | None, table: str) -> sql.Composable:
-    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
-
-
 def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
     """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit."""
     query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %s AND h.outcome "
-                    "IN ('running', 'partial')) FROM {} v").format(_name(schema, history.TABLE), _name(schema, table))
+                    "IN ('running', 'partial')) FROM {} v").format(qualified(schema, history.TABLE),
+                                                                   qualified(schema, table))
     try:
         rows = conn.execute(query, (table,)).fetchall()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
@@ -41,12 +39,12 @@ def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbSta
 
 def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
     """One of the two tables is missing: a fresh database, or one migrated without migrator's history."""
-    names = [".".join(f'"{p}"' for p in (schema, name) if p) for name in (table, history.TABLE)]
+    names = [naming.regclass(schema, name) for name in (table, history.TABLE)]
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL", names).fetchone()
     has_versions, has_history = (bool(row[0]), bool(row[1])) if row else (False, False)
     versions: tuple[str, ...] = ()
     if has_versions:
-        rows = conn.execute(sql.SQL("SELECT version_num FROM {}").format(_name(schema, table))).fetchall()
+        rows = conn.execute(sql.SQL("SELECT version_num FROM {}").format(qualified(schema, table))).fetchall()
         versions = tuple(sorted(r[0] for r in rows))
     return DbState(versions, _partial(conn, table, schema) if has_history else False)
 
@@ -54,7 +52,7 @@ def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -
 def _partial(conn: psycopg.Connection[Any], table: str, schema: str | None) -> bool:
     try:
         row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE version_table = %s AND outcome IN "
-                                   "('running', 'partial'))").format(_name(schema, history.TABLE)),
+                                   "('running', 'partial'))").format(qualified(schema, history.TABLE)),
                            (table,)).fetchone()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return False
@@ -64,7 +62,8 @@ def _partial(conn: psycopg.Connection[Any], table: str, schema: str | None) -> b
 def stamp(conn: psycopg.Connection[Any], table: str, schema: str | None, *, remove: Iterable[str],
           add: Iterable[str]) -> None:
     """Move the version table from `remove` to `add` in the caller's transaction (resolve --mark-applied)."""
+    name = qualified(schema, table)
     for old in remove:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE version_num = %s").format(_name(schema, table)), (old,))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE version_num = %s").format(name), (old,))
     for new in add:
-        conn.execute(sql.SQL("INSERT INTO {} (version_num) VALUES (%s)").format(_name(schema, table)), (new,))
+        conn.execute(sql.SQL("INSERT INTO {} (version_num) VALUES (%s)").format(name), (new,))

@@ -39,10 +39,17 @@ PASSWORD = "pw-Sentinel-7f3a9c"  # a value that must appear in the chart's Secre
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 
 # Each option of the chart, in each mode it matters in; the tests render them all.
+SIDECAR = {"name": "db-proxy", "image": "example.com/db-proxy:1.0", "args": ["--port", "5432"],
+           "securityContext": {"runAsNonRoot": True, "runAsUser": 10002, "readOnlyRootFilesystem": True,
+                               "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                               "privileged": False, "seccompProfile": {"type": "RuntimeDefault"}},
+           "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}
 SCENARIOS: dict[str, dict[str, Any]] = {
     "hook-defaults": {},
-    "hook-password-seed-ca": {
-        "database": {"password": PASSWORD, "ssl": {"ca": CA_PEM}},
+    # Hook mode reads only what exists before the release: existing Secrets for the credentials and the CA.
+    "hook-existing-seed-ca": {
+        "database": {"existingSecret": {"name": "pg-app", "passwordKey": "password"},
+                     "ssl": {"caSecret": {"name": "pg-ca", "key": "ca.crt"}}},
         "migrator": {"seed": {"enabled": True}},
     },
     "hook-existing-url-secret": {
@@ -54,25 +61,74 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                      "passwordFile": {"enabled": False}},
     },
     "hook-no-serviceaccount": {
-        "database": {"password": PASSWORD},
+        "database": {"existingSecret": {"name": "pg-app", "passwordKey": "password"}},
         "serviceAccount": {"create": False},
         "networkPolicy": {"enabled": False},
         "migrator": {"hook": {"weight": 5}, "config": {"logFormat": "json", "lockTimeout": "10m",
                                                           "ddlRetries": 2}},
+    },
+    # Separate credentials: the app's password in a chart-made Secret, the migrator's (the schema owner's) in
+    # one made before the release, which the hook Jobs can read.
+    "hook-separate-credentials": {
+        "database": {"url": "postgresql://app_rw@postgres:5432/app", "password": PASSWORD},
+        "migrator": {"database": {"url": "postgresql://app_owner@postgres:5432/app",
+                                  "existingSecret": {"name": "pg-owner", "passwordKey": "password"}},
+                     "seed": {"enabled": True}},
+    },
+    # A platform's cluster: a mirror registry, pull secrets, a tainted node pool, a database proxy sidecar,
+    # mesh annotations, default-deny egress.
+    "hook-platform": {
+        "global": {"imageRegistry": "mirror.example.com"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "database": {"url": "postgresql://app@127.0.0.1:5432/app",
+                     "existingSecret": {"name": "pg-app", "passwordKey": "password"}},
+        "migrator": {"sidecars": [SIDECAR], "podLabels": {"team": "payments"},
+                     "podAnnotations": {"sidecar.istio.io/nativeSidecar": "true"},
+                     "extraVolumes": [{"name": "certs", "emptyDir": {}}],
+                     "extraVolumeMounts": [{"name": "certs", "mountPath": "/certs"}],
+                     "nodeSelector": {"pool": "batch"},
+                     "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                         "nodeSelectorTerms": [{"matchExpressions": [
+                             {"key": "pool", "operator": "In", "values": ["batch"]}]}]}}},
+                     "priorityClassName": "batch-high",
+                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                    "whenUnsatisfiable": "ScheduleAnyway",
+                                                    "labelSelector": {"matchLabels": {"team": "payments"}}}]},
+        "app": {"sidecars": [SIDECAR], "priorityClassName": "web"},
+        "networkPolicy": {"egress": {"enabled": True, "database": [{"ipBlock": {"cidr": "10.0.0.5/32"}}]}},
     },
     "initContainer-seed": {
         "database": {"password": PASSWORD},
         "migrator": {"mode": "initContainer", "seed": {"enabled": True}},
         "app": {"replicaCount": 5},
     },
+    "initContainer-separate-sidecar": {
+        "database": {"url": "postgresql://app_rw@127.0.0.1:5432/app", "password": PASSWORD},
+        "migrator": {"mode": "initContainer",
+                     "database": {"url": "postgresql://app_owner@127.0.0.1:5432/app", "password": "owner-" + PASSWORD}},
+        "app": {"sidecars": [SIDECAR]},
+    },
     "job-password": {
         "database": {"password": PASSWORD},
         "migrator": {"mode": "job", "job": {"ttlSecondsAfterFinished": 3600}},
+    },
+    # The chart makes both Secrets, and the CA's: in job mode they are applied with the Job.
+    "job-password-seed-ca": {
+        "database": {"password": PASSWORD, "ssl": {"ca": CA_PEM}},
+        "migrator": {"mode": "job", "seed": {"enabled": True}},
     },
     "job-digests-seed": {
         "migrator": {"mode": "job", "seed": {"enabled": True},
                      "image": {"registry": "ghcr.io/example", "digest": "sha256:" + "a" * 64}},
         "app": {"image": {"registry": "ghcr.io/example", "digest": "sha256:" + "b" * 64}},
+    },
+    # Argo CD: sync waves around the plain Job, egress limited, separate chart-made credentials.
+    "job-argocd-waves": {
+        "database": {"url": "postgresql://app_rw@postgres:5432/app", "password": PASSWORD},
+        "migrator": {"mode": "job", "job": {"syncWave": 0},
+                     "database": {"url": "postgresql://app_owner@postgres:5432/app", "password": "owner-" + PASSWORD}},
+        "networkPolicy": {"egress": {"enabled": True}},
     },
     # Cloud IAM binds an identity to a ServiceAccount's name: accounts made before the release, one for the
     # app and one for the migrator; Azure Workload Identity also wants a label on every pod.
@@ -91,6 +147,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
 }
 OPENSHIFT_SCENARIOS = {"job-openshift-ids"}
+HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()
+                  if values.get("migrator", {}).get("mode", "hook") == "hook"]
 
 
 def helm() -> Any:
@@ -167,12 +225,12 @@ class Rendered:
 
 
 def render(values: dict[str, Any] | None = None, *, upgrade: bool = False, name: str = RELEASE,
-           namespace: str = NAMESPACE) -> Rendered:
-    """Render the chart as `helm install` (or `helm upgrade`) would, with the real engine."""
+           namespace: str = NAMESPACE, revision: int = 1) -> Rendered:
+    """Render the chart as `helm install` (or `helm upgrade` to REVISION) would, with the real engine."""
     h = helm()
     with h.Chart.load(str(CHART)) as chart:
         files = chart.render(values or {}, name=name, namespace=namespace, is_install=not upgrade,
-                             is_upgrade=upgrade)
+                             is_upgrade=upgrade, revision=revision)
     return Rendered(files=files, values=values or {})
 
 
@@ -185,6 +243,26 @@ def render_error(values: dict[str, Any]) -> str:
         except h.HelmError as exc:
             return str(exc)
     pytest.fail(f"the chart rendered with bad values {values}")
+
+
+def external_objects(values: dict[str, Any]) -> set[tuple[str, str]]:
+    """What the user makes before installing, by the values: existing Secrets, and a ServiceAccount the chart
+    does not make."""
+    db = values.get("database", {})
+    out: set[tuple[str, str]] = set()
+    if db.get("existingSecret", {}).get("name"):
+        out.add(("Secret", db["existingSecret"]["name"]))
+    if db.get("ssl", {}).get("caSecret", {}).get("name"):
+        out.add(("Secret", db["ssl"]["caSecret"]["name"]))
+    if values.get("serviceAccount", {}).get("create") is False:
+        out.add(("ServiceAccount", values["serviceAccount"].get("name") or "default"))
+    if values.get("migrator", {}).get("serviceAccountName"):
+        out.add(("ServiceAccount", values["migrator"]["serviceAccountName"]))
+    if values.get("migrator", {}).get("database", {}).get("existingSecret", {}).get("name"):
+        out.add(("Secret", values["migrator"]["database"]["existingSecret"]["name"]))
+    out |= {("Secret", s["name"]) for s in values.get("imagePullSecrets", [])}
+    out.add(("ServiceAccount", "default"))  # every namespace has it
+    return out
 
 
 # --- pod specs ------------------------------------------------------------------------------------------
@@ -215,12 +293,20 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MIGRATOR_STEPS = ("migrate", "seed", "wait", "status", "rollback")
+
+
+def is_migrator(container: dict[str, Any]) -> bool:
+    """Whether CONTAINER runs a migrator step (not the app, a sidecar or an extra init container)."""
+    return bool(container.get("args")) and container["args"][0] in MIGRATOR_STEPS
+
+
 def migrator_containers(rendered: Rendered) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(object, container) for every container that runs the migrator image: in the Jobs, the app pods' init
     containers, the helm test pod and the NOTES rollback pod."""
     objects = [*rendered.jobs(), rendered.deployment(), *rendered.kind("Pod"),
                rollback_pod(rollback_command(rendered.notes), "base")]
-    return [(obj, c) for obj in objects for c in containers(pod_spec(obj)) if c["name"] != "app"]
+    return [(obj, c) for obj in objects for c in containers(pod_spec(obj)) if is_migrator(c)]
 
 
 def _volume_refs(volume: dict[str, Any]) -> set[tuple[str, str]]:
@@ -340,3 +426,14 @@ def rollback_pod(argv: list[str], revision: str) -> dict[str, Any]:
         assert target is not None, f"override container {override['name']} matches no container of kubectl run"
         target.update({k: v for k, v in override.items() if k != "name"})
     return pod
+
+
+# --- chart/README.md ------------------------------------------------------------------------------------
+
+def recipe(name: str) -> dict[str, Any]:
+    """The YAML block that follows `<!-- recipe: NAME -->` in chart/README.md, parsed."""
+    text = (CHART / "README.md").read_text()
+    marker = f"<!-- recipe: {name} -->"
+    assert text.count(marker) == 1, f"chart/README.md has {text.count(marker)} recipe {name}"
+    block = text[text.index(marker) + len(marker):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)  # type: ignore[no-any-return]

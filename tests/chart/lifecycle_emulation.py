@@ -68,6 +68,18 @@ from tests.chart.chart_render import (
     pod_spec,
     referenced,
 )
+from tests.chart.helm_rules import (
+    HELM3,
+    HELM4,
+    ResourceState,
+    WaitOutcome,
+    deleted_when_phase_fails,
+    deleted_when_phase_succeeds,
+    hook_failed,
+    job_state,
+    wait,
+)
+from tests.chart.job_status import JobStatus, PodOutcome, job_status
 from tests.chart.pod_emulation import TERMINATION_LOG, PodEmulation
 from tests.docker import Container, RunOptions, client_env, docker, require_docker, start_container
 from tests.postgres import free_port
@@ -132,12 +144,19 @@ class JobRun:
     hook: bool
     step: str
     pods: list[PodRun] = field(default_factory=list)
-    condition: str = ""  # Complete or Failed
-    reason: str = ""  # BackoffLimitExceeded, PodFailurePolicy, DeadlineExceeded, or why no pod started
+    status: JobStatus = field(default_factory=JobStatus)
+
+    @property
+    def condition(self) -> str:  # Complete or Failed
+        return self.status.condition
+
+    @property
+    def reason(self) -> str:  # BackoffLimitExceeded, PodFailurePolicy, DeadlineExceeded
+        return self.status.reason
 
     def describe(self) -> str:
         pods = "; ".join(p.describe() for p in self.pods)
-        return f"Job/{self.name} {self.condition or 'Running'} {self.reason} <{pods}>"
+        return f"Job/{self.name} {self.condition or 'Running'} {self.reason} failed={self.status.failed} <{pods}>"
 
 
 @dataclass
@@ -177,6 +196,7 @@ class ActionResult:
     rollout: Rollout | None = None
     error: str = ""
     printed: list[str] = field(default_factory=list)  # hook logs Helm prints (helm.sh/hook-output-log-policy)
+    waits: dict[str, WaitOutcome] = field(default_factory=dict)  # Helm version -> how its --wait ended
 
     @property
     def ok(self) -> bool:
@@ -205,10 +225,15 @@ def template_hash(template: dict[str, Any]) -> str:
 class EmulatedCluster:
     """The objects that exist, the Jobs and ReplicaSets with their pods, and a log of events."""
 
-    def __init__(self, workdir: Path, namespace: str, seed: int = 0) -> None:
+    def __init__(self, workdir: Path, namespace: str, seed: int = 0,
+                 existing: tuple[dict[str, Any], ...] = ()) -> None:
         self.workdir = workdir
         self.namespace = namespace
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        # Every namespace has the `default` ServiceAccount; EXISTING were made before the release.
+        default = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {key_of(o): o for o in (default, *existing)}
+        self.coming: set[tuple[str, str]] = set()  # objects an operator will create (see create_later)
+        self.reactions: list[Callable[[EmulatedCluster, dict[str, Any]], None]] = []
         self.jobs: dict[str, JobRun] = {}
         self.replica_sets: dict[str, ReplicaSet] = {}
         self.pods: list[PodRun] = []  # every pod ever made, in order
@@ -232,7 +257,17 @@ class EmulatedCluster:
 
     def create(self, obj: dict[str, Any]) -> None:
         self.objects[key_of(obj)] = obj
+        self.coming.discard(key_of(obj))
         self.event(f"created {obj['kind']}/{obj['metadata']['name']}")
+        for react in self.reactions:  # an operator acting on what was created (a database's Secret)
+            react(self, obj)
+
+    def create_later(self, obj: dict[str, Any], delay: float) -> None:
+        """An operator creates OBJ DELAY seconds from now, in the background."""
+        self.coming.add(key_of(obj))
+        timer = threading.Timer(delay, self.create, args=(obj,))
+        timer.daemon = True
+        timer.start()
 
     def delete(self, key: tuple[str, str]) -> None:
         if self.objects.pop(key, None) is not None:
@@ -303,7 +338,7 @@ class Kubelet:
         record = PodRun(name=pod["metadata"]["name"], owner=owner, step=self.cluster.step,
                         images={c["name"]: c["image"] for c in [*spec.get("initContainers", []), *spec["containers"]]})
         self.cluster.add_pod(record)
-        missing = self.cluster.missing(spec)
+        missing = self.wait_for_references(spec, deadline)
         if missing:  # the API server refuses the pod (a ServiceAccount) or the kubelet cannot start it (a Secret)
             record.reason = f"cannot start: {', '.join(missing)} not found"
             self.cluster.event(f"pod {record.name}: {record.reason}")
@@ -317,6 +352,19 @@ class Kubelet:
             return self._run_main_to_completion(emulation, pod, deadline, record)
         self._start_app(emulation, pod, record)
         return record
+
+    def wait_for_references(self, spec: dict[str, Any], deadline: float | None) -> list[str]:
+        """What the pod spec references and does not exist, once the objects an operator is about to create
+        (the cluster's `coming`) exist or DEADLINE passed: the kubelet retries a missing Secret, so such a pod
+        starts late. Objects nothing will create are reported at once (waiting for them would only wait out
+        the deadline)."""
+        bound = time.monotonic() + RUN_BOUND if deadline is None else deadline
+        while True:
+            missing = self.cluster.missing(spec)
+            coming = {f"{kind}/{name}" for kind, name in self.cluster.coming}
+            if not missing or not set(missing) <= coming or time.monotonic() >= bound:
+                return missing
+            time.sleep(PROBE_INTERVAL)
 
     def _init_container(self, emulation: PodEmulation, pod: dict[str, Any], container: dict[str, Any],
                         restart: str, deadline: float | None, record: PodRun) -> bool:
@@ -450,20 +498,12 @@ def own_port(pod: dict[str, Any]) -> int:
 
 # --- the Job controller ---------------------------------------------------------------------------------
 
-def failure_action(policy: dict[str, Any] | None, pod: PodRun) -> str | None:
-    """The action of the first podFailurePolicy rule that matches a failed pod (None: count the failure)."""
-    finals = {r.container: r.exit_code for r in pod.runs}
-    codes = {name: code for name, code in finals.items() if code not in (None, 0)}
-    for rule in (policy or {}).get("rules", []):
-        requirement = rule.get("onExitCodes")
-        if requirement is None:
-            continue  # onPodConditions: DisruptionTarget never arises here (no eviction, no preemption)
-        scoped = {n: c for n, c in codes.items()
-                  if requirement.get("containerName") in (None, n)}
-        wanted = requirement["operator"] == "In"
-        if any((code in requirement["values"]) == wanted for code in scoped.values()):
-            return str(rule["action"])
-    return None
+def pod_outcome(run: PodRun) -> PodOutcome:
+    """What the Job controller sees of an ended pod: its containers' last exit codes, or that the deadline
+    found it running, or pending (a pod that never started waits for its Secret until the deadline)."""
+    codes = {r.container: r.exit_code for r in run.runs if r.exit_code is not None}
+    deadline = run.phase == "Pending" or any(r.stopped == "DeadlineExceeded" for r in run.runs)
+    return PodOutcome(exit_codes=codes, deadline=deadline)
 
 
 class JobController:
@@ -479,31 +519,15 @@ class JobController:
         self.cluster.jobs[name] = record
         assert pod_spec(job).get("restartPolicy") == NEVER, "the chart's Jobs do not restart containers in place"
         deadline = time.monotonic() + spec["activeDeadlineSeconds"] if "activeDeadlineSeconds" in spec else None
-        failures = 0
-        while True:
+        outcomes: list[PodOutcome] = []
+        while not record.condition:
             pod = pod_from_template(self.cluster, job, f"{name}-{self.cluster.suffix()}",
                                     {"batch.kubernetes.io/job-name": name, "job-name": name})
             run = self.kubelet.run_pod(pod, f"Job/{name}", deadline)
             record.pods.append(run)
-            if run.phase == "Succeeded":
-                record.condition, record.reason = "Complete", ""
-                break
-            if run.phase == "Pending":  # never started (a missing Secret): Helm's --timeout would end it
-                record.condition, record.reason = "Failed", run.reason
-                break
-            if run.reason == "DeadlineExceeded" or (deadline is not None and time.monotonic() >= deadline):
-                record.condition, record.reason = "Failed", "DeadlineExceeded"
-                break
-            action = failure_action(spec.get("podFailurePolicy"), run)
-            if action == "FailJob":
-                record.condition, record.reason = "Failed", "PodFailurePolicy"
-                break
-            if action == "Ignore":
-                continue
-            failures += 1
-            if failures > spec.get("backoffLimit", 6):
-                record.condition, record.reason = "Failed", "BackoffLimitExceeded"
-                break
+            outcomes.append(pod_outcome(run))
+            expired = deadline is not None and time.monotonic() >= deadline
+            record.status = job_status(spec, outcomes, deadline_after=expired)
         self.cluster.event(record.describe())
         return record
 
@@ -631,14 +655,16 @@ def manifest(rendered: Rendered) -> list[dict[str, Any]]:
 
 
 class HelmEmulation:
-    """Helm's install, upgrade, rollback and test (see the module's docstring). RENDER(values, upgrade)
-    renders the chart with Helm's engine; `wait` is --wait --wait-for-jobs."""
+    """Helm's install, upgrade, rollback and test (see the module's docstring). RENDER(values, upgrade,
+    revision) renders the chart with Helm's engine; `wait` is --wait --wait-for-jobs; VERSION the Helm whose
+    hook deletion and --wait decide (both waits are recorded in ActionResult.waits)."""
 
-    def __init__(self, cluster: EmulatedCluster, render: Callable[[dict[str, Any], bool], Rendered],
-                 wait: bool = True) -> None:
+    def __init__(self, cluster: EmulatedCluster, render: Callable[[dict[str, Any], bool, int], Rendered],
+                 wait: bool = True, version: str = HELM4) -> None:
         self.cluster = cluster
         self.render = render
         self.wait = wait
+        self.version = version
         self.kubelet = Kubelet(cluster)
         self.jobs = JobController(cluster, self.kubelet)
         self.deployments = DeploymentController(cluster, self.kubelet)
@@ -648,12 +674,12 @@ class HelmEmulation:
 
     def install(self, values: dict[str, Any]) -> ActionResult:
         assert not self.history, "install: the release exists (use upgrade)"
-        return self._release("install", self.render(values, False), None, "pre-install", "post-install")
+        return self._release("install", self.render(values, False, 1), None, "pre-install", "post-install")
 
     def upgrade(self, values: dict[str, Any]) -> ActionResult:
         current = self.deployed()
-        return self._release("upgrade", self.render(values, True), current.rendered, "pre-upgrade",
-                             "post-upgrade")
+        rendered = self.render(values, True, len(self.history) + 1)
+        return self._release("upgrade", rendered, current.rendered, "pre-upgrade", "post-upgrade")
 
     def rollback(self, number: int) -> ActionResult:
         """`helm rollback RELEASE NUMBER`: the stored manifest and hooks of revision NUMBER, applied over the
@@ -671,6 +697,11 @@ class HelmEmulation:
 
     def deployed(self) -> Revision:
         return next(r for r in reversed(self.history) if r.status == "deployed")
+
+    def notes(self, number: int) -> str:
+        """`helm get notes RELEASE --revision NUMBER`: the notes stored with that revision (a rollback stores
+        those of the revision it rolled back to)."""
+        return self.history[number - 1].rendered.notes
 
     # how they run
 
@@ -696,9 +727,11 @@ class HelmEmulation:
         return result
 
     def _hooks(self, rendered: Rendered, event: str, result: ActionResult) -> str:
-        """Helm's execHook: each hook created and waited for in order; '' or why the phase failed."""
+        """Helm's execHook: each hook created and waited for in order; '' or why the phase failed. Deletes
+        hooks as this Helm version does (helm_rules)."""
+        hooks = hook_order(rendered.objects, event)
         ran: list[tuple[dict[str, Any], list[PodRun]]] = []
-        for hook in hook_order(rendered.objects, event):
+        for i, hook in enumerate(hooks):
             key, policies = key_of(hook), delete_policies(hook)
             if "before-hook-creation" in policies:
                 self.cluster.delete(key)
@@ -708,14 +741,14 @@ class HelmEmulation:
             error, pods = self._run_hook(hook, result)
             if error:
                 self._print_logs(hook, pods, "hook-failed", result)
-                if "hook-failed" in policies:
-                    self.cluster.delete(key)
+                for deleted in deleted_when_phase_fails(hooks, i, self.version):
+                    self.cluster.delete(key_of(deleted))
                 return f"{event} hooks failed: {error}"
             ran.append((hook, pods))
         for hook, pods in reversed(ran):
             self._print_logs(hook, pods, "hook-succeeded", result)
-            if "hook-succeeded" in delete_policies(hook):
-                self.cluster.delete(key_of(hook))
+        for hook in deleted_when_phase_succeeds(hooks):
+            self.cluster.delete(key_of(hook))
         return ""
 
     @staticmethod
@@ -732,7 +765,7 @@ class HelmEmulation:
         if hook["kind"] == "Job":
             job = self.jobs.run(hook, hook=True)
             result.hooks.append(job)
-            return (f"job {job.name} failed: {job.reason}" if job.condition != "Complete" else ""), job.pods
+            return (f"job {job.name} failed: {job.reason}" if hook_failed(job.status) else ""), job.pods
         if hook["kind"] == "Pod":
             pod = self.kubelet.run_pod(hook, f"Pod/{hook['metadata']['name']}")
             result.hooks.append(pod)
@@ -770,12 +803,35 @@ class HelmEmulation:
             rollout = pool.submit(self.deployments.apply, deployment) if deployment is not None else None
             result.jobs = [j.result() for j in job_runs]
             result.rollout = rollout.result() if rollout is not None else None
-        if not self.wait:
-            return ""
-        if result.rollout is not None and not result.rollout.complete:
-            return "context deadline exceeded: the Deployment's new pods did not become ready"
-        failed = [j for j in result.jobs if j.condition != "Complete"]
-        return f"job {failed[0].name} failed: {failed[0].reason}" if failed else ""
+        result.waits = {version: wait(version, self._states(target, result), self.cluster.namespace)
+                        for version in (HELM3, HELM4)}
+        return result.waits[HELM3 if self.version.startswith("3") else HELM4].error if self.wait else ""
+
+    def _states(self, target: Rendered, result: ActionResult) -> list[ResourceState]:
+        """The release's resources in the manifest's order, as the waiters see them once the controllers
+        settled: the Deployment's new pods ready or not, each Job's status."""
+        states = []
+        for obj in manifest(target):
+            name = obj["metadata"]["name"]
+            if obj["kind"] == "Deployment":
+                states.append(self._deployment_state(obj, result.rollout))
+            elif obj["kind"] == "Job":
+                states.append(job_state(obj, self.cluster.jobs[name].status))
+            else:
+                states.append(ResourceState(obj["kind"], name, ready3=True, failed3=False, kstatus="Current"))
+        return states
+
+    def _deployment_state(self, deployment: dict[str, Any], rollout: Rollout | None) -> ResourceState:
+        """ready.go deploymentReady (the new ReplicaSet's ready pods against replicas - maxUnavailable) and
+        kstatus (Current once the rollout completed)."""
+        replicas = int(deployment["spec"].get("replicas", 1))
+        _, unavailable = surge_and_unavailable(deployment, replicas)
+        current = self.cluster.replica_sets[self.deployments.current]
+        ready = len([p for p in current.pods if p.ready])
+        complete = rollout is not None and rollout.complete
+        return ResourceState("Deployment", deployment["metadata"]["name"], ready3=ready >= replicas - unavailable,
+                             failed3=False, kstatus="Current" if complete else "InProgress",
+                             message=f"{ready} of {replicas} new pods ready")
 
     # pods
 

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.chart.chart_render import Rendered, deep_merge, pod_spec, render
-from tests.docker import Container, run_container, start_container
+import pytest
+
+from tests.chart.chart_render import Rendered, deep_merge, is_migrator, pod_spec, render
+from tests.docker import Container, run_container, start_container, wait_for
 
 TERMINATION_LOG = "/dev/termination-log"
 
@@ -38,6 +41,7 @@ class Run:
     output: str
     termination_message: str
     flags: list[str] = field(default_factory=list)
+    container: str = ""
 
 
 def docker_quantity(quantity: str) -> str:
@@ -97,12 +101,23 @@ def image_values(image: str) -> dict[str, Any]:
     return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
 
 
+DB_SECRET = "db-credentials"  # made before the release, as hook mode needs (see existing_secrets)
+
+
+def existing_secrets(password: str) -> dict[str, dict[str, str]]:
+    """The data of the Secrets that exist before the release, for release_values' default credentials."""
+    return {DB_SECRET: {"password": password}}
+
+
 def release_values(migrator_image: str, app_image: str, url: str, password: str,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Chart values that reach the database at URL (its password kept in the Secret the chart makes, not in
-    the URL) with local images and short waits, merged with EXTRA."""
+                   extra: dict[str, Any] | None = None, *, chart_secret: bool = False) -> dict[str, Any]:
+    """Chart values that reach the database at URL, its password kept out of the URL: in the Secret DB_SECRET
+    made before the release (existing_secrets; every mode), or with CHART_SECRET in the one the chart makes
+    (modes job and initContainer). Local images and short waits, merged with EXTRA."""
+    credentials: dict[str, Any] = {"password": password} if chart_secret else {
+        "existingSecret": {"name": DB_SECRET, "passwordKey": "password"}}
     values = {
-        "database": {"url": without_password(url), "password": password},
+        "database": {"url": without_password(url), **credentials},
         "migrator": {"image": image_values(migrator_image), "config": {"connectTimeout": "10"},
                      "wait": {"timeout": 4}},
         "app": {"image": image_values(app_image)},
@@ -111,11 +126,12 @@ def release_values(migrator_image: str, app_image: str, url: str, password: str,
 
 
 def render_release(migrator_image: str, app_image: str, url: str, password: str,
-                   extra: dict[str, Any] | None = None, *, upgrade: bool = False) -> Rendered:
-    """One release of the chart for a test database, as `helm install` (or `helm upgrade`) renders it. For a
-    lifecycle emulation: render each revision with its images and values (`helm rollback` re-applies an
-    earlier revision's render without running its pre-upgrade hooks) and run its pods with PodEmulation."""
-    return render(release_values(migrator_image, app_image, url, password, extra), upgrade=upgrade)
+                   extra: dict[str, Any] | None = None, *, upgrade: bool = False,
+                   chart_secret: bool = False) -> Rendered:
+    """One release of the chart for a test database, as `helm install` (or `helm upgrade`) renders it (see
+    release_values); run its pods with PodEmulation, giving it existing_secrets(password)."""
+    return render(release_values(migrator_image, app_image, url, password, extra, chart_secret=chart_secret),
+                  upgrade=upgrade)
 
 
 @dataclass
@@ -169,7 +185,16 @@ class PodEmulation:
                 binds.append(f"{directory}:{mount['mountPath']}:ro")
             else:
                 raise AssertionError(f"no emulation for volume {volume}")
-        return {"hardening": False, "env": env, "volumes": binds, "extra": flags}
+        options: dict[str, Any] = {"hardening": False, "env": env, "volumes": binds, "extra": flags}
+        if container.get("command"):  # a sidecar's or an extra container's own program
+            options["entrypoint"] = container["command"][0]
+        return options
+
+    @staticmethod
+    def argv(container: dict[str, Any]) -> list[str]:
+        """What follows the image on `docker run`: the command's rest (its first word is the entrypoint), then
+        the args, as the kubelet runs `command` + `args`."""
+        return [*container.get("command", [])[1:], *container.get("args", [])]
 
     def secret_volume(self, obj: dict[str, Any], volume: dict[str, Any], fs_group: int | None) -> Path:
         source = volume["secret"]
@@ -198,14 +223,69 @@ class PodEmulation:
         options = self.docker_options(obj, container)
         log = self.termination_log(obj, container)
         options["volumes"] = [*options["volumes"], f"{log}:{TERMINATION_LOG}"]
-        assert "command" not in container, "the chart relies on the image's ENTRYPOINT"
-        proc: subprocess.CompletedProcess[str] = run_container(container["image"], container.get("args", []),
+        if is_migrator(container):
+            assert "command" not in container, "the chart relies on the image's ENTRYPOINT"
+        proc: subprocess.CompletedProcess[str] = run_container(container["image"], self.argv(container),
                                                                timeout=timeout, **options)
         return Run(returncode=proc.returncode, output=proc.stdout + proc.stderr,
-                   termination_message=log.read_text(), flags=list(options["extra"]))
+                   termination_message=log.read_text(), flags=list(options["extra"]), container=name)
 
     def start(self, obj: dict[str, Any], name: str) -> Container:
-        """Start container NAME of OBJ's pod in the background (a server)."""
+        """Start container NAME of OBJ's pod in the background (a server, a sidecar)."""
         container = self.container(obj, name)
         options = self.docker_options(obj, container)
-        return start_container(container["image"], container.get("args", []), **options)
+        return start_container(container["image"], self.argv(container), **options)
+
+    def run_pod(self, obj: dict[str, Any], timeout: float = 180, *, until_main: bool = False) -> PodResult:
+        """Run OBJ's pod as the kubelet runs it: its init containers in order, each to exit 0 before the next,
+        except native sidecars (`restartPolicy: Always`), which are started and kept running (once their
+        startupProbe, if any, passes); then its main containers, to their end (UNTIL_MAIN: not, for an app
+        pod whose main container serves); then the sidecars are stopped (SIGTERM). The pod stops at the first
+        container that fails."""
+        spec = pod_spec(obj)
+        todo = [*spec.get("initContainers", []), *([] if until_main else spec["containers"])]
+        sidecars: dict[str, Container] = {}
+        result = PodResult()
+        try:
+            for container in todo:
+                if container.get("restartPolicy") == "Always":
+                    sidecars[container["name"]] = self.start(obj, container["name"])
+                    wait_started(container, sidecars[container["name"]])
+                    continue
+                result.runs.append(self.run(obj, container["name"], timeout=timeout))
+                if result.runs[-1].returncode != 0:
+                    break
+        finally:
+            for name, sidecar in sidecars.items():
+                sidecar.stop(grace=int(spec.get("terminationGracePeriodSeconds", 30)))
+                result.sidecar_logs[name] = sidecar.logs()
+                sidecar.remove()
+        return result
+
+
+@dataclass
+class PodResult:
+    """One emulated pod's end: the runs of the containers that ran to completion, in order, and the log of
+    each sidecar."""
+
+    runs: list[Run] = field(default_factory=list)
+    sidecar_logs: dict[str, str] = field(default_factory=dict)
+
+
+def wait_started(container: dict[str, Any], running: Container, timeout: float = 30) -> None:
+    """A native sidecar's startupProbe (tcpSocket, on the pod's network: the host's here) passing, which the
+    kubelet waits for before it starts the next container; a sidecar without one only has to be running."""
+    probe = container.get("startupProbe", {}).get("tcpSocket")
+
+    def started() -> bool:
+        if not running.running():
+            pytest.fail(f"sidecar {container['name']} exited: {running.logs()[-2000:]}")
+        if probe is None:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", int(probe["port"])), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(started, timeout=timeout, what=f"sidecar {container['name']}'s startupProbe")

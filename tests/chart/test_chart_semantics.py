@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.chart.chart_render import (
+    HOOK_SCENARIOS,
     NAMESPACE,
     OPENSHIFT_SCENARIOS,
     PASSWORD,
@@ -23,9 +24,11 @@ from tests.chart.chart_render import (
     deep_merge,
     delete_policies,
     env_of,
+    external_objects,
     hook_events,
     hook_order,
     hook_weight,
+    is_migrator,
     missing_before_hook_pods,
     pod_spec,
     referenced,
@@ -38,34 +41,16 @@ FULLNAME = f"{RELEASE}-migrator"
 MIGRATOR_VERBS = {"migrate", "seed", "wait", "status", "rollback", "migrator"}
 
 
-def external_objects(values: dict[str, Any]) -> set[tuple[str, str]]:
-    """What the user makes before installing, by the values: existing Secrets, and a ServiceAccount the chart
-    does not make."""
-    db = values.get("database", {})
-    out: set[tuple[str, str]] = set()
-    if db.get("existingSecret", {}).get("name"):
-        out.add(("Secret", db["existingSecret"]["name"]))
-    if db.get("ssl", {}).get("caSecret", {}).get("name"):
-        out.add(("Secret", db["ssl"]["caSecret"]["name"]))
-    if values.get("serviceAccount", {}).get("create") is False:
-        out.add(("ServiceAccount", values["serviceAccount"].get("name") or "default"))
-    if values.get("migrator", {}).get("serviceAccountName"):
-        out.add(("ServiceAccount", values["migrator"]["serviceAccountName"]))
-    return out
-
-
 # --- pre-install / pre-upgrade ordering -----------------------------------------------------------------
 
-HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()
-                  if values.get("migrator", {}).get("mode", "hook") == "hook"]
 
 
 @pytest.mark.parametrize("upgrade", [False, True], ids=["install", "upgrade"])
 @pytest.mark.parametrize("scenario", HOOK_SCENARIOS)
 def test_hook_job_finds_everything_it_references(scenario: str, upgrade: bool) -> None:
     """Replaying Helm's hook phase: every Secret, ConfigMap and ServiceAccount that the migrate (and seed) Job
-    reads was created by an earlier hook of the phase (or is the user's own), though no release object exists
-    yet; and the seed Job comes after the migrate Job."""
+    reads exists before the release (the user's own, or `default`), though no release object exists yet; the
+    chart makes no copy of any of them; and the seed Job comes after the migrate Job."""
     values = SCENARIOS[scenario]
     rendered = render(values, upgrade=upgrade)
     event = "pre-upgrade" if upgrade else "pre-install"
@@ -73,48 +58,49 @@ def test_hook_job_finds_everything_it_references(scenario: str, upgrade: bool) -
     jobs = [o for o in hooks if o["kind"] == "Job"]
     seeds = values.get("migrator", {}).get("seed", {}).get("enabled", False)
     assert [j["metadata"]["name"] for j in jobs] == [f"{FULLNAME}-migrate"] + ([f"{FULLNAME}-seed"] if seeds else [])
-    assert missing_before_hook_pods(rendered.objects, event, external_objects(values)) == []
-    # Everything a Job reads that the chart makes is a hook copy, weighted below the Jobs, and lives only
-    # through the hook phase.
-    chart_made = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    external = external_objects(values)
+    assert missing_before_hook_pods(rendered.objects, event, external) == []
     for job in jobs:
-        for ref in referenced(pod_spec(job)) - external_objects(values):
-            obj = chart_made[ref]
-            assert event in hook_events(obj), f"{ref} is no {event} hook"
-            assert hook_weight(obj) < hook_weight(jobs[0])
-            assert delete_policies(obj) == ["before-hook-creation", "hook-succeeded"]
+        assert referenced(pod_spec(job)) <= external
+    assert [o["kind"] for o in hooks if o["kind"] in ("Secret", "ServiceAccount", "ConfigMap")] == []
 
 
 def test_the_ordering_check_catches_the_classic_failure() -> None:
     """The replay above can fail: a pre-install Job that reads the release's own Secret is reported."""
-    rendered = render({"database": {"password": PASSWORD}})
+    values = SCENARIOS["hook-existing-seed-ca"]
+    rendered = render(values)
     job = next(o for o in rendered.objects if o["kind"] == "Job")
     volume = next(v for v in pod_spec(job)["volumes"] if v["name"] == "database-password")
-    volume["secret"]["secretName"] = f"{FULLNAME}-database"  # the release copy: created after the hooks
-    problems = missing_before_hook_pods(rendered.objects, "pre-install", set())
+    volume["secret"]["secretName"] = f"{FULLNAME}-database"  # a release object: created after the hooks
+    problems = missing_before_hook_pods(rendered.objects, "pre-install", external_objects(values))
     assert problems == [f"Job/{FULLNAME}-migrate needs Secret/{FULLNAME}-database, "
                         "which no earlier pre-install hook made"]
 
 
-def test_hook_copies_weigh_ten_below_the_job() -> None:
-    rendered = render(SCENARIOS["hook-password-seed-ca"])
+def test_the_only_hook_copy_is_the_egress_policy_ten_below_the_job() -> None:
+    """No Secret or ServiceAccount is copied for the hooks; with egress restricted, the egress NetworkPolicy
+    (no secret in it) is, created before the Jobs so that they reach the database on the first install."""
+    values = deep_merge(SCENARIOS["hook-existing-seed-ca"], {"networkPolicy": {"egress": {"enabled": True}}})
+    rendered = render(values)
     order = [(o["kind"], o["metadata"]["name"], hook_weight(o)) for o in hook_order(rendered.objects, "pre-install")]
     assert order == [
-        ("ServiceAccount", f"{FULLNAME}-migrate", -10),
-        ("Secret", f"{FULLNAME}-migrate-database", -10),
-        ("Secret", f"{FULLNAME}-migrate-database-ca", -10),
+        ("NetworkPolicy", f"{FULLNAME}-migrate-egress", -10),
         ("Job", f"{FULLNAME}-migrate", 0),
         ("Job", f"{FULLNAME}-seed", 1),
     ]
-    moved = render(deep_merge(SCENARIOS["hook-password-seed-ca"], {"migrator": {"hook": {"weight": 7}}}))
-    assert [hook_weight(o) for o in hook_order(moved.objects, "pre-install")] == [-3, -3, -3, 7, 8]
+    moved = render(deep_merge(values, {"migrator": {"hook": {"weight": 7}}}))
+    assert [hook_weight(o) for o in hook_order(moved.objects, "pre-install")] == [-3, 7, 8]
+    assert [o["kind"] for o in hook_order(render(SCENARIOS["hook-existing-seed-ca"]).objects, "pre-install")] \
+        == ["Job", "Job"]
 
 
-def test_app_pods_read_the_release_copies_that_helm_uninstall_removes() -> None:
-    rendered = render(SCENARIOS["hook-password-seed-ca"])
+def test_app_pods_read_the_release_objects_that_helm_uninstall_removes() -> None:
+    values = SCENARIOS["hook-separate-credentials"]
+    rendered = render(values)
     release_objects = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects if not hook_events(o)}
     for obj in [rendered.deployment(), rendered.test_pod()]:
-        assert referenced(pod_spec(obj)) <= release_objects
+        assert referenced(pod_spec(obj)) <= release_objects | external_objects(values)
+        assert ("Secret", f"{FULLNAME}-database") in referenced(pod_spec(obj))
 
 
 def test_hook_job_annotations() -> None:
@@ -143,14 +129,17 @@ def test_each_hook_job_has_one_container_so_helm_prints_its_log() -> None:
 
 # --- the Job --------------------------------------------------------------------------------------------
 
-def test_job_runs_migrate_with_bounded_retries_and_fails_fast_on_exit_2() -> None:
-    job = render(deep_merge(SCENARIOS["hook-password-seed-ca"], {"migrator": {"seed": {"enabled": False}}})).jobs()[0]
+def test_job_runs_migrate_once_within_its_deadline() -> None:
+    """One attempt, bounded: no pod-level retry (backoffLimit 0), FailJob on 1, 2 and 6 whatever backoffLimit,
+    and in hook mode an evicted or preempted pod replaced without counting (see test_job_failures.py)."""
+    values = deep_merge(SCENARIOS["hook-existing-seed-ca"], {"migrator": {"seed": {"enabled": False}}})
+    job = render(values).jobs()[0]
     spec = job["spec"]
-    assert spec["backoffLimit"] == 3
-    assert spec["activeDeadlineSeconds"] == 240
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 210
     assert "ttlSecondsAfterFinished" not in spec
     assert spec["podFailurePolicy"]["rules"] == [
-        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2, 6]}},
+        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 2, 6]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]
     pod = pod_spec(job)
@@ -180,10 +169,12 @@ def test_job_runs_migrate_with_bounded_retries_and_fails_fast_on_exit_2() -> Non
     assert mounts["database-password"] == {"name": "database-password", "mountPath": "/var/run/secrets/database",
                                            "readOnly": True}
     assert volumes["database-password"]["secret"] == {
-        "secretName": f"{FULLNAME}-migrate-database", "defaultMode": 0o440,
-        "items": [{"key": "password", "path": "password"}]}
-    assert volumes["database-ca"]["secret"]["secretName"] == f"{FULLNAME}-migrate-database-ca"
+        "secretName": "pg-app", "defaultMode": 0o440, "items": [{"key": "password", "path": "password"}]}
+    assert volumes["database-ca"]["secret"] == {
+        "secretName": "pg-ca", "defaultMode": 0o444, "items": [{"key": "ca.crt", "path": "ca.crt"}]}
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+    [plain] = render({"migrator": {"mode": "job"}}).jobs()
+    assert plain["spec"]["podFailurePolicy"]["rules"] == spec["podFailurePolicy"]["rules"][:1]
 
 
 def test_exit_codes_for_fail_job_are_sorted_and_unique() -> None:
@@ -191,6 +182,8 @@ def test_exit_codes_for_fail_job_are_sorted_and_unique() -> None:
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 5, 130]
     none = render({"migrator": {"job": {"nonRetryableExitCodes": []}}}).jobs()[0]
     assert [r["action"] for r in none["spec"]["podFailurePolicy"]["rules"]] == ["Ignore"]
+    [plain] = render({"migrator": {"mode": "job", "job": {"nonRetryableExitCodes": []}}}).jobs()
+    assert "podFailurePolicy" not in plain["spec"]
 
 
 def test_seed_runs_after_migrate() -> None:
@@ -306,7 +299,8 @@ def test_plain_job_name_follows_every_field_of_the_job_spec(job: dict[str, Any])
 
 def test_plain_job_name_ignores_what_is_not_in_the_job_spec() -> None:
     base = plain_job_name({})
-    assert plain_job_name({"migrator": {"job": {"annotations": {"argocd.argoproj.io/sync-wave": "-1"}}}}) == base
+    assert plain_job_name({"migrator": {"job": {"annotations": {"argocd.argoproj.io/sync-options": "Replace=true"}}}}) \
+        == base
     assert plain_job_name({"migrator": {"job": {"runId": ""}}}) == base
     assert plain_job_name({"migrator": {"hook": {"weight": 3, "outputLogPolicy": ""}}}) == base
     assert plain_job_name({"migrator": {"job": {"runId": "7"}}}) == plain_job_name({"migrator": {"job": {"runId": 7}}})
@@ -366,19 +360,22 @@ def test_password_file_from_an_existing_secret() -> None:
 
 
 def test_chart_made_secrets_hold_the_values() -> None:
-    rendered = render(SCENARIOS["hook-password-seed-ca"])
+    rendered = render(SCENARIOS["job-password-seed-ca"])
     secrets = {s["metadata"]["name"]: s for s in rendered.kind("Secret")}
-    assert set(secrets) == {f"{FULLNAME}-database", f"{FULLNAME}-migrate-database",
-                            f"{FULLNAME}-database-ca", f"{FULLNAME}-migrate-database-ca"}
-    for name in (f"{FULLNAME}-database", f"{FULLNAME}-migrate-database"):
-        assert base64.b64decode(secrets[name]["data"]["password"]).decode() == PASSWORD
+    assert set(secrets) == {f"{FULLNAME}-database", f"{FULLNAME}-database-ca"}
+    assert base64.b64decode(secrets[f"{FULLNAME}-database"]["data"]["password"]).decode() == PASSWORD
     assert base64.b64decode(secrets[f"{FULLNAME}-database-ca"]["data"]["ca.crt"]).decode().startswith("-----BEGIN")
+    assert not any(hook_events(s) for s in secrets.values())
+    separate = render(SCENARIOS["job-argocd-waves"])
+    secrets = {s["metadata"]["name"]: s for s in separate.kind("Secret")}
+    assert {name: base64.b64decode(s["data"]["password"]).decode() for name, s in secrets.items()} == {
+        f"{FULLNAME}-database": PASSWORD, f"{FULLNAME}-migrator-database": "owner-" + PASSWORD}
 
 
 @pytest.mark.parametrize("scenario", [s for s, v in SCENARIOS.items() if v.get("database", {}).get("password")])
 def test_the_password_appears_only_in_secrets(scenario: str) -> None:
     rendered = render(SCENARIOS[scenario])
-    encoded = base64.b64encode(PASSWORD.encode()).decode()
+    encoded = base64.b64encode(PASSWORD.encode()).decode()  # also a substring of the owner's "owner-" + PASSWORD
     for obj in rendered.objects:
         text = json.dumps(obj)
         if obj["kind"] == "Secret":
@@ -403,7 +400,7 @@ def test_every_pod_is_hardened(scenario: str) -> None:
                                            "seccompProfile": {"type": "RuntimeDefault"}}
         tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
         assert "emptyDir" in tmp
-        for container in containers(spec):
+        for container in [c for c in containers(spec) if is_migrator(c) or c["name"] == "app"]:
             ctx = container["securityContext"]
             assert ctx["readOnlyRootFilesystem"] is True
             assert ctx["allowPrivilegeEscalation"] is False
@@ -418,10 +415,12 @@ def test_every_pod_is_hardened(scenario: str) -> None:
 def test_service_accounts_mount_no_token() -> None:
     rendered = render()
     accounts = rendered.kind("ServiceAccount")
-    assert {a["metadata"]["name"] for a in accounts} == {FULLNAME, f"{FULLNAME}-migrate"}
+    assert {a["metadata"]["name"] for a in accounts} == {FULLNAME}
     assert all(a["automountServiceAccountToken"] is False for a in accounts)
     assert pod_spec(rendered.deployment())["serviceAccountName"] == FULLNAME
-    assert pod_spec(rendered.jobs()[0])["serviceAccountName"] == f"{FULLNAME}-migrate"
+    # The hook Jobs run before the release's account exists, and no copy of it is made for them.
+    assert pod_spec(rendered.jobs()[0])["serviceAccountName"] == "default"
+    assert pod_spec(rendered.jobs()[0])["automountServiceAccountToken"] is False
 
 
 def test_network_policies_select_every_pod() -> None:
@@ -465,7 +464,7 @@ def test_helm_test_pod_checks_the_schema() -> None:
 
 
 def test_notes_print_the_rollback_command_for_this_release() -> None:
-    rendered = render(SCENARIOS["hook-password-seed-ca"])
+    rendered = render(SCENARIOS["job-password-seed-ca"])
     argv = rollback_command(rendered.notes)
     assert argv[:3] == ["kubectl", "run", f"{FULLNAME}-rollback"]
     assert argv[-3:] == ["--", "rollback", "REV"]
@@ -477,7 +476,7 @@ def test_notes_print_the_rollback_command_for_this_release() -> None:
     [container] = spec["containers"]
     assert container["args"] == ["rollback", "20211103022310"]
     assert container["image"] == "migrator:dev"
-    # The database settings come from the release's own Secrets (the hook copies are gone by then).
+    # The database settings come from the release's own Secrets, as the app's (here the same credentials).
     deployment_wait = pod_spec(rendered.deployment())["initContainers"][0]
     assert env_of(container) == env_of(deployment_wait)
     assert spec["volumes"] == pod_spec(rendered.deployment())["volumes"]
@@ -494,7 +493,7 @@ def test_notes_quote_values_for_the_shell() -> None:
 
 @pytest.mark.parametrize(("mode", "phrase"), [
     ("hook", "as pre-install/pre-upgrade hook Jobs (rel-migrator-migrate)."),
-    ("job", "as a plain Job named after a hash of its spec"),
+    ("job", "as the plain Job rel-migrator-migrate-"),
     ("initContainer", "as an init container of every app pod"),
 ])
 def test_notes_name_the_mode(mode: str, phrase: str) -> None:
@@ -516,4 +515,4 @@ def test_objects_carry_names_labels_and_namespace(scenario: str) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/name"] == "migrator"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "migrator-0.2.0"
+        assert labels["helm.sh/chart"] == "migrator-0.3.0"

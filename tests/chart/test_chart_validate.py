@@ -157,7 +157,8 @@ def test_checkov_skips_only_what_the_values_need(tmp_path: Path) -> None:
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(rendered.objects))
     report = checkov(tmp_path)
     assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
-    assert {c["check_id"] for c in report["results"].get("skipped_checks", [])} == {"CKV_K8S_8", "CKV_K8S_9"}
+    # Job mode renders no helm test pod, whose probes would be skipped (CKV_K8S_8, CKV_K8S_9).
+    assert report["results"].get("skipped_checks", []) == []
 
 
 def test_checkov_fails_a_weakened_chart(tmp_path: Path) -> None:

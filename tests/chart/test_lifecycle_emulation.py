@@ -25,6 +25,7 @@ lifecycle, by the pod and image that should have, the failed one recorded as fai
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,18 +35,21 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_render import deep_merge, render
+from tests.chart import kubectl_jsonpath
+from tests.chart.chart_render import deep_merge, render, rollback_command, rollback_pod
+from tests.chart.helm_rules import HELM3, HELM4, TIMEOUT, WaitOutcome
+from tests.chart.job_status import PodOutcome, failure_action
 from tests.chart.lifecycle_emulation import (
     ActionResult,
     ContainerRun,
     EmulatedCluster,
     HelmEmulation,
+    JobRun,
     PodRun,
-    failure_action,
     immutable_change,
     surge_and_unavailable,
 )
-from tests.chart.pod_emulation import release_values
+from tests.chart.pod_emulation import DB_SECRET, PodEmulation, existing_secrets, release_values
 from tests.conftest import FIRST, HEAD, assert_no_secret, query
 from tests.docker import docker, require_docker
 from tests.postgres import SUPERUSER_PASSWORD
@@ -103,6 +107,12 @@ def images(migrator_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 # --- the release under test -----------------------------------------------------------------------------
 
+def db_secret(password: str) -> dict[str, Any]:
+    """The Secret the release reads, made before it (hook mode's Jobs can read no chart-made Secret)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": DB_SECRET, "namespace": NAMESPACE},
+            "type": "Opaque", "stringData": {"password": password}}
+
+
 @dataclass
 class Release:
     """One chart release on the emulated cluster, its database, and what each step took."""
@@ -115,8 +125,9 @@ class Release:
 
     @classmethod
     def start(cls, url: str, app_image: str, workdir: Path, base: dict[str, Any]) -> Release:
-        cluster = EmulatedCluster(workdir, NAMESPACE)
-        helm = HelmEmulation(cluster, lambda values, upgrade: render(values, upgrade=upgrade), wait=True)
+        cluster = EmulatedCluster(workdir, NAMESPACE, existing=(db_secret(SUPERUSER_PASSWORD),))
+        helm = HelmEmulation(cluster, lambda values, upgrade, revision: render(values, upgrade=upgrade,
+                                                                              revision=revision), wait=True)
         return cls(helm, url, app_image, base)
 
     @property
@@ -231,6 +242,24 @@ def assert_waited_then_ready(pods: list[PodRun]) -> None:
             assert codes[-1] == 0 and set(codes[:-1]) <= {5}, pod.describe()
 
 
+def reason_from_notes(notes: str, job: JobRun) -> list[str]:
+    """The output of the notes' `kubectl get pods ... -o jsonpath=...` for JOB's pods, as their status
+    holds the containers' termination messages (init containers and main containers apart)."""
+    [argv] = [shlex.split(line) for line in notes.splitlines() if line.strip().startswith("kubectl get pods")]
+    assert argv[argv.index("-l") + 1] == f"batch.kubernetes.io/job-name={job.name}"
+    template = argv[argv.index("-o") + 1].removeprefix("jsonpath=")
+    init = {c["name"] for c in job.spec["template"]["spec"].get("initContainers", [])}
+
+    def statuses(pod: PodRun, wanted: bool) -> list[dict[str, Any]]:
+        return [{"name": r.container, "state": {"terminated": {"exitCode": r.exit_code,
+                                                                "message": r.termination_message}}}
+                for r in pod.runs if (r.container in init) == wanted]
+
+    pods = [{"metadata": {"name": p.name}, "status": {"phase": p.phase, "initContainerStatuses": statuses(p, True),
+                                                       "containerStatuses": statuses(p, False)}} for p in job.pods]
+    return kubectl_jsonpath.render(template, {"items": pods}).splitlines()
+
+
 def one_hook_job(result: ActionResult) -> Any:
     [job] = result.hook_jobs()
     return job
@@ -244,7 +273,8 @@ def one_hook_job(result: ActionResult) -> Any:
 def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: Any) -> None:
     # Two replicas where each pod migrates (they race for the lock); one elsewhere, where pods only wait.
     replicas = 2 if mode == "initContainer" else 1
-    release: Release = release_factory({"migrator": {"mode": mode}, "app": {"replicaCount": replicas}})
+    release: Release = release_factory({"migrator": {"mode": mode, "test": {"enabled": True}},
+                                        "app": {"replicaCount": replicas}})
     url = release.url
 
     # 1. install v1: the migrations run once (one init container migrates, the other finds nothing to do).
@@ -306,6 +336,12 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
     assert len(history(url)) == rows
     [test_pod] = release.helm.test()  # status --check --allow-newer: v2's schema descends from v1's head
     assert test_pod.exit_codes("status") == [0], test_pod.describe()
+    # The notes are revision 1's again (v1's image): they send the reader to the notes of the revision
+    # rolled back from, whose command names v2's image (test_pod_emulation runs it against the database).
+    notes = release.helm.notes(result.revision.number)
+    assert notes == release.helm.notes(1) and f"--image={images['v1']}" in notes
+    assert f"helm get notes rel --namespace {NAMESPACE} --revision FROM" in notes
+    assert f"--image={images['v2']}" in release.helm.notes(2)
     restarted = release.helm.delete_pod(release.cluster.ready_pods()[0])
     assert restarted.ready and restarted.exit_codes("wait-for-schema") == [0], restarted.describe()
     assert release.serving() == {images["v1"]: replicas}
@@ -316,20 +352,30 @@ def test_release_lifecycle(mode: str, images: dict[str, str], release_factory: A
     result = release.upgrade(images["v3bad"])
     assert not result.ok
     failing = release.runs("migrate")
+    # Exit 1 (a failed migration) is FailJob: one pod, no retry, in both Job modes.
     if mode == "hook":
         job = one_hook_job(result)
-        assert (job.condition, job.reason) == ("Failed", "BackoffLimitExceeded")
-        assert [p.exit_codes("migrate") for p in job.pods] == [[1]] * 4  # backoffLimit 3: four pods
+        assert (job.condition, job.reason) == ("Failed", "PodFailurePolicy")
+        assert [p.exit_codes("migrate") for p in job.pods] == [[1]]
         assert result.error.startswith("pre-upgrade hooks failed") and result.rollout is None
-        # helm.sh/hook-output-log-policy: hook-failed: `helm upgrade` prints each failed pod's migrator log.
-        assert len(result.printed) == 4 and all("division by zero" in log for log in result.printed)
+        # helm.sh/hook-output-log-policy: hook-failed: `helm upgrade` prints the failed pod's migrator log.
+        assert len(result.printed) == 1 and "division by zero" in result.printed[0]
         assert ("Job", job.name) in release.cluster.objects, "the failed hook Job stays for kubectl logs"
     elif mode == "job":
         [job] = result.jobs
-        assert (job.condition, job.reason) == ("Failed", "BackoffLimitExceeded")
-        assert [p.exit_codes("migrate") for p in job.pods] == [[1]] * 4
+        assert (job.condition, job.reason, job.status.failed) == ("Failed", "PodFailurePolicy", 1)
+        assert [p.exit_codes("migrate") for p in job.pods] == [[1]]
         [new_pod] = result.rollout.created if result.rollout else []
         assert not new_pod.ready and new_pod.exit_codes("wait-for-schema") == [5, 5, 5], new_pod.describe()
+        # --wait ends only at --timeout: Helm 3 checks the Deployment first and stops there (a bare timeout);
+        # Helm 4 names the failed Job, but waits for the Deployment, whose new pod waits for the schema.
+        assert result.waits[HELM3] == WaitOutcome(TIMEOUT, at_timeout=True)
+        assert result.waits[HELM4].at_timeout and f"Job/{NAMESPACE}/{job.name} not ready. status: Failed" \
+            in result.waits[HELM4].error
+        # What the notes print instead: the Job's name, and the command that reads the migrator's reason.
+        reason = job.pods[0].last("migrate").termination_message.strip()  # one line, and its newline
+        assert reason_from_notes(result.revision.rendered.notes, job) == [f"{job.pods[0].name} Failed: {reason}", ""]
+        assert "division by zero" in job.pods[0].last("migrate").termination_message
     else:
         [new_pod] = result.rollout.created if result.rollout else []
         assert not new_pod.ready and new_pod.reason == "Init:CrashLoopBackOff", new_pod.describe()
@@ -407,7 +453,8 @@ def test_rollback_with_allow_newer_false_holds_old_pods_back(mode: str, images: 
     exits 5 (not at its head) and is restarted, `migrate` exits 2 (a newer database), which the plain Job's
     podFailurePolicy turns into an immediate failure; `helm test` fails (exit 5). The v2 pod keeps serving;
     nothing changes."""
-    release: Release = release_factory({"migrator": {"mode": mode, "allowNewer": False, "wait": {"timeout": 2}},
+    release: Release = release_factory({"migrator": {"mode": mode, "allowNewer": False, "wait": {"timeout": 2},
+                                                     "test": {"enabled": True}},
                                         "app": {"replicaCount": 1}})
     url = release.url
     release.step("install v1")
@@ -452,16 +499,15 @@ def rendered_job(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return job
 
 
-def failed_pod(**codes: int) -> PodRun:
-    return PodRun(name="p", owner="Job/j", step="s",
-                  runs=[ContainerRun(name, "img", code) for name, code in codes.items()], phase="Failed")
+def failed_pod(**codes: int) -> PodOutcome:
+    return PodOutcome(exit_codes=codes)
 
 
 def test_emulated_job_controller_applies_the_rendered_pod_failure_policy() -> None:
     policy = rendered_job()["spec"]["podFailurePolicy"]
-    assert failure_action(policy, failed_pod(migrate=2)) == "FailJob"
-    assert failure_action(policy, failed_pod(migrate=6)) == "FailJob"
-    for code in (1, 3, 4, 143):  # retried: counted against backoffLimit
+    for code in (1, 2, 6):  # decided at once, whatever backoffLimit
+        assert failure_action(policy, failed_pod(migrate=code)) == "FailJob"
+    for code in (3, 4, 137, 143):  # counted against backoffLimit (0 by default)
         assert failure_action(policy, failed_pod(migrate=code)) is None
     seeded = rendered_job({"migrator": {"seed": {"enabled": True}}})["spec"]["podFailurePolicy"]
     assert failure_action(seeded, failed_pod(migrate=2)) == "FailJob"  # an init container's exit code counts
@@ -491,3 +537,99 @@ def test_emulated_rolling_update_bounds(replicas: int, expected: tuple[int, int]
     deployment = render({"app": {"replicaCount": replicas}}).deployment()
     assert "strategy" not in deployment["spec"]  # the chart keeps Kubernetes' default
     assert surge_and_unavailable(deployment, replicas) == expected
+
+
+# --- the schema rolled back after `helm rollback` (issue 17, item 4) ------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_after_helm_rollback_the_notes_lead_to_a_rollback_that_works(images: dict[str, str], app_image: str,
+                                                                     tcp_database_url: str, tmp_path: Path) -> None:
+    """Revision 1 installs v1, revision 2 upgrades to v2 (the database at V2), revision 3 is `helm rollback 1`,
+    which stores revision 1's notes (rollback.go; the lifecycle above checks it). Those notes' own command runs
+    v1's image, which refuses the newer database; they name the command that works, in the notes of the
+    revision rolled back from, and that command rolls the real database back with v2's image."""
+    def rendered(image: str, revision: int) -> Any:
+        values = release_values(image, app_image, tcp_database_url, SUPERUSER_PASSWORD)
+        return render(values, upgrade=revision > 1, revision=revision)
+
+    secrets = existing_secrets(SUPERUSER_PASSWORD)
+    first, second = rendered(images["v1"], 1), rendered(images["v2"], 2)
+    migrate = PodEmulation(second, tmp_path, secrets).run(second.jobs()[0], "migrate")
+    assert migrate.returncode == 0, migrate.output[-2000:]
+    assert versions(tcp_database_url) == [V2]
+    notes = {1: first.notes, 2: second.notes, 3: first.notes}
+    after_rollback = notes[3]
+
+    own = rollback_pod(rollback_command(after_rollback), HEAD)
+    refused = PodEmulation(first, tmp_path, secrets).run(own, own["spec"]["containers"][0]["name"])
+    assert refused.returncode == 2 and "which these migrations do not have" in refused.output, refused.output[-2000:]
+    assert versions(tcp_database_url) == [V2]
+
+    [pointer] = [shlex.split(line) for line in after_rollback.splitlines() if line.strip().startswith("helm get notes")]
+    assert pointer == ["helm", "get", "notes", "rel", "--namespace", NAMESPACE, "--revision", "FROM"]
+    rolled_back_from = 2  # `helm history`: the revision before the rollback's
+    newer = rollback_pod(rollback_command(notes[rolled_back_from]), HEAD)
+    assert newer["spec"]["containers"][0]["image"] == images["v2"]
+    done = PodEmulation(second, tmp_path, secrets).run(newer, newer["spec"]["containers"][0]["name"])
+    assert done.returncode == 0, done.output[-2000:]
+    assert_no_secret(done.output, done.termination_message, refused.output)
+    assert versions(tcp_database_url) == [HEAD] and not column_exists(tcp_database_url, "users", "nickname")
+    assert [(r["revision"], r["direction"], r["image"]) for r in history(tcp_database_url)][-1] == (
+        V2, "down", images["v2"])
+
+
+# --- the database made by the same release (issue 17, item 11) ------------------------------------------
+
+OPERATOR_SECRET = "myapp-db-app"  # what CloudNativePG makes for the Cluster of chart/README.md's recipe
+
+
+def database_operator(url: str, delay: float) -> Any:
+    """A database operator: DELAY seconds after a Cluster is created, the Secret with the app's URI."""
+    def react(cluster: EmulatedCluster, obj: dict[str, Any]) -> None:
+        if obj["kind"] == "Cluster":
+            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": OPERATOR_SECRET},
+                      "stringData": {"uri": url}}
+            cluster.create_later(secret, delay)
+    return react
+
+
+def install_with_its_database(mode: str, image: str, release_factory: Any) -> tuple[Release, ActionResult]:
+    """chart/README.md's recipe in MODE: the release's extraDeploy makes a Cluster, whose operator makes the
+    Secret the migrator reads 3 s later."""
+    values = {"migrator": {"mode": mode, "job": {"activeDeadlineSeconds": 120}},
+              "database": {"url": "", "existingSecret": {"name": OPERATOR_SECRET, "urlKey": "uri", "passwordKey": ""}},
+              "extraDeploy": [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                               "metadata": {"name": "myapp-db"}, "spec": {"instances": 1}}],
+              "app": {"replicaCount": 1}}
+    release: Release = release_factory(values)
+    release.cluster.reactions.append(database_operator(release.url, delay=3))
+    release.step("install")
+    result = release.install(image)
+    release.done()
+    return release, result
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_job_mode_migrates_a_database_made_by_the_same_release(images: dict[str, str],
+                                                               release_factory: Any) -> None:
+    """The Job and the app pod wait for the operator's Secret (the kubelet retries it), then migrate and serve."""
+    release, result = install_with_its_database("job", images["v1"], release_factory)
+    assert result.ok, result.error
+    [job] = result.jobs
+    assert job.condition == "Complete" and versions(release.url) == [HEAD]
+    assert release.serving() == {images["v1"]: 1}
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_hook_mode_cannot_migrate_a_database_made_by_the_same_release(images: dict[str, str],
+                                                                      release_factory: Any) -> None:
+    """The pre-install Job runs before the Cluster exists, so its Secret never comes during the hook phase:
+    the Job's pod never starts, its deadline fails it, and the install fails, as chart/README.md says."""
+    release, result = install_with_its_database("hook", images["v1"], release_factory)
+    [job] = result.hook_jobs()
+    assert (job.condition, job.reason) == ("Failed", "DeadlineExceeded")
+    assert job.pods[0].reason == f"cannot start: Secret/{OPERATOR_SECRET} not found"
+    assert result.error.startswith("pre-install hooks failed") and not table_exists(release.url, "alembic_version")

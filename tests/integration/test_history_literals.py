@@ -1,5 +1,6 @@
-"""The history row that travels with a step's COMMIT has its values quoted by migrator (history.literal), not
-bound by the server: whatever text it quotes must read back exactly, under either standard_conforming_strings."""
+"""The history row that travels with a step's COMMIT has its values quoted on the client (psycopg's Literal, through
+history.literal), not bound by the server: whatever it quotes must read back exactly, under either
+standard_conforming_strings."""
 
 from __future__ import annotations
 
@@ -29,22 +30,22 @@ def conn(request: pytest.FixtureRequest, database_url: str) -> Iterator[psycopg.
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=TEXT)
 def test_text_reads_back_exactly(conn: psycopg.Connection, text: str) -> None:
-    assert conn.execute(f"SELECT {literal(text)}").fetchone() == (text,)
+    assert conn.execute(f"SELECT {literal(text, conn)}").fetchone() == (text,)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=st.lists(TEXT, max_size=4))
 def test_arrays_read_back_exactly(conn: psycopg.Connection, items: list[str]) -> None:
-    assert conn.execute(f"SELECT {literal(items)}").fetchone() == (items,)
+    assert conn.execute(f"SELECT {literal(items, conn)}").fetchone() == (items,)
 
 
 def test_odd_texts_and_times_read_back_exactly(conn: psycopg.Connection) -> None:
     for text in ("x'); DROP TABLE users; --", "back\\slash\\", "\\'", "''", "$$ %s %(x)s {}", "é\u2028\U0001f600"):
-        assert conn.execute(f"SELECT {literal(text)}").fetchone() == (text,)
+        assert conn.execute(f"SELECT {literal(text, conn)}").fetchone() == (text,)
     for when in (datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC),
                  datetime(1999, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-3, minutes=-30)))):
-        assert conn.execute(f"SELECT {literal(when)}").fetchone() == (when,)
-    assert conn.execute(f"SELECT {literal(None)}").fetchone() == (None,)
+        assert conn.execute(f"SELECT {literal(when, conn)}").fetchone() == (when,)
+    assert conn.execute(f"SELECT {literal(None, conn)}").fetchone() == (None,)
 
 
 def test_a_nul_character_is_refused() -> None:

@@ -72,8 +72,8 @@ class Release:
         # The Secret tests/smoke/postgres-up.sh makes before any release (the job and init releases read it).
         cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET["name"]},
                         "stringData": {SECRET["passwordKey"]: SUPERUSER_PASSWORD}})
-        self.helm = HelmEmulation(cluster, lambda values, upgrade: render(
-            values, upgrade=upgrade, name=name, namespace=NAMESPACE), wait=True)
+        self.helm = HelmEmulation(cluster, lambda values, upgrade, revision: render(
+            values, upgrade=upgrade, name=name, namespace=NAMESPACE, revision=revision), wait=True)
 
     @property
     def cluster(self) -> EmulatedCluster:

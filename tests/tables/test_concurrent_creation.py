@@ -26,7 +26,7 @@ def test_two_repos_create_the_history_table_at_once(tmp_path: Path, url: str) ->
     project.mkdir()
     (project / "migrator.toml").write_text(repo(project, "alpha") + "\n" + repo(project, "beta"))
     for name, revision in (("alpha", "20240101000001"), ("beta", "20240101000002")):
-        (project / "migrations").mkdir(exist_ok=True)
+        (project / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
         path = add_revision(project, revision, None, f'op.create_table("{name}_things")', name=name)
         path.rename(project / name / "versions" / path.name)
     # A barrier at the start of every CREATE TABLE of migrator_history (an event trigger fires before the
@@ -41,6 +41,16 @@ def test_two_repos_create_the_history_table_at_once(tmp_path: Path, url: str) ->
         END $$""")
     query(url, "CREATE EVENT TRIGGER barrier ON ddl_command_start WHEN TAG IN ('CREATE TABLE') "
                "EXECUTE FUNCTION barrier()")
+    # And a pause once the table is made, before the creation commits: a creator that checked IF NOT EXISTS at
+    # the same moment is then sure to find the table neither there nor committed.
+    query(url, """
+        CREATE FUNCTION pause() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_query() LIKE '%migrator_history%' THEN
+                PERFORM pg_sleep(0.5);
+            END IF;
+        END $$""")
+    query(url, "CREATE EVENT TRIGGER pause ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION pause()")
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (BARRIER,))
         runs = [Migrator(["migrate", "--repo", name], cwd=project, url=url) for name in ("alpha", "beta")]

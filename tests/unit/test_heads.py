@@ -37,6 +37,9 @@ def reason(body: str) -> str:
 
 # --- read literally ---------------------------------------------------------------------------------------
 
+BASE = 'revision = "b1"\ndown_revision = "a1"\n'
+
+
 @pytest.mark.parametrize(("body", "parents"), [
     (PLAIN, ("a1",)),
     (PLAIN + UPGRADE, ("a1",)),
@@ -60,6 +63,16 @@ def reason(body: str) -> str:
     # an f-string that reads revision (warehouse's downgrade errors): reading binds nothing
     ('revision = "b1"\ndown_revision = "a1"\ndef downgrade():\n'
      '    raise RuntimeError(f"no downgrade past {revision!r}")\n', ("a1",)),
+    # reads after the assignments, and names bound in other scopes, decide nothing (redash, open-event-server)
+    (BASE + 'def upgrade():\n    op.execute(sa.text("UPDATE v SET r = :revision"), {"revision": revision})\n',
+     ("a1",)),
+    (BASE + 'def upgrade():\n    print("run: ./manage.py db stamp {}".format(\n        revision\n    ))\n', ("a1",)),
+    (BASE + "REVISIONS = (revision, down_revision)\nLABEL = f'{revision}-{down_revision!r}'\n", ("a1",)),
+    (BASE + "def upgrade(revision=revision):\n    revision = 'c1'\n    down_revision, x = 'c1', 2\n"
+     "    for branch_labels in ():\n        pass\n", ("a1",)),
+    (BASE + "class Names:\n    revision = 'c1'\nIDS = [revision for revision in ('c1',)]\n"
+     "f = lambda revision='c1': revision\nop.revision = 3\ncontext.configure(revision=revision)\n", ("a1",)),
+    (BASE + "from indico.modules.events import models\nimport a.modules.b\n", ("a1",)),  # a package path
 ])
 def test_literal_shapes_are_read(body: str, parents: tuple[str, ...]) -> None:
     assert read(body) == RevisionFile("b1", parents, ())
@@ -78,9 +91,6 @@ def test_branch_labels_are_read() -> None:
 
 
 # --- deferred, with the reason ----------------------------------------------------------------------------
-
-BASE = 'revision = "b1"\ndown_revision = "a1"\n'
-
 
 @pytest.mark.parametrize(("body", "expected"), [
     (BASE + 'if True:\n    down_revision = "c1"\n', "line 4: down_revision is assigned inside an if block"),
@@ -105,8 +115,22 @@ BASE = 'revision = "b1"\ndown_revision = "a1"\n'
     (BASE + "del down_revision\n", "line 3: down_revision is deleted"),
     (BASE + "def f():\n    global revision\n", "line 4: revision is declared global"),
     (BASE + "class revision:\n    pass\n", "line 3: revision is defined by class"),
-    (BASE + "op.revision = 3\n", "line 3: revision is used as an attribute name"),
-    (BASE + "x = lambda revision='c1': 1\n", "line 3: revision is a lambda parameter"),
+    # reads that could fail at import, or change a list, and bindings of the module's names from a function
+    ('def f():\n    return revision\nrevision = "b1"\ndown_revision = "a1"\n',
+     "line 2: revision is read before line 3 assigns it"),
+    ('X = f"{revision}"\nrevision = "b1"\ndown_revision = "a1"\n', "line 1: revision is read before line 2 assigns it"),
+    (BASE + "def f():\n    return branch_labels\n",
+     "line 4: branch_labels is read, but never assigned by a module-level `branch_labels = ...`"),
+    ('revision = "b1"\ndown_revision = ["a1"]\ndown_revision.append("a2")\n',
+     "line 3: down_revision is a list (line 2), which code that reads it can change"),
+    (BASE + "def f():\n    global down_revision\n    down_revision = 'c1'\n",
+     "line 4: down_revision is declared global"),
+    (BASE + "x = [(revision := 'c1') for _ in 'a']\n", "line 3: revision is assigned by :="),
+    (BASE + "match 1:\n    case revision:\n        pass\n",
+     "line 4: revision is a capture pattern of a match statement"),
+    (BASE + "import importlib.util\n", "line 3: uses importlib"),
+    (BASE + "from builtins import print as p\n", "line 3: uses builtins"),
+    (BASE + "from sys import modules\n", "line 3: uses modules"),
     (BASE + 'x = down_revision = "c1"\n', "line 3: down_revision is assigned in a chained assignment"),
     ('revision = "b1"; x = 1\ndown_revision = "a1"\n', "line 1: revision shares its line with another statement"),
     ('revision = "b1"\ndown_revision = str("a1")\n', "line 2: down_revision is not assigned a literal"),

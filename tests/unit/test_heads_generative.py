@@ -2,8 +2,11 @@
 
 Each example writes a history into a temporary directory (linear chains, branches, merges written as black
 writes them, annotated assignments, docstrings and strings that mention the names, byte-compiled files, and
-hostile shapes: re-assignments in if/try blocks, globals(), duplicates, syntax errors, unknown parents, ...
-spread over several version locations and subdirectories) and asserts that `heads.scan` either raises
+reads of the names where they decide nothing (in functions, dict literals, format calls, f-strings, tuples),
+names bound in other scopes (a function's, a class body's, a comprehension's), and hostile shapes:
+re-assignments in if/try blocks, globals(), duplicates, syntax errors, unknown parents, reads that run before
+the assignment, lists changed by code that reads them, a `global` or `:=` or match capture that rebinds a name,
+... spread over several version locations and subdirectories) and asserts that `heads.scan` either raises
 Uncertain or returns exactly the revisions, parents and heads that Alembic's ScriptDirectory builds from the
 same files. Alembic runs second: its imports write .pyc files that must not help the scan.
 """
@@ -29,12 +32,17 @@ IDS = ["1a2b3c4d5e6f", "20240101000000", "ae1027a6acf", "3f9e0c1b", "c0ffee", "d
 # What a file may do to the plain template: shapes the text can read, and shapes it must defer on (at most
 # one file a history, so that no other file's deferral hides a wrong answer; a third of the histories have
 # none, so that many histories are read and compared).
-READABLE = ["plain", "annotated", "black", "list", "noisy_text", "noisy_fstring", "labels", "non_ascii_doc"]
+READABLE = ["plain", "annotated", "black", "list", "noisy_text", "noisy_fstring", "labels", "non_ascii_doc",
+            "reads_in_functions", "reads_at_module_level", "local_bindings"]
 HOSTILE_SHAPES = [
     "labels_clash", "depends_on", "if_true", "if_false", "if_same", "try_finally", "globals", "fstring_globals",
     "assigned_twice", "syntax_error", "unknown_parent", "computed", "unpacking", "semicolon",
     "keyword_in_brackets", "keyword_only", "backslash_hidden", "backslash_only", "walrus", "for_loop", "delete",
     "missing_down_revision", "illegal_id", "self_parent", "import_star", "non_ascii_name",
+    # reads and bindings the parser must judge: a read before the assignment fails the import; a list read by
+    # code can be changed; a function, a comprehension or a match can bind the module's name
+    "read_before", "fstring_read_before", "called_before", "list_appended", "list_changed_in_function",
+    "global_in_function", "walrus_in_comprehension", "match_capture", "except_as", "import_as", "def_named",
 ]
 PYC_MODES = ["none", "none", "timestamp", "unchecked-hash", "checked-hash"]
 
@@ -93,13 +101,14 @@ def histories(draw: st.DrawFn) -> History:
 
 
 def down_literal(parents: list[str], style: str) -> str:
+    listed = style == "list" or style.startswith("list_")  # the list_ shapes change the list after assigning it
     if not parents:
-        return "None"
-    if len(parents) == 1 and style not in ("black", "list"):
+        return "[]" if style.startswith("list_") else "None"
+    if len(parents) == 1 and style != "black" and not listed:
         return repr(parents[0])
     if style == "black":
         return "(\n" + "".join(f"    {p!r},  # from {p}'s branch\n" for p in parents) + ")"
-    if style == "list":
+    if listed:
         return "[\n    # \"merge\" parents\n" + "".join(f"    {p!r},\n" for p in parents) + "]"
     return repr(tuple(parents))
 
@@ -114,7 +123,7 @@ def render(r: Revision) -> str:
     lines = [f'"""{doc}\n\nRevision ID: {rev}\nRevises: {", ".join(parents)}\nthis revision adds\n'
              f'revision = "not-this-one"\n"""\n',
              "from collections.abc import Sequence\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n",
-             "# revision identifiers, used by Alembic.\n"]
+             PRELUDE.get(r.shape, ""), "# revision identifiers, used by Alembic.\n"]
     ann = ": str | Sequence[str] | None" if annotated else ""
     down = down_literal(parents, r.shape)
     if r.shape == "unpacking":
@@ -136,11 +145,35 @@ def render(r: Revision) -> str:
                  '    # down_revision = "nope"\n')
     if r.shape == "noisy_fstring":
         lines.append('    op.execute(f"UPDATE {TABLE} SET {{revision}} = 1")\n')
+    if r.shape == "reads_in_functions":  # as real histories do (redash, warehouse)
+        lines.append('    op.execute(sa.text("UPDATE v SET n = :revision"), {"revision": revision})\n'
+                     '    print("run ./manage.py db stamp {}".format(\n        revision\n    ),\n'
+                     '          (revision, down_revision))\n'
+                     '    raise RuntimeError(f"cannot go past {revision!r} ({down_revision}, {branch_labels})")\n')
     lines.append("\n\ndef downgrade() -> None:\n    pass\n")
     return "".join(lines)
 
 
+PRELUDE = {  # before the identifiers
+    "read_before": "_EARLY = (revision,)\n",
+    "fstring_read_before": '_EARLY = f"{down_revision}"\n',
+    "called_before": "def _early():\n    return revision\n\n\n_early()\n",
+}
 HOSTILE = {
+    "reads_at_module_level": ('REVISIONS = (revision, down_revision)\n_STAMP = "stamp {{}}".format(revision)\n'
+                              '_LABEL = f"{{revision}}:{{depends_on}}"\n_BIND = {{"revision": revision}}\n'),
+    "local_bindings": ("class _Names:\n    revision = {other!r}\n\n\n_IDS = [revision for revision in ({other!r},)]\n"
+                       "_pick = lambda revision={other!r}: revision\n\n\n"
+                       "def _helper(revision, down_revision={other!r}):\n    branch_labels = (revision,)\n"
+                       "    for depends_on in branch_labels:\n        pass\n    return op.f(revision=revision)\n"),
+    "list_appended": "down_revision.append({other!r})\n",
+    "list_changed_in_function": "def _add(ids):\n    ids.append({other!r})\n\n\n_add(down_revision)\n",
+    "global_in_function": "def _set():\n    global down_revision\n    down_revision = {other!r}\n\n\n_set()\n",
+    "walrus_in_comprehension": "_unused = [(down_revision := {other!r}) for _ in 'a']\n",
+    "match_capture": "match {other!r}:\n    case down_revision:\n        pass\n",
+    "except_as": "try:\n    raise ValueError\nexcept ValueError as revision:\n    pass\n",
+    "import_as": "import os as down_revision\n",
+    "def_named": "def down_revision():\n    pass\n",
     "noisy_text": 'NOTE = """\nrevision = "inside a string"\n"""  # down_revision = "x"\nTABLE = \'it\\\'s\'\n',
     "noisy_fstring": 'TABLE = "t"\n',
     "if_true": "if True:\n    down_revision = {other!r}\n",
