@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import psycopg
@@ -26,7 +26,7 @@ from migrator.errors import ConfigError, DatabaseUnreachable, MigratorError, Not
 from migrator.logs import get_logger
 from migrator.scripts import Known
 from migrator.shutdown import SHUTDOWN
-from migrator.targets import Outcome, Target
+from migrator.targets import Outcome, SharedConnection, Target
 
 T = TypeVar("T")
 SHOWN = 10  # failed tenants named in the summary line (each has a line of its own above it)
@@ -70,6 +70,16 @@ class Run(Generic[T]):
 
 def each(target: Target, settings: Settings, work: Callable[[Target], T], action: str) -> Run[T]:
     """Run `work` on each tenant of `target`'s repo that this process takes, in name order."""
+    # Schema tenants live in one database: one connection serves them all in turn (SharedConnection).
+    shared = SharedConnection() if target.repo.tenants and target.repo.tenants.kind == "schema" else None
+    try:
+        return _each(replace(target, shared=shared), settings, work, action)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _each(target: Target, settings: Settings, work: Callable[[Target], T], action: str) -> Run[T]:
     names = tenants.listed(target, settings)
     mine = tenants.share(names, settings)
     run: Run[T] = Run(target, action, len(names))
@@ -80,7 +90,7 @@ def each(target: Target, settings: Settings, work: Callable[[Target], T], action
         with structlog.contextvars.bound_contextvars(tenant=name):
             try:
                 SHUTDOWN.check()  # a signal that came between two tenants stops the run before the next one
-                run.done[name] = work(tenants.target_for(target, name))
+                run.done[name] = work(tenants.target_for(target, name, target.shared))
             except KeyboardInterrupt:
                 get_logger().info(f"{action} interrupted at tenant {name}: {run.counts(lambda _: 'done')} before it")
                 raise

@@ -28,7 +28,7 @@ from migrator.config import DatabaseConfig, Settings, describe
 from migrator.errors import ConfigError
 from migrator.logs import get_logger
 from migrator.repos import Tenants, check_tenant_names
-from migrator.targets import Target, connection
+from migrator.targets import SharedConnection, Target, connection
 
 
 def of(target: Target) -> Tenants | None:
@@ -95,8 +95,8 @@ def choose(names: list[str], target: Target, name: str) -> str:
     return name
 
 
-def target_for(target: Target, name: str) -> Target:
-    """The target of one tenant of `target`'s repo."""
+def target_for(target: Target, name: str, shared: SharedConnection | None = None) -> Target:
+    """The target of one tenant of `target`'s repo; schema tenants may share one connection (`shared`)."""
     tenants = of(target)
     assert tenants is not None
     if tenants.kind == "database":
@@ -107,7 +107,7 @@ def target_for(target: Target, name: str) -> Target:
     path = ", ".join(f'"{schema}"' for schema in (name, *tenants.shared))
     repo = replace(target.repo, version_table_schema=name)
     db = replace(target.db, description=f"{target.db.description} schema {name}")
-    return Target(repo, db, tenant=name, search_path=path)
+    return Target(repo, db, tenant=name, search_path=path, shared=shared)
 
 
 def create_schema(conn: database.Connection, target: Target) -> None:

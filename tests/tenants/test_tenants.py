@@ -62,14 +62,16 @@ def test_tenants_from_a_query_each_migrated_in_its_own_schema(tmp_path: Path, da
 def test_tenants_listed_in_the_config_the_search_path_reset_before_each_step_and_seeds(tmp_path: Path,
                                                                                            database_url: str) -> None:
     project = write_project(tmp_path / "p", 'tenants = ["beta", "alpha"]\n', revisions=1)
-    # r2 moves its own search_path away; r3's unqualified table must still land in the tenant's schema.
+    # r2 moves its own search_path away; r3's unqualified table must still land in the tenant's schema. r3 leaves
+    # a temporary table in the session, which the next tenant's r3 (on the same connection) must not meet.
     (project / "migrations" / "versions" / "2024010100_r2.py").write_text(
         f'"""r2"""\nfrom alembic import op\n\nrevision = "r2"\ndown_revision = "{REVISIONS[0]}"\nbranch_labels = None\n'
         "depends_on = None\n\n\ndef upgrade():\n    op.execute('SET search_path = public')\n\n\n"
         "def downgrade():\n    pass\n")
     (project / "migrations" / "versions" / "2024010100_r3.py").write_text(
         '"""r3"""\nfrom alembic import op\n\nrevision = "r3"\ndown_revision = "r2"\nbranch_labels = None\n'
-        "depends_on = None\n\n\ndef upgrade():\n    op.execute('CREATE TABLE after_reset (id int)')\n\n\n"
+        "depends_on = None\n\n\ndef upgrade():\n    op.execute('CREATE TABLE after_reset (id int)')\n"
+        "    op.execute('CREATE TEMP TABLE scratch (id int)')\n\n\n"
         "def downgrade():\n    pass\n")
     result = run_migrator(["migrate"], cwd=project, database_url=database_url)
     assert result.returncode == 0, result.stderr
