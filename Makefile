@@ -21,7 +21,7 @@ demo: $(STAMP)
 # One pytest worker per core, a test file per worker at a time: most tests wait on PostgreSQL, Docker or a
 # subprocess, and a file keeps its own servers and images to itself.
 test: lint
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

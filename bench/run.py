@@ -1,13 +1,17 @@
 """Benchmarks for the init-container hot path and the apply path, against Alembic on the same scripts.
 
-One command (`make bench`, or `python -m bench.run`). Everything runs in this process tree on one embedded
+One command (`make bench`, or `python -m bench.run`). "alembic" is plain Alembic: the env.py that `alembic
+init` writes (generated here by the installed Alembic, its URL taken from DATABASE_URL with the psycopg 3
+driver), never migrator's delegating env.py, so that no side runs migrator's machinery but migrator's.
+Everything runs in this process tree on one embedded
 PostgreSQL started here, so every ratio compares runs taken side by side; runs of the two sides are
 interleaved (A B A B ...) after one warm-up each, because these machines are noisy. Prints min / median /
 max and the ratio of medians, then each goal as measured. Numbers, not assertions: nothing here fails.
 
   B1 no-op: `migrator migrate` at head vs `alembic upgrade head`, N = 2 (the example), 200, 1000 revisions
-  B2 floor: the no-op vs a process that only imports psycopg, connects and reads one row
-  B3 apply N = 200 revisions to an empty database: migrator vs alembic
+  B2 floor: the no-op vs a process that only imports psycopg, connects and reads one row (N = 2, 200, 1000)
+  B3 apply N = 200 revisions to an empty database: migrator vs plain Alembic twice, with its default (one
+     transaction for the whole run) and with transaction_per_migration=True (migrator's unit of work)
   B4 8 `migrator migrate` at once on an empty database (N = 200) vs one alone: wall time, failures
   B5 peak RSS of B1 (no-op) and B3 (apply), migrator vs alembic
   B6 script-directory load at N = 1000: migrator's text scan vs Alembic's ScriptDirectory + revision map
@@ -144,6 +148,30 @@ def compile_all(*paths: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def plain_alembic(base: Path, versions: Path, per_migration: bool) -> Path:
+    """A project for plain Alembic on `versions`: what `alembic init` writes, its env.py reading the URL from
+    DATABASE_URL (psycopg 3); `per_migration` adds transaction_per_migration=True to its context.configure."""
+    path = base / f"plain-{versions.parent.parent.name}-{'per-migration' if per_migration else 'default'}"
+    if path.exists():
+        return path
+    path.mkdir()
+    subprocess.run([str(BIN / "alembic"), "init", "--template", "generic", "migrations"], cwd=path, check=True,
+                   stdout=subprocess.DEVNULL)
+    (path / "migrations" / "versions").rmdir()
+    (path / "migrations" / "versions").symlink_to(versions)
+    env = path / "migrations" / "env.py"
+    text = env.read_text()
+    text = text.replace("config = context.config\n", "config = context.config\nimport os\nconfig.set_main_option("
+                        "'sqlalchemy.url', os.environ['DATABASE_URL'].replace('postgresql://', "
+                        "'postgresql+psycopg://', 1).replace('%', '%%'))\n", 1)
+    if per_migration:
+        configure = "context.configure(\n            connection=connection, target_metadata=target_metadata"
+        assert configure in text, "alembic init's env.py changed: review bench.plain_alembic"
+        text = text.replace(configure, configure + ", transaction_per_migration=True", 1)
+    env.write_text(text)
+    return path
+
+
 class Bench:
     def __init__(self, server: EmbeddedServer, runs: int, baseline: Path | None = None) -> None:
         self.server, self.runs, self.baseline = server, runs, baseline
@@ -162,8 +190,10 @@ class Bench:
     def migrator(self, path: Path, url: str) -> Sample:
         return run([str(BIN / "migrator"), "migrate"], self.env(url), path)
 
-    def alembic(self, path: Path, url: str) -> Sample:
-        return run([str(BIN / "alembic"), "upgrade", "head"], self.env(url), path)
+    def alembic(self, path: Path, url: str, per_migration: bool = False) -> Sample:
+        """Plain Alembic (alembic init's env.py) on `path`'s revisions."""
+        plain = plain_alembic(path.parent, path / "migrations" / "versions", per_migration)
+        return run([str(BIN / "alembic"), "upgrade", "head"], self.env(url), plain)
 
     def old_migrator(self, path: Path, url: str) -> Sample:
         """The baseline checkout's migrator: its package first on the path, everything else shared."""
@@ -203,17 +233,15 @@ def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
         assert bench.migrator(path, url).code == 0, f"setup: migrate N={n} failed"
         sides: dict[str, Callable[[], Sample]] = {"migrator": partial(bench.migrator, path, url),
                                                   "alembic": partial(bench.alembic, path, url)}
-        if n == 2:
-            sides["floor"] = partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)
+        sides["floor"] = partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)
         found = interleave(bench.runs, bench.with_baseline(sides, partial(bench.old_migrator, path, url)))
         bench.row(f"B1 no-op N={n}: migrator migrate", found["migrator"])
         bench.row(f"B1 no-op N={n}: alembic upgrade head", found["alembic"])
         bench.versus_baseline(f"B1 no-op N={n}", found)
         ratios[n] = median(found["migrator"]) / median(found["alembic"])
         bench.goal(f"B1 no-op N={n}: migrator / alembic", ratios[n], 0.5)
-        if n == 2:
-            bench.row("B2 floor: import psycopg, connect, read a row", found["floor"])
-            bench.goal("B2 no-op N=2: migrator / floor", median(found["migrator"]) / median(found["floor"]), 1.2)
+        bench.row(f"B2 floor N={n}: import psycopg, connect, read a row", found["floor"])
+        bench.goal(f"B2 no-op N={n}: migrator / floor", median(found["migrator"]) / median(found["floor"]), 1.2)
         if n == 200:
             bench.row("B5 peak RSS no-op N=200: migrator", found["migrator"], "rss_mb")
             bench.row("B5 peak RSS no-op N=200: alembic", found["alembic"], "rss_mb")
@@ -233,13 +261,19 @@ def generated(base: Path, revisions: int) -> Path:
 def b3_b5_apply(bench: Bench, base: Path) -> None:
     path = generated(base, 200)
     sides = bench.with_baseline({"migrator": lambda: bench.migrator(path, bench.database()),
-                                 "alembic": lambda: bench.alembic(path, bench.database())},
+                                 "alembic": lambda: bench.alembic(path, bench.database()),
+                                 "per-migration": lambda: bench.alembic(path, bench.database(), per_migration=True)},
                                 lambda: bench.old_migrator(path, bench.database()))
     found = interleave(bench.runs, sides)
     bench.row("B3 apply N=200: migrator migrate", found["migrator"])
-    bench.row("B3 apply N=200: alembic upgrade head", found["alembic"])
+    bench.row("B3 apply N=200: alembic (one transaction)", found["alembic"])
+    bench.row("B3 apply N=200: alembic per migration", found["per-migration"])
     bench.versus_baseline("B3 apply N=200", found)
-    bench.goal("B3 apply N=200: migrator / alembic", median(found["migrator"]) / median(found["alembic"]), 1.05)
+    mine = median(found["migrator"])
+    bench.goal("B3 apply N=200: migrator / alembic per migration", mine / median(found["per-migration"]), 1.05)
+    bench.goal("B3 apply N=200: migrator / alembic one transaction", mine / median(found["alembic"]), 1.15)
+    bench.goal("B3 CPU apply N=200: migrator / alembic per migration",
+               median(found["migrator"], "cpu") / median(found["per-migration"], "cpu"), 1.05)
     bench.row("B5 peak RSS apply N=200: migrator", found["migrator"], "rss_mb")
     bench.row("B5 peak RSS apply N=200: alembic", found["alembic"], "rss_mb")
 

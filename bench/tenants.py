@@ -12,6 +12,7 @@ children's when it exits, so nothing is lost), and the server's share of the CPU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -77,25 +78,24 @@ class Pass:
 def run_workers(path: Path, env: dict[str, str], workers: int, postmaster: int) -> Pass:
     """`migrator migrate` in `workers` processes at once, each with its share; wall, CPU and failures (a failed
     worker's last log lines are printed)."""
-    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
-    server_before = server_cpu(postmaster)
-    started = time.perf_counter()
-    procs = [subprocess.Popen([str(BIN / "migrator"), "migrate"], cwd=path, stdout=subprocess.DEVNULL,
-                              stderr=logs[i],
-                              env={**env, "MIGRATOR_TENANT_SHARDS": str(workers), "MIGRATOR_TENANT_SHARD": str(i)})
-             for i in range(workers)]
-    client, failed = 0.0, 0
-    for proc, log in zip(procs, logs, strict=True):
-        _, status, usage = os.wait4(proc.pid, 0)
-        client += usage.ru_utime + usage.ru_stime
-        if os.waitstatus_to_exitcode(status) != 0:
-            failed += 1
-            log.seek(0)
-            print(f"worker exited {os.waitstatus_to_exitcode(status)}:", *log.readlines()[-4:], sep="\n  ",
-                  file=sys.stderr)
-    seconds = time.perf_counter() - started
-    for log in logs:
-        log.close()
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(workers)]
+        server_before = server_cpu(postmaster)
+        started = time.perf_counter()
+        procs = [subprocess.Popen([str(BIN / "migrator"), "migrate"], cwd=path, stdout=subprocess.DEVNULL,
+                                  stderr=logs[i], env={**env, "MIGRATOR_TENANT_SHARDS": str(workers),
+                                                       "MIGRATOR_TENANT_SHARD": str(i)})
+                 for i in range(workers)]
+        client, failed = 0.0, 0
+        for proc, log in zip(procs, logs, strict=True):
+            _, status, usage = os.wait4(proc.pid, 0)
+            client += usage.ru_utime + usage.ru_stime
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed += 1
+                log.seek(0)
+                print(f"worker exited {os.waitstatus_to_exitcode(status)}:", *log.readlines()[-4:], sep="\n  ",
+                      file=sys.stderr)
+        seconds = time.perf_counter() - started
     return Pass(workers, seconds, client, server_cpu(postmaster) - server_before, failed)
 
 

@@ -13,23 +13,16 @@ write, as `setval` does).
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from migrator import sql_tokens
+from migrator import read_only, sql_tokens
 from migrator.logs import get_logger
 
-HEADS = (96, 240, 600)  # characters of a statement read to describe it: more only when a description needs more
 EXECUTE_PREVIEW = 60  # `execute "..."` shows at most this much of the statement
-ACTION_CAP = 60  # one action of an ALTER, rendered
 TAIL_CAP = 120  # all actions of an ALTER, rendered; more become `, ...`
-READ_SCAN_LIMIT = 20_000  # a longer SELECT is not searched for writes: it is logged at info
-NAME_BYTES = 63  # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes
 
-_PART = re.compile(r'"((?:[^"]|"")*)"?|([^."]+)')
-_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # PostgreSQL folds ASCII letters only
 _PASSWORD = re.compile(r"(\bpassword\s*=?\s*)(?:E?'(?:[^'\\]|\\.|'')*'?|\$(\w*)\$.*?(?:\$\2\$|\Z))",
                        re.IGNORECASE | re.DOTALL)
 
@@ -51,49 +44,6 @@ _RENDERED = {"GRANT", "REVOKE", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REFR
              "REASSIGN", "IMPORT"}  # described by their own words
 _SETTINGS = {"SHOW", "SET", "RESET", "BEGIN", "START", "SAVEPOINT", "RELEASE"}
 _READS = {"SELECT", "VALUES", "TABLE", "WITH"}
-
-# A read-only check of a SELECT: these may write, and so may any function call but the allow-listed ones.
-# Both run on the statement lower-cased and reversed, so that the scan jumps from one `(` to the next: a name
-# before `(` is a call, unless it is a type's modifier (`::varchar(32)`), the column list of an alias or a CTE.
-_WRITE_WORDS = ("insert", "update", "delete", "merge", "into", "copy")
-_ROW_LOCK = re.compile(r"erahs(?:\s+yek)?\s+rof(?![\w$])")  # FOR [KEY] SHARE (FOR UPDATE is a write word)
-_CALL = re.compile(r'\(\s*+("(?:[^"]|"")*"|[\w$]++)'
-                   r'(?:\s*+(?P<dot>\.)|\s*+(?P<cast>::)|\s++(?P<alias>sa|(?:evisrucer\s++)?htiw)(?![\w$]))?')
-_PG_CATALOG = re.compile(r"\s*golatac_gp(?![\w$])")
-_NOT_CALLS = {"in", "any", "all", "some", "exists", "cast", "when", "then", "else", "case", "join", "from", "and",
-              "or", "not", "on", "using", "as", "values", "select", "where", "over", "filter", "within", "group",
-              "by", "partition", "array", "row", "lateral", "distinct", "is", "between", "like", "ilike",
-              "similar", "union", "intersect", "except", "limit", "offset", "having", "with", "recursive",
-              "materialized", "collate", "escape", "order", "coalesce", "nullif", "greatest", "least", "extract",
-              "position", "substring", "overlay", "trim", "interval", "grouping", "rollup", "cube", "sets",
-              "ordinality", "window", "range", "rows", "fetch", "first", "next", "only", "ties"}
-_READ_ONLY_FUNCTIONS = {
-    # aggregates and window functions
-    "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every", "json_agg",
-    "jsonb_agg", "json_object_agg", "jsonb_object_agg", "row_number", "rank", "dense_rank", "lag", "lead",
-    # catalog introspection (SQLAlchemy's and Alembic's reflection queries)
-    "version", "current_schema", "current_schemas", "current_database", "current_setting", "pg_backend_pid",
-    "pg_is_in_recovery", "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
-    "pg_collation_is_visible", "pg_opclass_is_visible", "pg_get_expr", "pg_get_constraintdef", "pg_get_indexdef",
-    "pg_get_viewdef", "pg_get_triggerdef", "pg_get_functiondef", "pg_get_function_arguments",
-    "pg_get_function_identity_arguments", "pg_get_function_result", "pg_get_serial_sequence", "pg_get_userbyid",
-    "pg_get_partkeydef", "pg_get_statisticsobjdef", "pg_get_ruledef", "pg_relation_size",
-    "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "format_type", "obj_description",
-    "col_description", "shobj_description", "has_table_privilege", "has_schema_privilege",
-    "has_column_privilege", "has_database_privilege", "has_function_privilege", "has_sequence_privilege",
-    "pg_has_role", "to_regclass", "to_regtype", "to_regproc", "to_regnamespace", "to_regrole", "pg_typeof",
-    "pg_encoding_to_char", "generate_series", "generate_subscripts", "unnest", "pg_sleep",
-    "set_config",  # a setting, as SET (pg_dump's `SELECT pg_catalog.set_config('search_path', '', false)`)
-    # plain value functions
-    "array_length", "array_position", "array_to_string", "array_upper", "array_lower", "cardinality", "lower",
-    "upper", "length", "char_length", "substr", "btrim", "ltrim", "rtrim", "replace", "split_part", "concat",
-    "concat_ws", "left", "right", "strpos", "regexp_replace", "regexp_match", "format", "quote_ident",
-    "quote_literal", "to_char", "to_date", "to_timestamp", "to_number", "date_trunc", "date_part", "age", "abs",
-    "round", "ceil", "floor", "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp",
-    "json_build_object", "jsonb_build_object", "json_build_array", "jsonb_build_array", "row_to_json", "to_json",
-    "to_jsonb", "string_to_array",
-}
-
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass is slow to create, and describe() runs per statement
 class Operation:
@@ -146,142 +96,7 @@ def describe(sql: str) -> Operation:
 
 # --- the words of a statement's head -------------------------------------------------------------------------
 
-class _Words:
-    """The tokens of a statement's head, comments dropped; `blanks[k]` is what preceded token k (maybe "").
-
-    Reads the statement a part at a time: most descriptions need its first few words only. Every access goes
-    through `has(k)`, which reads on when token k lies beyond what was read and the statement goes on.
-    """
-
-    __slots__ = ("blanks", "cut", "first", "part", "pos", "sql", "words")
-
-    def __init__(self, sql: str) -> None:
-        self.sql = sql
-        self.words: list[str] = []
-        self.blanks: list[str] = []  # what precedes each token: blanks, comments or nothing
-        leading = sql_tokens.LEADING.match(sql)
-        self.first = self.pos = leading.end() if leading else 0
-        self.part = -1
-        self.cut = True  # nothing read yet
-
-    def _read(self) -> None:
-        self.part += 1
-        end = self.first + HEADS[self.part]
-        found = sql_tokens.TOKEN.findall(self.sql, self.pos, end)
-        self.cut = len(self.sql) > end
-        if self.cut and found and self.part < len(HEADS) - 1:
-            found.pop()  # the head may have cut it short: read it again with the next part
-        if found:
-            blanks, words = zip(*found, strict=True)
-            self.words += words
-            self.blanks += blanks
-            if self.cut:
-                self.pos += sum(map(len, blanks)) + sum(map(len, words))
-
-    def has(self, k: int) -> bool:
-        return k < len(self.words) or self._more(k)
-
-    def _more(self, k: int) -> bool:
-        while k >= len(self.words) and self.cut and self.part < len(HEADS) - 1:
-            self._read()
-        return k < len(self.words)
-
-    def word(self, k: int) -> str:
-        return self.words[k] if k < len(self.words) or self._more(k) else ""
-
-    def up(self, k: int) -> str:
-        return self.words[k].upper() if k < len(self.words) or self._more(k) else ""
-
-    def name(self, k: int) -> str:
-        return _name(self.words[k]) if k < len(self.words) or self._more(k) else ""
-
-    def skip(self, k: int, words: set[str]) -> int:
-        while self.has(k) and self.words[k].upper() in words:
-            k += 1
-        return k
-
-    def find(self, k: int, word: str, end: int | None = None) -> int | None:
-        """The first `word` at or after k (and before `end`), outside parentheses."""
-        depth = 0
-        while self.has(k) and (end is None or k < end):
-            here = self.words[k]
-            if here == "(":
-                depth += 1
-            elif here == ")":
-                depth -= 1
-            elif depth == 0 and here.upper() == word:
-                return k
-            k += 1
-        return None
-
-    def close(self, k: int) -> int:
-        """Just past the `)` that closes the `(` at k (or the end of the head)."""
-        depth = 0
-        while self.has(k):
-            if self.words[k] == "(":
-                depth += 1
-            elif self.words[k] == ")":
-                depth -= 1
-                if depth == 0:
-                    return k + 1
-            k += 1
-        return k
-
-    def render(self, start: int, end: int | None = None, cap: int = ACTION_CAP) -> str:
-        """The words as written, names folded as PostgreSQL folds them, at most `cap` characters."""
-        out: list[str] = []
-        k = start
-        while self.has(k) and (end is None or k < end) and len(out) < 2 * cap:
-            token = self.words[k]
-            if out and self.blanks[k]:
-                out.append(" ")
-            out.append(token if token[0] in "'$" or token[0].isdigit() or token[1:2] == "'" else _name(token))
-            k += 1
-        return _cap("".join(out), cap)
-
-
-def _name(token: str) -> str:
-    """The identifier as PostgreSQL sees it: unquoted parts fold to lower case, quoted ones keep theirs."""
-    if '"' not in token:
-        name = token.translate(_FOLD)
-        if len(name) <= NAME_BYTES and name.isascii():
-            return name
-    return ".".join(_parts(token))
-
-
-def _parts(token: str) -> list[str]:
-    """`public."Users"` -> ["public", "Users"]; each part truncated as PostgreSQL truncates it."""
-    return [_truncate(quoted.replace('""', '"') if quoted else bare.translate(_FOLD))
-            for quoted, bare in _PART.findall(token)]
-
-
-def _truncate(part: str) -> str:
-    raw = part.encode()
-    return part if len(raw) <= NAME_BYTES else raw[:NAME_BYTES].decode(errors="ignore")
-
-
-def _cap(text: str, cap: int) -> str:
-    return text if len(text) <= cap else text[: cap - 3] + "..."
-
-
-def _split(w: _Words, start: int) -> list[tuple[int, int]]:
-    """The comma-separated parts from `start` to the end of the head, outside parentheses."""
-    parts, depth, begin, k = [], 0, start, start
-    while w.has(k):
-        token = w.words[k]
-        if token in ("(", "["):
-            depth += 1
-        elif token in (")", "]"):
-            depth -= 1
-        elif depth == 0 and token in (",", ";"):
-            parts.append((begin, k))
-            begin = k + 1
-        k += 1
-    parts.append((begin, k))
-    return [(a, b) for a, b in parts if a < b]
-
-
-def _join_actions(w: _Words, actions: list[str]) -> str:
+def _join_actions(w: sql_tokens.Words, actions: list[str]) -> str:
     """`add column a, drop column b`; what the head cut off or what would make it long becomes `, ...`."""
     if w.cut and len(actions) > 1:
         actions[-1] = "..."
@@ -298,7 +113,7 @@ def _join_actions(w: _Words, actions: list[str]) -> str:
 # --- describing -----------------------------------------------------------------------------------------------
 
 def _describe_one(sql: str) -> Operation:
-    w = _Words(sql)
+    w = sql_tokens.Words(sql)
     if w.first >= len(sql):  # blanks and comments only
         return Operation('execute ""', None, quiet=True)
     verb_match = sql_tokens.VERB.match(w.sql, w.first)
@@ -315,7 +130,7 @@ def _describe_one(sql: str) -> Operation:
     return op if text is op.text else replace(op, text=text)
 
 
-def _execute(w: _Words) -> str:
+def _execute(w: sql_tokens.Words) -> str:
     """`execute "<the statement's first words>"`: one line of at most EXECUTE_PREVIEW characters."""
     size = EXECUTE_PREVIEW * 2
     while True:  # more text when blanks fill the first part
@@ -341,53 +156,18 @@ def _mask(text: str) -> str:
     return _PASSWORD.sub(lambda m: m.group(1) + "'***'", text)
 
 
-def _quiet(verb: str, w: _Words) -> bool:
+def _quiet(verb: str, w: sql_tokens.Words) -> bool:
     if verb in _SETTINGS:
         return not (verb == "SET" and w.up(1) == "CONSTRAINTS")  # checking deferred constraints runs triggers
     if verb in _READS:
-        return _reads_only(w.sql)
+        return read_only.reads_only(w.sql)
     if verb == "EXPLAIN":
         options = range(1, w.close(1)) if w.word(1) == "(" else range(1, 3)
         return not any(w.up(k) in ("ANALYZE", "ANALYSE") for k in options)
     return False
 
 
-def _reads_only(sql: str) -> bool:
-    """A SELECT that certainly changes nothing: it locks no rows and calls only allow-listed functions."""
-    if len(sql) > READ_SCAN_LIMIT or sql_tokens.MORE.search(sql):
-        return False
-    low = sql.lower()
-    if any(_has_word(low, word) for word in _WRITE_WORDS):
-        return False
-    backwards = low[::-1]
-    if "erahs" in backwards and _ROW_LOCK.search(backwards):
-        return False
-    for m in _CALL.finditer(backwards):
-        if m.group("cast") or m.group("alias"):
-            continue
-        if m.group("dot") and not _PG_CATALOG.match(backwards, m.end()):
-            return False  # a function in some other schema: it may do anything
-        name = m.group(1)[::-1]
-        if name not in _READ_ONLY_FUNCTIONS and name not in _NOT_CALLS:
-            return False  # also any quoted name
-    return True
-
-
-def _has_word(text: str, word: str) -> bool:
-    at = text.find(word)
-    while at >= 0:
-        end = at + len(word)
-        if (at == 0 or not _word_char(text[at - 1])) and (end == len(text) or not _word_char(text[end])):
-            return True
-        at = text.find(word, end)
-    return False
-
-
-def _word_char(char: str) -> bool:
-    return char.isalnum() or char in "_$"
-
-
-def _transaction(w: _Words) -> Operation:
+def _transaction(w: sql_tokens.Words) -> Operation:
     """COMMIT, ROLLBACK and their kin end the transaction (ROLLBACK TO a savepoint does not)."""
     verb = w.up(0)
     if verb == "PREPARE":
@@ -401,7 +181,7 @@ def _transaction(w: _Words) -> Operation:
     return Operation(_execute(w), None, quiet=not ends, ends_transaction=ends, ending=ending)
 
 
-def _ddl(w: _Words) -> Operation | None:
+def _ddl(w: sql_tokens.Words) -> Operation | None:
     verb = w.up(0).lower()
     kind, i = _kind(w, w.skip(1, _BEFORE_KIND))
     if not kind:
@@ -440,7 +220,7 @@ def _ddl(w: _Words) -> Operation | None:
     return Operation(text, table, concurrent=concurrent)
 
 
-def _kind(w: _Words, i: int) -> tuple[str, int]:
+def _kind(w: sql_tokens.Words, i: int) -> tuple[str, int]:
     """`TABLE`, `MATERIALIZED VIEW`, `TEXT SEARCH CONFIGURATION` ... and the index just past it."""
     first = w.up(i)
     if first in _MULTI_FIRST:
@@ -451,7 +231,7 @@ def _kind(w: _Words, i: int) -> tuple[str, int]:
     return first, i + 1
 
 
-def _object_name(w: _Words, kind: str, i: int) -> tuple[str, int]:
+def _object_name(w: sql_tokens.Words, kind: str, i: int) -> tuple[str, int]:
     """The object's name at i (an operator's symbols, a schema's AUTHORIZATION), and the index past it."""
     if kind == "OPERATOR":
         if w.up(i) == "OPERATOR" and w.word(i + 1) == "(":  # OPERATOR(public.!=)
@@ -467,7 +247,7 @@ def _object_name(w: _Words, kind: str, i: int) -> tuple[str, int]:
     return name, i
 
 
-def _index(w: _Words, verb: str, i: int, concurrent: bool) -> Operation:
+def _index(w: sql_tokens.Words, verb: str, i: int, concurrent: bool) -> Operation:
     if verb == "create":
         name = None if w.up(i) == "ON" else w.name(i)
         on = w.find(i, "ON", i + 3)
@@ -483,33 +263,33 @@ def _index(w: _Words, verb: str, i: int, concurrent: bool) -> Operation:
         return Operation(f"alter index {w.render(i, None, TAIL_CAP)}", None)
     name = index = w.name(i)
     if w.up(i + 1) == "RENAME" and w.up(i + 2) == "TO":  # the index keeps its schema under its new name
-        index = ".".join([*_parts(w.word(i))[:-1], w.name(i + 3)])
+        index = ".".join([*sql_tokens.name_parts(w.word(i))[:-1], w.name(i + 3)])
     tail = _actions(w, i + 1)
     return Operation(f"alter index {name}{' ' + tail if tail else ''}", None, index=index)
 
 
-def _actions(w: _Words, i: int) -> str:
-    return _join_actions(w, [w.render(a, b) for a, b in _split(w, i)])
+def _actions(w: sql_tokens.Words, i: int) -> str:
+    return _join_actions(w, [w.render(a, b) for a, b in sql_tokens.split_parts(w, i)])
 
 
-def _alter_table(w: _Words, i: int) -> tuple[str, bool]:
+def _alter_table(w: sql_tokens.Words, i: int) -> tuple[str, bool]:
     """Each action of an ALTER TABLE (`add column age, drop constraint users_email_key`); CONCURRENTLY?"""
     concurrent = False
     actions = []
-    for a, b in _split(w, i):
+    for a, b in sql_tokens.split_parts(w, i):
         if w.up(a) == "DETACH" and w.find(a, "CONCURRENTLY", b) is not None:
             concurrent = True
         actions.append(_table_action(w, a, b))
     return _join_actions(w, actions), concurrent
 
 
-def _table_action(w: _Words, a: int, b: int) -> str:
+def _table_action(w: sql_tokens.Words, a: int, b: int) -> str:
     """One action of an ALTER TABLE; a column's name where PostgreSQL lets the word COLUMN be left out."""
     action = _TABLE_ACTIONS.get(w.up(a))
     return (action(w, a, b) if action is not None else None) or w.render(a, b)
 
 
-def _add(w: _Words, a: int, b: int) -> str:
+def _add(w: sql_tokens.Words, a: int, b: int) -> str:
     sub = w.up(a + 1)
     if sub == "CONSTRAINT":
         return f"add constraint {w.name(a + 2)} {_constraint(w, a + 3, b)}".rstrip()
@@ -519,14 +299,14 @@ def _add(w: _Words, a: int, b: int) -> str:
     return f"add column {w.name(k)}".rstrip()
 
 
-def _drop(w: _Words, a: int, b: int) -> str:
+def _drop(w: sql_tokens.Words, a: int, b: int) -> str:
     sub = w.up(a + 1)
     subject = sub.lower() if sub in ("COLUMN", "CONSTRAINT") else "column"
     k = w.skip(a + 2 if sub in ("COLUMN", "CONSTRAINT") else a + 1, {"IF", "EXISTS"})
     return f"drop {subject} {w.name(k)}".rstrip()
 
 
-def _alter_column(w: _Words, a: int, b: int) -> str | None:
+def _alter_column(w: sql_tokens.Words, a: int, b: int) -> str | None:
     sub = w.up(a + 1)
     if sub == "CONSTRAINT":
         return None
@@ -535,7 +315,7 @@ def _alter_column(w: _Words, a: int, b: int) -> str | None:
     return f"alter column {w.name(k)} {w.render(k + 1, end)}".rstrip()
 
 
-def _rename(w: _Words, a: int, b: int) -> str | None:
+def _rename(w: sql_tokens.Words, a: int, b: int) -> str | None:
     sub = w.up(a + 1)
     if sub == "TO":
         return None
@@ -544,12 +324,12 @@ def _rename(w: _Words, a: int, b: int) -> str | None:
     return f"rename {subject} {w.name(k)} to {w.name(k + 2)}".rstrip()
 
 
-_TABLE_ACTIONS: dict[str, Callable[[_Words, int, int], str | None]] = {
+_TABLE_ACTIONS: dict[str, Callable[[sql_tokens.Words, int, int], str | None]] = {
     "ADD": _add, "DROP": _drop, "ALTER": _alter_column, "RENAME": _rename,
 }
 
 
-def _constraint(w: _Words, k: int, b: int) -> str:
+def _constraint(w: sql_tokens.Words, k: int, b: int) -> str:
     """`unique (email)`, `check (age > 0)`, `foreign key (user_id) references users not valid`."""
     if w.up(k) != "FOREIGN":
         return w.render(k, b)
@@ -561,7 +341,7 @@ def _constraint(w: _Words, k: int, b: int) -> str:
     return text + (" not valid" if not_valid else "")
 
 
-def _dml(w: _Words, i: int = 0) -> Operation | None:
+def _dml(w: sql_tokens.Words, i: int = 0) -> Operation | None:
     verb = w.up(i)
     if verb == "COPY":
         return _copy(w, i)
@@ -572,14 +352,15 @@ def _dml(w: _Words, i: int = 0) -> Operation | None:
     k = w.skip(k, {"ONLY", "TABLE"})
     if not w.has(k):
         return None
-    names = [w.name(w.skip(a, {"ONLY"})) for a, _ in _split(w, k)] if verb == "TRUNCATE" else [w.name(k)]
+    names = ([w.name(w.skip(a, {"ONLY"})) for a, _ in sql_tokens.split_parts(w, k)] if verb == "TRUNCATE"
+             else [w.name(k)])
     if not names or not all(names):
         return None
     text = f"{verb.lower()}{' ' + keyword.lower() if keyword else ''} {', '.join(names)}"
     return Operation(text, names[0])
 
 
-def _copy(w: _Words, i: int) -> Operation | None:
+def _copy(w: sql_tokens.Words, i: int) -> Operation | None:
     if w.word(i + 1) == "(":
         name, k = "(query)", w.close(i + 1)
     else:
@@ -594,7 +375,7 @@ def _copy(w: _Words, i: int) -> Operation | None:
     return Operation(f"copy {name} {direction.lower()} {source}", None if name == "(query)" else name)
 
 
-def _with(w: _Words) -> Operation | None:
+def _with(w: sql_tokens.Words) -> Operation | None:
     """A data-modifying WITH: what its main statement does, and what its CTEs write."""
     i = w.skip(1, {"RECURSIVE"})
     writes = []
@@ -622,7 +403,7 @@ def _with(w: _Words) -> Operation | None:
     return replace(main, text=main.text + (f" (with {', '.join(writes)})" if writes else ""))
 
 
-def _comment(w: _Words) -> Operation | None:
+def _comment(w: sql_tokens.Words) -> Operation | None:
     if w.up(1) != "ON":
         return None
     kind, i = _kind(w, 2)
@@ -638,7 +419,7 @@ def _comment(w: _Words) -> Operation | None:
     return Operation(text, table)
 
 
-def _reindex(w: _Words) -> Operation | None:
+def _reindex(w: sql_tokens.Words) -> Operation | None:
     i = w.close(1) if w.word(1) == "(" else 1  # options
     target = w.up(i)
     concurrent = w.up(i + 1) == "CONCURRENTLY"
@@ -649,15 +430,15 @@ def _reindex(w: _Words) -> Operation | None:
                      index=name if target == "INDEX" and name else None)
 
 
-def _call(w: _Words) -> Operation | None:
+def _call(w: sql_tokens.Words) -> Operation | None:
     return Operation(f"call {w.name(1)}", None) if w.has(1) else None
 
 
-def _rendered(w: _Words) -> Operation:
+def _rendered(w: sql_tokens.Words) -> Operation:
     return Operation(w.render(0, None, TAIL_CAP), None)
 
 
-_HANDLERS: dict[str, Callable[[_Words], Operation | None]] = {
+_HANDLERS: dict[str, Callable[[sql_tokens.Words], Operation | None]] = {
     "CREATE": _ddl, "DROP": _ddl, "ALTER": _ddl, "COMMENT": _comment, "WITH": _with, "REINDEX": _reindex,
     "CALL": _call, "COPY": _dml, **dict.fromkeys(_DML, _dml), **dict.fromkeys(_RENDERED, _rendered),
     **dict.fromkeys(("COMMIT", "END", "ROLLBACK", "ABORT", "PREPARE"), _transaction),

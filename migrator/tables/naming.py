@@ -11,7 +11,6 @@ lock of its own, per schema, first: the second creator waits, then finds the tab
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +38,8 @@ def exists(conn: psycopg.Connection[Any], schema: str | None, table: str) -> boo
 
 def creation_key(schema: str) -> int:
     """A signed 64-bit advisory lock key for creating migrator's tables in `schema` (locks are per database)."""
+    import hashlib  # noqa: PLC0415  (not on the no-op path, which creates nothing)
+
     digest = hashlib.blake2b(NAMESPACE + b"\0" + schema.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 

@@ -26,22 +26,33 @@ SLOW = "20240101000001"
 SLOW_MIGRATION = 'op.execute("SELECT pg_sleep(60)")'
 
 
+def slow_run_with_blocked_stderr(project: Path, url: str, tmp_path: Path) -> tuple[PipedMigrator, int]:
+    """A migrate in its slow migration, its stderr blocked from now on; the migration's backend pid."""
+    add_revision(project, SLOW, BASE, SLOW_MIGRATION, name="slow")
+    at_base(url)
+    run = PipedMigrator(["migrate"], cwd=project, url=url, termination=tmp_path / "termination")
+    run.wait_for_line(f"== Running {SLOW}")
+    backend = sleeping_backend(url)
+    run.block()
+    return run, backend.pid
+
+
+def sigterm(run: PipedMigrator) -> str:
+    """SIGTERM; the process must end within the bound (its stderr still blocked); what it wrote to stderr."""
+    sent = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    run.finish(SIGNAL_BOUND + MARGIN, since=sent)
+    return run.drain()
+
+
 def test_sigterm_while_stderr_is_blocked_ends_the_run_within_the_bound(fault_project: Path, url: str,
                                                                        tmp_path: Path) -> None:
     """Issue 19 item 5, issue 20 hazard 2: the outcome is known (rolled back, confirmed) and written to the
     termination log; its log line waits for a stderr nobody reads; the bound ends the process with that outcome,
     without taking the logger's lock, without a second line and without overwriting the termination message."""
-    add_revision(fault_project, SLOW, BASE, SLOW_MIGRATION, name="slow")
-    at_base(url)
-    run = PipedMigrator(["migrate"], cwd=fault_project, url=url, termination=tmp_path / "termination")
-    run.wait_for_line(f"== Running {SLOW}")
-    sleeping_backend(url)
-    run.block()
-    sent = time.monotonic()
-    run.proc.send_signal(signal.SIGTERM)
-    code = run.finish(SIGNAL_BOUND + MARGIN, since=sent)
-    err = run.drain()
-    assert code == 143, err
+    run, _ = slow_run_with_blocked_stderr(fault_project, url, tmp_path)
+    err = sigterm(run)
+    assert run.proc.returncode == 143, err
     assert run.termination_message() == (
         f"migrate failed (exit 143): interrupted by SIGTERM during {SLOW} (slow): its running statement was "
         "cancelled and its transaction rolled back (confirmed by the server); run it again to resume")
@@ -54,19 +65,11 @@ def test_sigterm_while_stderr_is_blocked_ends_the_run_within_the_bound(fault_pro
 def test_sigterm_while_a_failure_is_being_reported(fault_project: Path, url: str, tmp_path: Path) -> None:
     """Issue 20 hazard 1: the migration failed and the run is writing its failure (here: to a blocked stderr)
     when SIGTERM arrives. The failure stays the outcome: exit 1, its termination message, no traceback."""
-    add_revision(fault_project, SLOW, BASE, SLOW_MIGRATION, name="slow")
-    at_base(url)
-    run = PipedMigrator(["migrate"], cwd=fault_project, url=url, termination=tmp_path / "termination")
-    run.wait_for_line(f"== Running {SLOW}")
-    backend = sleeping_backend(url)
-    run.block()
-    query(url, "SELECT pg_cancel_backend(%s)", backend.pid)  # the migration fails: QueryCanceled
+    run, pid = slow_run_with_blocked_stderr(fault_project, url, tmp_path)
+    query(url, "SELECT pg_cancel_backend(%s)", pid)  # the migration fails: QueryCanceled
     wait_until(run.blocked_writing_stderr, 30, "the migrator to be writing its failure to the blocked stderr")
-    sent = time.monotonic()
-    run.proc.send_signal(signal.SIGTERM)
-    code = run.finish(SIGNAL_BOUND + MARGIN, since=sent)
-    err = run.drain()
-    assert code == 1, err
+    err = sigterm(run)
+    assert run.proc.returncode == 1, err
     assert run.termination_message() == (
         f"migrate failed (exit 1): migration {SLOW} (slow) failed and was rolled back: QueryCanceled: canceling "
         "statement due to user request; nothing was applied")
