@@ -111,14 +111,19 @@ def job_status(spec: dict[str, Any], pods: list[PodOutcome], deadline_after: boo
             continue
         status.failed += 1
         if action == "FailJob":
-            container, code = next((n, c) for n, c in pod.exit_codes.items() if c != 0)
-            return finish(status, "PodFailurePolicy", f"Container {container} failed with exit code {code} "
-                                                       "matching FailJob rule")
+            return fail_job(status, pod)
         if status.failed > limit:
             return finish(status, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
     if deadline_after:
         return finish(status, "DeadlineExceeded", "Job was active longer than specified deadline")
     return status
+
+
+def fail_job(status: JobStatus, pod: PodOutcome) -> JobStatus:
+    """The Failed condition a FailJob rule sets, naming the container and its exit code."""
+    container, code = next((n, c) for n, c in pod.exit_codes.items() if c != 0)
+    return finish(status, "PodFailurePolicy",
+                  f"Container {container} failed with exit code {code} matching FailJob rule")
 
 
 def finish(status: JobStatus, reason: str, message: str) -> JobStatus:
@@ -171,8 +176,7 @@ def _count_failure(spec: dict[str, Any], status: JobStatus, counted: dict[int, i
         return
     status.failed += 1
     if action == "FailJob":
-        container, code = next((n, c) for n, c in pod.exit_codes.items() if c != 0)
-        finish(status, "PodFailurePolicy", f"Container {container} failed with exit code {code} matching FailJob rule")
+        fail_job(status, pod)
     elif action == "FailIndex" or counted.get(index, 0) >= per_index:
         status.failed_indexes.add(index)
     else:
