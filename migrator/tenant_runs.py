@@ -60,7 +60,7 @@ class Run(Generic[T]):
         return ", ".join(parts) or "nothing to do"
 
     def scope(self) -> str:
-        """`500 tenants (schemas)`, or `125 of 500 tenants (schemas), shard 1 of 4`."""
+        """`500 tenants (schemas)`, or `125 of 500 tenants (schemas)` for a process that takes its share."""
         kind = self.target.repo.tenants.describe() if self.target.repo.tenants else "tenants"
         taken = len(self.done) + len(self.failed) + len(self.not_reached)
         if taken == self.listed:

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from migrator import database
-from migrator.config import DatabaseConfig, Settings, describe
+from migrator.config import DatabaseConfig, Settings, Timeouts, describe
 from migrator.errors import ConfigError
 from migrator.logs import get_logger
 from migrator.repos import Tenants, check_tenant_names
@@ -61,7 +61,7 @@ def _query(conn: database.Connection, target: Target, query: str) -> tuple[str, 
     second statement or change data), bounded by the stall timeout on the server too."""
     what = f"repo {target.repo.name!r}: tenants_query"
     conn.doing = "listing the tenants"
-    limit = f"{round((conn.wait_limit or 15) * 1000)}ms"
+    limit = f"{round((conn.wait_limit or Timeouts().stall) * 1000)}ms"  # connect() set it to the stall timeout
     try:
         conn.execute("BEGIN READ ONLY")
         conn.execute("SELECT set_config('statement_timeout', %s, true)", (limit,))

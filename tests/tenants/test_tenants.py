@@ -161,14 +161,18 @@ def test_database_per_tenant(tmp_path: Path, database_url: str, pg_server: Serve
             query(database_url, "INSERT INTO tenant_databases VALUES (%s)", name)
         project = write_project(tmp_path / "p", 'tenant_kind = "database"\n'
                                 'tenants_query = "SELECT name FROM tenant_databases"\n')
-        result = run_migrator(["migrate"], cwd=project, database_url=database_url)
+        result = run_migrator(["migrate"], cwd=project, database_url=database_url, MIGRATOR_LOG_FORMAT="json")
         assert result.returncode == 0, result.stderr
+        events = [json.loads(line) for line in result.stderr.splitlines()]
+        # In JSON every line of a tenant's work carries the tenant: its migrations' lines too.
+        assert [(e["tenant"], e["revision"]) for e in events if e["event"].startswith("== Migrated")] == [
+            (name, revision) for name in sorted(names) for revision in REVISIONS]
         for name in names:
             url = pg_server.url_for(name)
             assert [r[0] for r in query(url, "SELECT version_num FROM alembic_version")] == [HEAD]
             assert tables(url, "public") == ["alembic_version", "migrator_history", "t1", "t2", "t3", "t4"]
         assert tables(database_url, "public") == ["tenant_databases"]
-        assert "2 tenants (databases): 2 migrated" in result.stderr.splitlines()[-1]
+        assert "2 tenants (databases): 2 migrated" in events[-1]["event"]
     finally:
         for name in names:
             pg_server.drop_database(name)
@@ -187,6 +191,12 @@ def test_rollback_needs_a_tenant_and_touches_only_it(tmp_path: Path, database_ur
     assert one.returncode == 0, one.stderr
     assert tenant_versions(database_url, "acme") == [REVISIONS[2]]
     assert tenant_versions(database_url, "globex") == [HEAD]
+    # history visits every tenant, each row naming its tenant.
+    rows = [json.loads(line) for line in run_migrator(["history", "--json"], cwd=project,
+                                                      database_url=database_url).stdout.splitlines()]
+    assert [(r["tenant"], r["revision"], r["outcome"]) for r in rows if r["direction"] == "down"] == [
+        ("acme", HEAD, "reverted")]
+    assert [r["tenant"] for r in rows].count("globex") == len(REVISIONS)
 
 
 @pytest.mark.parametrize(("config", "message"), [
