@@ -36,9 +36,10 @@ class AlembicIni:
 
 
 @functools.cache
-def read(project_dir: Path) -> AlembicIni | None:
-    """The project's alembic.ini, or None when there is none (read once per process)."""
-    path = project_dir / FILE
+def read(project_dir: Path, name: str = FILE) -> AlembicIni | None:
+    """The project's alembic.ini (`name`, relative to the project directory: migrator.toml's alembic_ini, for a
+    project run with `alembic -c conf/alembic.ini`), or None when there is none (read once per process)."""
+    path = project_dir / name
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
@@ -54,10 +55,10 @@ def read(project_dir: Path) -> AlembicIni | None:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     if not any(key in text for key in LOCATION_KEYS):
         return AlembicIni(path)
-    return _parse(path, text)
+    return _parse(path, text, project_dir)
 
 
-def _parse(path: Path, text: str) -> AlembicIni:
+def _parse(path: Path, text: str, project_dir: Path) -> AlembicIni:
     import configparser  # noqa: PLC0415  (only for an ini that sets locations)
 
     parser = configparser.ConfigParser(defaults={"here": str(path.parent)})
@@ -71,8 +72,8 @@ def _parse(path: Path, text: str) -> AlembicIni:
         raise ConfigError(f"{path} cannot be parsed: {' '.join(str(exc).split())}") from None
     return AlembicIni(
         path=path,
-        script_location=_path(path, values["script_location"]),
-        version_locations=tuple(_path(path, p) or path.parent for p in _split(values) if p),
+        script_location=_path(path, values["script_location"], project_dir),
+        version_locations=tuple(_path(path, p, project_dir) or project_dir for p in _split(values) if p),
         recursive=_bool(path, "recursive_version_locations", values["recursive_version_locations"]),
         sourceless=_bool(path, "sourceless", values["sourceless"]),
         version_table=values["version_table"] or None,
@@ -93,14 +94,16 @@ def _split(values: dict[str, str | None]) -> list[str]:
 _RESOURCE = re.compile(r"^[A-Za-z_][\w.]*:[^/\\]")  # Alembic's "package:dir" form
 
 
-def _path(ini: Path, value: str | None) -> Path | None:
+def _path(ini: Path, value: str | None, project_dir: Path) -> Path | None:
+    """A location alembic.ini names: a relative one is relative to where `alembic` runs (the project directory),
+    not to the ini's directory, which only %(here)s names."""
     if not value:
         return None
     if _RESOURCE.match(value):
         raise ConfigError(f"{ini}: {value!r} is a package resource location; migrator needs a directory: set "
                           "script_location in migrator.toml (or use a path in alembic.ini)")
     path = Path(value)
-    return path if path.is_absolute() else (ini.parent / path)
+    return path if path.is_absolute() else (project_dir / path)
 
 
 def _bool(ini: Path, key: str, value: str | None) -> bool:

@@ -47,7 +47,7 @@ DELEGATE_HINT = ("replace its run_migrations_online()/offline() with `from migra
 def alembic_config(repo: Repo) -> Config:
     """The Alembic Config of `repo`: the project's alembic.ini when it has one (its [alembic] settings
     decide which scripts Alembic sees), with migrator's script location and version table on top."""
-    ini = alembic_ini.read(repo.project_dir)
+    ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     # quiet: Alembic's own "Generating ... done" would mix into stdout, which carries command results.
     options = argparse.Namespace(quiet=True)
     config = Config(file_=str(ini.path), cmd_opts=options) if ini is not None else Config(cmd_opts=options)

@@ -63,8 +63,7 @@ def build_parser() -> Parser:
     def command(name: str, text: str) -> Parser:
         p: Parser = sub.add_parser(name, help=text, description=text, epilog=_epilog(name),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
-        _tenant_option(p, name)
+        _repo_options(p, name)
         return p
 
     p = command("migrate", "upgrade to the head revision (or --to REV)")
@@ -139,10 +138,15 @@ def build_parser() -> Parser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adopt", action="store_true", help="take over the Alembic project of alembic.ini instead: keep "
                    "its versions/, rewrite its env.py to delegate to migrator (the original kept as env.py.orig)")
+    p.add_argument("--config", metavar="PATH", help="with --adopt: the project's alembic.ini when it is not "
+                   "./alembic.ini (as `alembic -c PATH`, relative to the project directory); migrator.toml then "
+                   "names it, so that migrator reads it too")
     return parser
 
 
-def _tenant_option(parser: Parser, command: str) -> None:
+def _repo_options(parser: Parser, command: str) -> None:
+    """--repo, and --tenant for the commands that reach a repo's tenants."""
+    parser.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(command, REPO_ALL))
     if command in TENANT_HELP:
         parser.add_argument("--tenant", metavar="NAME", help=TENANT_HELP[command])
 

@@ -274,7 +274,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
 def run_init(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
     from migrator import scaffold  # noqa: PLC0415  (only init needs it)
 
-    _print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt)))
+    _print("\n".join(scaffold.init((args.project_dir or Path.cwd()).resolve(), adopt=args.adopt,
+                                   config=args.config)))
     return []
 
 

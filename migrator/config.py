@@ -62,6 +62,9 @@ DURATIONS: dict[str, tuple[str, Bounds]] = {
     "MIGRATOR_STALL_TIMEOUT": ("stall", Bounds(SECOND, HOUR)),
     # libpq's connect_timeout counts whole seconds.
     "MIGRATOR_CONNECT_TIMEOUT": ("connect", Bounds(SECOND, DAY)),
+    # Progress lines of a long migration statement (migrator.progress): after how long, how often; 0: none.
+    "MIGRATOR_PROGRESS_AFTER": ("progress_after", Bounds(100 * MS, DAY)),
+    "MIGRATOR_PROGRESS_INTERVAL": ("progress_interval", Bounds(100 * MS, DAY, off=True)),
 }
 DDL_RETRIES_MAX = 100
 # For the CLI: `wait --timeout S` and `wait --interval S`.
@@ -71,7 +74,8 @@ WAIT_INTERVAL = Bounds(100 * MS, HOUR)
 
 @dataclass(frozen=True)
 class Timeouts:
-    """How long to wait for what, in seconds (statement: None leaves the server's own setting, 0 turns it off)."""
+    """How long to wait for what, in seconds (statement: None leaves the server's own setting, 0 turns it off),
+    and when to report the progress of a long statement (progress_interval 0: never)."""
 
     lock: float = 600.0  # another migrator's lock (exit 4)
     ddl_lock: float = 5.0  # PostgreSQL lock_timeout of each migration statement
@@ -81,6 +85,8 @@ class Timeouts:
     idle: float = 10.0  # idle_in_transaction_session_timeout of the migration session
     stall: float = 15.0  # no answer from the server for this long: the connection is lost
     connect: float = 60.0
+    progress_after: float = 5.0  # a statement running this long gets progress lines
+    progress_interval: float = 10.0  # one every so often while it runs
 
 
 SHARDS_MAX = 100000  # a Job's completions in Indexed mode are limited to 10^5

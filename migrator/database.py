@@ -23,7 +23,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
-from migrator import deadlines, retries
+from migrator import deadlines, hostnames, refusals, retries
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable, MigrationFailed, MigratorError
 from migrator.logs import get_logger
@@ -64,6 +64,17 @@ class Connection(psycopg.Connection[Any]):
     wait_limit: float | None = None
     doing: str = "talking to the server"
     waiting_since: float | None = None
+    server_pid: int | None = None  # pg_backend_pid(), from the first answer (None until then)
+    description: str = ""  # the database, as lines name it
+    # How long a read of migrator's own tables waits for another session's lock on them, in all (None: the
+    # lock timeout, MIGRATOR_LOCK_TIMEOUT), and per attempt (set for that statement alone).
+    lock_wait: float | None = None
+    lock_attempt: float = 1.0
+
+    @property
+    def pooled(self) -> bool:
+        """Reached through a connection pooler: the key libpq got at login is not the server's process id."""
+        return self.server_pid is not None and self.server_pid != self.info.backend_pid
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         limit = self.wait_limit
@@ -163,43 +174,137 @@ def keepalive_params(stall: float) -> dict[str, str]:
 
 
 def connect(db: DatabaseConfig, timeouts: Timeouts, *, autocommit: bool = False, purpose: str = "migrations",
-            connect_timeout: float | None = None) -> Connection:
-    """A connection to `db`, retried with backoff for up to `connect_timeout` (default MIGRATOR_CONNECT_TIMEOUT)."""
+            connect_timeout: float | None = None, first_answer: bool = True, quiet: bool = False) -> Connection:
+    """A connection to `db`, retried with backoff for up to `connect_timeout` (default MIGRATOR_CONNECT_TIMEOUT).
+
+    Everything that makes a connection usable stays inside that one budget: resolving host names (a name server
+    that does not answer, migrator.hostnames), refusals that may heal (the server not up yet, a connection limit
+    or max_connections reached, migrator.refusals), and the connection's first answer, `SELECT pg_backend_pid()`:
+    behind a pooler in session mode, a client waits for a free server connection there, after its login
+    succeeded. `first_answer=False` leaves the first query to the caller (the pooler check sends its own);
+    `quiet` logs no waiting lines (an extra connection says once what it did without)."""
     budget = timeouts.connect if connect_timeout is None else connect_timeout
     deadline = time.monotonic() + budget
     params = {**keepalive_params(timeouts.stall), **db.params}  # the URL's own settings win
-    conninfo = make_conninfo("", **params)
     backoff = retries.connect_backoff()
     last_log = 0.0
+    answered: _Retryable | None = None  # the last failure the server (or name server) answered with
     while True:
-        remaining = deadline - time.monotonic()
-        attempt_timeout = int(min(max(remaining, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX))
         try:
-            with SHUTDOWN.waiting():
-                conn = Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
-        except psycopg.OperationalError as exc:
-            if is_misconfigured(exc):
-                raise ConfigError(f"the connection settings of {db.description} are invalid: {reason(exc)} (check "
-                                  "the URL's query parameters and the PG* variables)") from None
-            if is_permanent(exc):
-                raise DatabaseUnreachable(f"cannot connect to {db.description}: {reason(exc)}") from None
+            conn = _attempt(db, params, deadline, autocommit=autocommit or first_answer)
+            deadlines.track(conn)
+            if first_answer:
+                _first_answer(conn, db, budget, deadline)
+                conn.autocommit = autocommit
+        except _Retryable as exc:
+            answered = answered if exc.no_answer else exc
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                unreachable = DatabaseUnreachable(
-                    f"database {db.description} unreachable after {budget:g}s: {reason(exc)} "
-                    "(check the host and that the server is up; MIGRATOR_CONNECT_TIMEOUT sets the wait)")
-                unreachable.no_answer = isinstance(exc, psycopg.errors.ConnectionTimeout)  # type: ignore[attr-defined]
-                raise unreachable from None
+            if remaining <= 0:  # an attempt cut short by the deadline says less than an earlier answer
+                raise (answered if exc.no_answer and answered else exc).final(db, budget) from None
             now = time.monotonic()
-            if now - last_log >= LOG_EVERY:
-                get_logger().warning(f"waiting for database {db.description} ({purpose}): {reason(exc)}; "
+            if now - last_log >= LOG_EVERY and not quiet:
+                get_logger().warning(f"waiting for database {db.description} ({purpose}): {exc.why}; "
                                      f"retrying for up to {remaining:.0f}s more", database=db.description)
                 last_log = now
             backoff.sleep(deadline)
             continue
         conn.wait_limit = timeouts.stall
-        deadlines.track(conn)
+        conn.description = db.description
+        conn.lock_wait = timeouts.lock
+        conn.lock_attempt = min(timeouts.stall / 3, LOCK_ATTEMPT)  # answered well before the stall deadline
         return conn
+
+
+LOCK_ATTEMPT = 2.0
+
+
+def execute_unblocked(conn: Connection, query: str | psycopg.sql.Composed, params: Any = None) -> psycopg.Cursor[Any]:
+    """Run `query` (autocommit) with lock_timeout = conn.lock_attempt for its own implicit transaction only: a
+    table locked by another session fails it with LockNotAvailable (55P03) instead of a wait that only the stall
+    deadline ends. Sent with the query in one round trip; nothing outlives the statement (a pooler's next client
+    sees no setting)."""
+    if not conn.autocommit:
+        return conn.execute(query, params)
+    bound = psycopg.ClientCursor(conn).mogrify(query, params)
+    cur = conn.execute(f"SELECT set_config('lock_timeout', '{round(conn.lock_attempt * 1000)}ms', true); {bound}")
+    cur.nextset()
+    return cur
+
+
+class _Retryable(Exception):
+    """A failed attempt that waiting may heal: `why` for the log, `final` for the last line."""
+
+    def __init__(self, text: str, *, no_answer: bool = False, hint: str = "check the host and that the server is up"
+                 ) -> None:
+        self.text, self.no_answer, self.hint = text, no_answer, hint
+        self.cause = refusals.cause(text)
+        self.why = f"{text} ({self.cause})" if self.cause else text
+        super().__init__(self.why)
+
+    def final(self, db: DatabaseConfig, budget: float) -> DatabaseUnreachable:
+        if self.cause is not None:
+            unreachable = DatabaseUnreachable(f"database {db.description} refused connections for {budget:g}s: "
+                                              f"{self.text}: {self.cause} (MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+        else:
+            unreachable = DatabaseUnreachable(
+                f"database {db.description} unreachable after {budget:g}s: {self.text} ({self.hint}; "
+                "MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+        unreachable.no_answer = self.no_answer  # type: ignore[attr-defined]
+        unreachable.reason = f"{self.text} ({self.cause or self.hint})"  # type: ignore[attr-defined]  # wait's line
+        return unreachable
+
+
+_NAMES = "check the host name, and that the name servers of /etc/resolv.conf answer"
+
+
+def _attempt(db: DatabaseConfig, params: dict[str, str], deadline: float, *, autocommit: bool) -> Connection:
+    """One connection attempt within `deadline`; _Retryable when waiting may help."""
+    remaining = deadline - time.monotonic()
+    attempt_timeout = int(min(max(remaining, ATTEMPT_TIMEOUT_MIN), ATTEMPT_TIMEOUT_MAX))
+    try:
+        with SHUTDOWN.waiting():  # resolving and connecting are waits for the network: a signal ends them
+            conninfo = make_conninfo("", **hostnames.with_addresses(params, deadline))
+            return Connection.connect(conninfo, connect_timeout=attempt_timeout, autocommit=autocommit)
+    except hostnames.NoAnswer as exc:
+        raise _Retryable(str(exc), no_answer=True, hint=_NAMES) from None
+    except hostnames.NotResolved as exc:
+        raise _Retryable(str(exc), hint=_NAMES) from None
+    except psycopg.OperationalError as exc:
+        _refuse_for_good(db, exc)
+        raise _Retryable(reason(exc), no_answer=isinstance(exc, psycopg.errors.ConnectionTimeout)) from None
+
+
+def _refuse_for_good(db: DatabaseConfig, exc: psycopg.Error) -> None:
+    """Raise when waiting cannot help: a bad setting (exit 2), credentials or a missing database (exit 3)."""
+    if is_misconfigured(exc):
+        raise ConfigError(f"the connection settings of {db.description} are invalid: {reason(exc)} (check "
+                          "the URL's query parameters and the PG* variables)") from None
+    if is_permanent(exc):
+        raise DatabaseUnreachable(f"cannot connect to {db.description}: {reason(exc)}") from None
+
+
+def _first_answer(conn: Connection, db: DatabaseConfig, budget: float, deadline: float) -> None:
+    """Wait for the connection's first answer within the connect budget, and note the server's process id."""
+    conn.wait_limit = max(deadline - time.monotonic(), ATTEMPT_TIMEOUT_MIN)
+    conn.doing = "waiting for the first answer"
+    try:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    except psycopg.Error as exc:
+        no_answer = getattr(exc, "migrator_context", (None, None))[1] is not None
+        conn.close()
+        if no_answer:
+            raise _no_first_answer(db, budget) from None
+        _refuse_for_good(db, exc)
+        raise _Retryable(reason(exc)) from None
+    conn.server_pid = int(row[0]) if row is not None else None
+
+
+def _no_first_answer(db: DatabaseConfig, budget: float) -> DatabaseUnreachable:
+    unreachable = DatabaseUnreachable(f"connected to {db.description}, but its first query got no answer within "
+                                      f"{budget:g}s: {refusals.FULL_POOL}, or the server stopped answering "
+                                      "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+    unreachable.no_answer = True  # type: ignore[attr-defined]
+    return unreachable
 
 
 # --- the migration session ------------------------------------------------------------------------------
@@ -244,40 +349,11 @@ def require_primary(server: ServerSession, db: DatabaseConfig) -> None:
 
 def require_session_pooling(conn: Connection, session: ServerSession, db: DatabaseConfig,
                             timeouts: Timeouts) -> None:
-    """Refuse a pooler that does not keep the session (PgBouncer transaction or statement pooling).
+    """Refuse a pooler that does not keep the session (PgBouncer transaction or statement pooling), before any
+    lock or setting: see migrator.pooler."""
+    from migrator import pooler  # noqa: PLC0415  (only behind a pooler; it connects through this module)
 
-    The migration lock and the session's timeouts live in a server session; transaction pooling would hand
-    that session to other clients between statements (they would inherit the lock and the timeouts) and give
-    us another one. A pooler shows itself by a BackendKeyData pid that is not the server's; whether it keeps
-    sessions is tested directly: while this connection is idle, a second client's transaction must not land
-    on this connection's server backend (a transaction pool hands the idle backend out, most recent first).
-    Nothing is set and no lock is taken before this passes.
-    """
-    if conn.info.backend_pid == session.pid:
-        return  # a direct connection: libpq's pid is the server's
-    for _ in range(2):
-        try:
-            with connect(db, timeouts, purpose="pooler check", connect_timeout=min(timeouts.connect, 10)) as other:
-                other.doing = "checking whether the pooler keeps sessions"
-                row = other.execute("SELECT pg_backend_pid()").fetchone()  # inside a transaction (not autocommit)
-                other.rollback()
-        except psycopg.Error as exc:
-            if getattr(exc, "migrator_context", (None, None))[1] is not None:
-                raise ConnectionLost(
-                    f"{db.description} is reached through a pooler that gave no second server connection within "
-                    f"{timeouts.stall:g}s (a full session pool?): migrator needs one to check that the pooler keeps "
-                    "sessions, and another for its monitor; retry, or give the pool room") from None
-            why = f"it rejected a transaction ({reason(exc)})"
-            raise ConfigError(_POOLER_REFUSAL.format(db=db.description, why=why)) from None
-        if row is not None and int(row[0]) == session.pid:
-            raise ConfigError(_POOLER_REFUSAL.format(db=db.description,
-                                                     why="it gave another client this connection's server session"))
-    get_logger().info(f"connected to {db.description} through a pooler that keeps sessions (session pooling)")
-
-
-_POOLER_REFUSAL = ("{db} is reached through a connection pooler that does not keep the session ({why}): "
-                   "transaction or statement pooling would share the migration lock and settings with other "
-                   "clients. Connect the migrator directly to PostgreSQL, or through PgBouncer in session mode")
+    pooler.require_session_pooling(conn, session.pid, db, timeouts)
 
 
 def session_settings(timeouts: Timeouts, server_version: int) -> dict[str, str]:

@@ -15,13 +15,13 @@ import ast
 import json
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from migrator.errors import ConfigError
+from migrator import env_metadata
+from migrator.env_metadata import refuse, short
 from migrator.metadata_capture import Captured
-from migrator.redaction import redact
 
 BACKUP = "env.py.orig"
 # Modules an Alembic env.py imports for its own machinery; imports of anything else are the app's.
@@ -34,27 +34,27 @@ FLASK_MIGRATE = re.compile(r"""current_app\.extensions\[\s*['"]migrate['"]\s*\]"
 FLASK_MULTIDB = re.compile(r"engine_name|SQLALCHEMY_BINDS|bind_names")
 
 
-def refuse(message: str) -> ConfigError:
-    return ConfigError(redact(f"init --adopt: {message} (nothing was written)"))
-
-
 # --- the models -----------------------------------------------------------------------------------------
 
 @dataclass
 class Models:
-    """How the original env.py reaches its models' metadata: an expression over its imports, or Flask-Migrate."""
+    """How the original env.py reaches its models' metadata: its own top-level statements (env_metadata), or
+    Flask-Migrate's app."""
 
-    expression: str
-    line: int
-    needed: list[ast.Import | ast.ImportFrom] = field(default_factory=list)  # imports binding its names
-    others: list[ast.Import | ast.ImportFrom] = field(default_factory=list)  # other app imports (may add tables)
+    expression: str  # what context.configure() is given, evaluated after `statements`
+    shown: str  # how reports name it
+    statements: list[ast.stmt] = field(default_factory=list)  # run by the probe, in order
+    needed: list[ast.stmt] = field(default_factory=list)  # those the metadata depends on
+    notes: list[str] = field(default_factory=list)
     flask: bool = False
 
-    def probe_request(self, sys_path: list[str]) -> dict[str, Any]:
+    def probe_request(self, sys_path: list[str], env_py: str = "env.py") -> dict[str, Any]:
         if self.flask:
             return {"flask": True, "sys_path": sys_path}
-        return {"needed": [ast.unparse(s) for s in self.needed], "imports": [ast.unparse(s) for s in self.others],
-                "expression": self.expression, "sys_path": sys_path}
+        needed = {id(s) for s in self.needed}
+        return {"statements": [{"source": ast.unparse(s), "line": s.lineno, "needed": id(s) in needed}
+                               for s in self.statements],
+                "expression": self.expression, "env_py": env_py, "sys_path": sys_path}
 
 
 def find_models(tree: ast.Module, source: str) -> Models | None:
@@ -65,32 +65,12 @@ def find_models(tree: ast.Module, source: str) -> Models | None:
                          "runs each revision once per bind (upgrade_<bind>()) on several databases in one run, and "
                          "migrator runs one database per script directory; give each database a script directory "
                          "of its own (a [[repos]] entry each in migrator.toml), or keep `flask db upgrade`")
-        return Models("current_app.extensions['migrate'].db.metadata", 0, flask=True)
-    assignments = [node for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign) and _assigns(node)]
-    if not assignments:
-        passed = sorted({ast.unparse(k.value) for call in ast.walk(tree) if isinstance(call, ast.Call)
-                         for k in call.keywords if k.arg == "target_metadata"} - {"target_metadata", "None"})
-        if passed:
-            raise refuse(f"env.py passes target_metadata={' or '.join(passed)}, which adopt cannot import by itself; "
-                         "the migrations' constraint names depend on its naming convention: assign it at the top "
-                         "level first (`target_metadata = <module>.Base.metadata`, after the imports it needs)")
+        expression = "current_app.extensions['migrate'].db.metadata"
+        return Models(expression, expression, flask=True)
+    found = env_metadata.preparation(tree)
+    if found is None:
         return None
-    node = assignments[-1]
-    value = node.value
-    if value is None or (isinstance(value, ast.Constant) and value.value is None):
-        return None
-    expression = ast.unparse(value)
-    imports = [s for s in tree.body if isinstance(s, ast.Import | ast.ImportFrom) and s.lineno < node.lineno]
-    needed_names = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
-    bound = {name for stmt in imports for name in _bound(stmt)}
-    if not _plain(value) or (needed_names - bound and "*" not in bound):
-        raise refuse(f"env.py line {node.lineno}: target_metadata = {expression} is not a name or attribute of "
-                     "what the env.py imports, so adopt cannot import it by itself; the migrations' constraint "
-                     "names depend on its naming convention: write it as `target_metadata = <module>.<attribute>` "
-                     "after the imports it needs (e.g. `from myapp.models import Base`, `Base.metadata`)")
-    needed = [s for s in imports if set(_bound(s)) & needed_names or "*" in _bound(s)]
-    others = [s for s in imports if s not in needed and _module_root(s) not in MACHINERY]
-    return Models(expression, node.lineno, needed, others)
+    return Models(found.expression, found.shown, found.statements, found.needed, found.notes)
 
 
 def _assigns(node: ast.stmt) -> bool:
@@ -99,34 +79,25 @@ def _assigns(node: ast.stmt) -> bool:
     return any(isinstance(t, ast.Name) and t.id == "target_metadata" for t in targets)
 
 
-def _plain(node: ast.expr) -> bool:
-    if isinstance(node, ast.List | ast.Tuple):
-        return all(_plain(e) for e in node.elts)
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return isinstance(node, ast.Name)
-
-
-def _bound(stmt: ast.Import | ast.ImportFrom) -> list[str]:
-    if isinstance(stmt, ast.Import):
-        return [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
-    return [alias.asname or alias.name for alias in stmt.names]
-
-
 def _module_root(stmt: ast.Import | ast.ImportFrom) -> str:
     if isinstance(stmt, ast.ImportFrom):
         return "" if stmt.level else (stmt.module or "").split(".")[0]  # relative: the app's own
     return stmt.names[0].name.split(".")[0]
 
 
+def _app_import(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Import | ast.ImportFrom) and _module_root(stmt) not in MACHINERY
+
+
 @dataclass
 class Metadata:
     """The target_metadata() function and NAMING_CONVENTION of the new env.py ('' without models), its summary,
-    and notes on the imports left out."""
+    the statements of the original it carries, and notes on the app imports left out."""
 
     block: str = ""
     summary: str = "target_metadata=None"
     notes: list[str] = field(default_factory=list)
+    carried: list[ast.stmt] = field(default_factory=list)
 
 
 FLASK_LOADER = '''\
@@ -141,27 +112,94 @@ def target_metadata() -> Any:
 
 
 def metadata_block(models: Models | None, captured: Captured | None) -> Metadata:
-    """The new env.py's target_metadata() (the models' imports, for autogenerate) and the captured convention."""
+    """The new env.py's target_metadata() (the statements preparing the models' metadata, for autogenerate) and
+    the captured convention."""
     if models is None or captured is None:
         return Metadata()
     notes: list[str] = []
+    carried: list[ast.stmt] = []
     if models.flask:
         loader = FLASK_LOADER
         origin = f"Flask-Migrate's database in the Flask app {captured.app!r}"
     else:
-        carried, notes = _carried_imports(models, captured)
-        lines = [f"    {ast.unparse(s)}{comment}" for s, comment in carried]
-        loader = (f'def target_metadata() -> Any:\n    """Your models\' metadata, imported as {BACKUP} imported it: '
-                  'for autogenerate, and checked\n    against NAMING_CONVENTION where the models are installed."""\n'
-                  + "\n".join(lines) + f"\n\n    return {models.expression}\n")
-        origin = models.expression
+        carried = env_metadata.carried(models.statements, models.needed, models.expression,
+                                       {int(line) for line in captured.effects})
+        loader = _loader(models, carried, captured)
+        notes = _left_out(models, carried, captured)
+        origin = models.shown
     convention = json.dumps(captured.naming_convention, indent=4)
     comment = (f"The naming convention of {origin}, captured by `migrator init --adopt`: Alembic names the "
                "constraints and indexes the migrations create after it, so they run with it also where the models "
                "are not installed (the migration image); where they are, the two must agree.")
     block = (f"\n\n# ruff: noqa: PLC0415  (target_metadata() imports the models when called: the migration image has "
              f"none)\n{loader}\n\n{wrap(comment, prefix='# ')}\nNAMING_CONVENTION = {convention}\n")
-    return Metadata(block, f"target_metadata = {models.expression} with its naming convention", notes)
+    return Metadata(block, f"target_metadata = {models.shown} with its naming convention{_set_where(models)}", notes,
+                    carried)
+
+
+def _set_where(models: Models) -> str:
+    """Where the original env.py set the convention Alembic used, when it did."""
+    lines = [str(s.lineno) for s in models.needed if "naming_convention" in ast.unparse(s)
+             and not isinstance(s, ast.Import | ast.ImportFrom)]
+    return f" (as {BACKUP} line {', '.join(lines)} sets it)" if lines else ""
+
+
+def _loader(models: Models, carried: list[ast.stmt], captured: Captured) -> str:
+    """target_metadata(): the carried statements in the original's order, then the metadata."""
+    returned = models.expression
+    body = list(carried)
+    last = body[-1] if body else None
+    if returned == env_metadata.TARGET and isinstance(last, ast.Assign | ast.AnnAssign) and last.value is not None \
+            and _assigns(last) and (isinstance(last, ast.AnnAssign) or len(last.targets) == 1):
+        returned = ast.unparse(last.value)  # `target_metadata = X` last: return X
+        body.pop()
+    lines = []
+    for index, stmt in enumerate(body):
+        used = env_metadata.names_used([*body[index + 1:]], returned)
+        text = textwrap.indent(ast.unparse(stmt), "    ")
+        first, _, rest = text.partition("\n")
+        lines.append(first + _comment(stmt, captured, used) + ("\n" + rest if rest else ""))
+    verb = "imported as {0} imported" if all(isinstance(s, ast.Import | ast.ImportFrom) for s in carried) else \
+        "prepared as {0} prepared"
+    return ('def target_metadata() -> Any:\n    """Your models\' metadata, ' + verb.format(BACKUP) + ' it: for '
+            'autogenerate, and checked\n    against NAMING_CONVENTION where the models are installed."""\n'
+            + "\n".join(lines) + f"\n\n    return {returned}\n")
+
+
+def _comment(stmt: ast.stmt, captured: Captured, used: set[str]) -> str:
+    """The comment a carried statement gets: what it changed in the metadata, and noqa for an unused import."""
+    effect = captured.effects.get(str(stmt.lineno))
+    what = []
+    if effect and effect["tables"]:
+        found = effect["tables"]
+        what.append(f"it adds the table(s) {', '.join(found[:3])}"
+                    f"{f' and {len(found) - 3} more' if len(found) > 3 else ''} to the metadata")
+    if effect and effect["convention"]:
+        what.append("it sets the metadata's naming convention")
+    unused = isinstance(stmt, ast.Import | ast.ImportFrom) and bool(env_metadata.binds(stmt) - used - {"*"})
+    noqa = "noqa: F401" if unused or (what and isinstance(stmt, ast.Import | ast.ImportFrom)) else ""
+    why = f"({'; '.join(what)})" if what else ""
+    return f"  # {noqa}{'  ' if noqa and why else ''}{why}" if noqa or why else ""
+
+
+def refuse_failures(models: Models, captured: Captured) -> None:
+    """A top-level statement of the app (an import of it, or a use of what one bound) that failed where adopt ran
+    the env.py may change the metadata Alembic uses: refused, rather than capture a convention that may be wrong."""
+    app_names = {name for s in models.statements if _app_import(s) for name in env_metadata.binds(s)}
+    for stmt in models.statements:
+        why = captured.failed.get(str(stmt.lineno))
+        if why and (_app_import(stmt) or env_metadata.names_used([stmt], "None") & app_names):
+            raise refuse(f"env.py line {stmt.lineno}: `{short(ast.unparse(stmt))}` failed where adopt ran the env.py "
+                         f"({why}), so adopt cannot tell whether it changes the metadata Alembic uses (its tables, "
+                         "its naming convention); run init --adopt where it runs: the app's virtualenv active "
+                         "(VIRTUAL_ENV) and its settings in the environment")
+
+
+def _left_out(models: Models, carried: list[ast.stmt], captured: Captured) -> list[str]:
+    """A note for each app import the probe ran that is not carried over: it changed nothing."""
+    return [f"{BACKUP} line {stmt.lineno}: `{ast.unparse(stmt)}` is not carried over: importing it adds no table to "
+            f"{models.shown} and leaves its naming convention as it is"
+            for stmt in models.statements if stmt not in carried and _app_import(stmt)]
 
 
 def wrap(text: str, width: int = 110, prefix: str = "") -> str:
@@ -173,29 +211,6 @@ def wrap(text: str, width: int = 110, prefix: str = "") -> str:
         else:
             lines.append(prefix + word)
     return "\n".join(lines)
-
-
-def _carried_imports(models: Models, captured: Captured) -> tuple[list[tuple[ast.stmt, str]], list[str]]:
-    """The needed imports, and the other app imports that add tables to the metadata (with a comment naming
-    them); a note for each import left out."""
-    carried: list[tuple[ast.stmt, str]] = []
-    notes = []
-    for stmt in sorted([*models.needed, *models.others], key=lambda s: s.lineno):
-        text = ast.unparse(stmt)
-        if stmt in models.needed:
-            carried.append((stmt, ""))
-            continue
-        found = captured.registers.get(text, [])
-        if isinstance(found, list) and found:
-            tables = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-            carried.append((stmt, f"  # noqa: F401  (it adds the table(s) {tables} to the metadata)"))
-        elif isinstance(found, list):
-            notes.append(f"{BACKUP} line {stmt.lineno}: `{text}` is not carried over: importing it adds no table "
-                         f"to {models.expression}")
-        else:
-            notes.append(f"{BACKUP} line {stmt.lineno}: `{text}` is not carried over: it failed where the models "
-                         f"import ({found})")
-    return carried, notes
 
 
 # --- context.configure() options ------------------------------------------------------------------------
@@ -329,11 +344,14 @@ ENGINE_CALLS = {"engine_from_config", "create_engine", "async_engine_from_config
 STOCK_ENGINE_KEYWORDS = {"prefix", "poolclass", "future"}
 
 
-def leftovers(tree: ast.Module) -> list[str]:
-    """Notes on the statements of the original env.py that the new one does not carry over, with what they did:
-    top-level statements, and what its functions did beyond connecting and running the migrations."""
+def leftovers(tree: ast.Module, carried: list[ast.stmt] | None = None) -> list[str]:
+    """Notes on the statements of the original env.py that the new one does not carry over (`carried` into
+    target_metadata()), with what they did: top-level statements, and what its functions did beyond connecting
+    and running the migrations."""
     notes = []
     for node in tree.body:
+        if node in (carried or []):
+            continue
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             notes += _function_notes(node)
             continue
@@ -346,40 +364,72 @@ def leftovers(tree: ast.Module) -> list[str]:
         call = node.value if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else None
         name = "" if call is None else call.func.attr if isinstance(call.func, ast.Attribute) else \
             getattr(call.func, "id", "")
-        what = _what_it_did(call, name) if call is not None else None
-        notes.append(f"{BACKUP} line {node.lineno}: `{_short(text)}` is not carried over" + (f": {what}" if what
+        what = _what_it_did(call, name) if call is not None else _what_it_set(node, tree)
+        notes.append(f"{BACKUP} line {node.lineno}: `{short(text)}` is not carried over" + (f": {what}" if what
                                                                                                else ""))
     return notes
+
+
+def _what_it_set(node: ast.stmt, tree: ast.Module) -> str | None:
+    """What a top-level statement that is no call set: names (and where the env.py read them), attributes."""
+    inside = {id(n) for n in ast.walk(node)}
+    names = sorted(env_metadata.stores([node]))
+    attributes = [ast.unparse(n) for n in ast.walk(node) if isinstance(n, ast.Attribute | ast.Subscript)
+                  and isinstance(n.ctx, ast.Store)]
+    said = []
+    if names:
+        lines = sorted({n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                        and n.id in names and id(n) not in inside})
+        read = "which the env.py does not read" if not lines else f"which line {lines[0]} reads" \
+            if len(lines) == 1 else f"which lines {', '.join(map(str, lines))} read"
+        said.append(f"it set {', '.join(names)}, {read}")
+    if attributes:
+        on_config = " on Alembic's Config object of that run" if all(a.startswith("config.") for a in attributes) \
+            else ""
+        said.append(f"it set {', '.join(attributes)}{on_config}")
+    return "; ".join(said) or None
 
 
 def _function_notes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     notes = []
     where = f"{BACKUP} line {{}} (in {function.name}())"
+    found: list[tuple[ast.Call, str]] = []
     for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         what = _what_it_did(call, name)
         if what is not None:
-            notes.append(f"{where.format(call.lineno)}: `{_short(ast.unparse(call))}` is not carried over: {what}")
+            found.append((call, what))
+    inner = {id(n) for call, _ in found for n in ast.walk(call) if n is not call}
+    for call, what in found:  # a call inside a noted one (`getLogger(...)` of `getLogger(...).setLevel(...)`) is
+        if id(call) not in inner:  # part of that note
+            notes.append(f"{where.format(call.lineno)}: `{short(ast.unparse(call))}` is not carried over: {what}")
     if function.name == "process_revision_directives":
         notes.append(f"{where.format(function.lineno)}: process_revision_directives is not carried over: it changed "
                      "what autogenerate writes (Flask-Migrate's skips an empty revision)")
     return notes
 
 
+_RAN_SQL = ("it ran SQL on the migration connection before the migrations; migrator does not: put it in a migration, "
+            "or run it once by hand")
+_SET_OPTION = "it set an Alembic option at run time"
+FIXED_NOTES = {"execute": _RAN_SQL, "exec_driver_sql": _RAN_SQL, "set_main_option": _SET_OPTION,
+               "set_section_option": _SET_OPTION}
+
+
 def _what_it_did(call: ast.Call, name: str) -> str | None:
-    if name in ("execute", "exec_driver_sql"):
-        return ("it ran SQL on the migration connection before the migrations; migrator does not: put it in a "
-                "migration, or run it once by hand")
+    if name in FIXED_NOTES:
+        return FIXED_NOTES[name]
     if name in ("async_engine_from_config", "create_async_engine"):
         extra = _engine_keywords(call)
         return ("it connected with an async engine (asyncio); migrator connects with psycopg 3 from DATABASE_URL "
                 "(or PG*)" + (f"; {extra}" if extra else ""))
     if name in ENGINE_CALLS:
         return _engine_keywords(call) or None
-    if name in ("set_main_option", "set_section_option"):
-        return "it set an Alembic option at run time"
     if name in STOCK_CALLS or name in ("context",):
         return None
+    if "engine" in name.lower():  # the app's own engine factory (fractal-server's DB.engine_sync())
+        return ("it made the engine the migrations ran on, the app's way; migrator connects from DATABASE_URL "
+                "(or PG*), with libpq's parameters in the URL")
     return "migrator's run_migrations() does not do this"
 
 
@@ -391,29 +441,3 @@ def _engine_keywords(call: ast.Call) -> str:
     echo = " (MIGRATOR_LOG_LEVEL=debug logs the SQL)" if any(k.arg == "echo" for k in kept) else ""
     return f"it created the engine with {names}{echo}; migrator connects from DATABASE_URL (or PG*), with libpq's " \
            "parameters in the URL"
-
-
-def revisions_importing_the_app(versions: Path, models: Models | None) -> list[str]:
-    """Notes on revision files that import the app's own modules (a column type of the models, say): the
-    migration image holds no app code, so they cannot run there."""
-    if models is None or models.flask:
-        return []
-    app = {_module_root(s) for s in models.needed} - MACHINERY - {""}  # where the models live
-    notes = []
-    for path in sorted(versions.glob("*.py")):
-        try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError, OSError):
-            continue  # migrator reports a broken revision file itself, when it loads the scripts
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom) and _module_root(node) in app:
-                notes.append(f"{versions.name}/{path.name} line {node.lineno}: `{_short(ast.unparse(node))}` imports "
-                             "the app, which the migration image does not hold: migrating stops there (exit 2); "
-                             "write what it uses into the revision (e.g. a column type's implementation)")
-                break
-    return notes
-
-
-def _short(text: str) -> str:
-    first = redact(text.splitlines()[0])  # before shortening it, which could cut a URL's password in two
-    return first if len(first) < 80 else first[:77] + "..."

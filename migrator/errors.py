@@ -29,7 +29,8 @@ EXIT_CODES: dict[int, str] = {
     UNREACHABLE: "database unreachable, refused the connection (authentication, missing database, SSL), or "
                  "the connection was lost during the run",
     LOCK_TIMEOUT: "the migration lock was not acquired within MIGRATOR_LOCK_TIMEOUT, or was lost during the "
-                  "run (the run stopped before its next step)",
+                  "run (the run stopped before its next step), or the version table stayed locked by another "
+                  "session or a prepared transaction as long",
     NOT_AT_HEAD: "not at head (status --check, wait timed out, seed before migrate)",
     PARTIAL: "a non-transactional migration was left part-way: an operator decides (status, resolve)",
     TENANTS_FAILED: "one or more tenants failed or were not reached, and every other tenant was done: a line per "

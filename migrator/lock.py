@@ -49,16 +49,19 @@ def lock_key(database: str, schema: str, table: str) -> int:
 
 
 def acquire(conn: Connection, key: int, timeout: float, what: str,
-            satisfied: Callable[[], bool] | None = None) -> bool:
+            satisfied: Callable[[], bool] | None = None, *, pid: int | None = None, counts: int = 1) -> bool:
     """Poll for the lock on `conn` (autocommit); True once held, False when `satisfied()` says it is no
-    longer needed (another migrator already did the work). LockTimeout after `timeout` seconds."""
+    longer needed (another migrator already did the work). LockTimeout after `timeout` seconds.
+
+    With `pid`, the lock is taken only on that server backend, `counts` times over in the same statement: a
+    statement that a pooler ran elsewhere takes nothing and never waits for the lock (LockLost)."""
     log = get_logger()
     started = time.monotonic()
     deadline = started + timeout
     last_log = -LOG_EVERY
     backoff = retries.lock_poll_backoff()
     conn.doing = "waiting for the migration lock"
-    while not _try_lock(conn, key):
+    while not _try_lock(conn, key, pid, counts):
         if satisfied is not None and satisfied():
             return False
         waited = time.monotonic() - started
@@ -75,9 +78,17 @@ def acquire(conn: Connection, key: int, timeout: float, what: str,
     return True
 
 
-def _try_lock(conn: Connection, key: int) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    return bool(row and row[0])
+def _try_lock(conn: Connection, key: int, pid: int | None, counts: int) -> bool:
+    if pid is None:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+    more = " AND pg_try_advisory_lock(%(key)s::bigint)" * (counts - 1)  # held already: these always succeed
+    row = conn.execute(f"SELECT CASE WHEN pg_backend_pid() <> %(pid)s THEN NULL WHEN pg_try_advisory_lock("
+                       f"%(key)s::bigint) THEN true{more} ELSE false END", {"pid": pid, "key": key}).fetchone()
+    if row is None or row[0] is None:
+        raise LockLost(f"the migration session's statements ran on a server backend other than {pid}: a pooler "
+                       "switched the session, so no lock was taken")
+    return bool(row[0])
 
 
 def release(conn: Connection, key: int, counts: int = 1) -> bool:
@@ -108,10 +119,10 @@ def held(db: DatabaseConfig, timeouts: Timeouts, conn: Connection, *, version_ta
     database.require_primary(server, db)
     database.require_session_pooling(conn, server, db, timeouts)
     key = lock_key(server.database, server.schema, version_table)
-    if not acquire(conn, key, timeouts.lock, db.description, satisfied):
+    # Twice over, in one statement on the identified backend: OWNED takes the second count back and adds it again.
+    if not acquire(conn, key, timeouts.lock, db.description, satisfied, pid=server.pid, counts=2):
         yield None
         return
-    conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # the second count, which OWNED takes back and adds again
     failed = True
     try:
         yield Held(server, key)

@@ -32,7 +32,10 @@ class Captured:
     naming_convention: dict[str, str]
     python: str
     tables: int = 0
-    registers: dict[str, list[str] | str] = field(default_factory=dict)  # import statement -> tables it adds
+    # What each top-level statement of the env.py that the metadata does not depend on changed in it (line ->
+    # {"tables": [...], "convention": bool}; only those that changed something), and those that failed (line -> why).
+    effects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     configure_args: dict[str, Any] = field(default_factory=dict)  # Flask-Migrate's constant options
     other_args: list[str] = field(default_factory=list)  # Flask-Migrate's options that are not constants
     app: str = ""
@@ -71,7 +74,8 @@ def _captured(answer: dict[str, Any], python: str, what: str) -> Captured:
             "migrator can carry only strings into env.py; make that entry a string template, or adopt by hand "
             "(nothing was written)"))
     return Captured(naming_convention=answer["naming_convention"], python=python, tables=answer.get("tables", 0),
-                    registers=answer.get("registers", {}), configure_args=answer.get("configure_args", {}),
+                    effects=answer.get("effects", {}), failed=answer.get("failed", {}),
+                    configure_args=answer.get("configure_args", {}),
                     other_args=answer.get("other_args", []), app=answer.get("app", ""))
 
 

@@ -9,6 +9,11 @@ Two jobs, once a second (more often under a short lock_timeout):
   it long ago but the answer never arrived, or the server itself stopped answering. In the last three cases
   the monitor shuts the migration connection down (migrator.deadlines), so the blocked client fails at once
   with the reason, instead of waiting for a network that may never come back.
+
+The monitor is an extra: one connection is enough to migrate. Its connection is made in its own thread, so the
+migrations never wait for it; when no slot is free (a role's CONNECTION LIMIT, max_connections, a full session
+pool), the run goes on without it and says so once. A monitor that never got an answer knows nothing about
+the server, and never ends the migration session; once told to stop, it ends nothing either.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import time
 import psycopg
 
 from migrator import deadlines
-from migrator.blocking import Backend, blocking_backends
+from migrator.blocking import Blocker, Unknown, blocking_backends
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.database import Connection, connect
 from migrator.errors import MigratorError
 from migrator.logs import get_logger
+from migrator.progress import Reporter
 
 _STATE = "SELECT state FROM pg_stat_activity WHERE pid = %s"
 # The states in which the server no longer works on a statement. Anything else (active, or `disabled` and NULL
 # under track_activities = off) is not evidence of a lost answer.
 _IDLE_STATES = {"idle", "idle in transaction", "idle in transaction (aborted)"}
+UNWATCHED = ("the migrations go on without it: blockers of a migration are not named, and a migration session "
+             "that stops answering during a statement is noticed by TCP keepalives and MIGRATOR_STATEMENT_TIMEOUT "
+             "only (every other wait keeps its client-side bound)")
 
 
 class Monitor:
@@ -37,10 +46,12 @@ class Monitor:
     def __init__(self, db: DatabaseConfig, timeouts: Timeouts, watched: Connection, pid: int) -> None:
         self.db, self.timeouts, self.watched, self.pid = db, timeouts, watched, pid
         self.interval = min(max(timeouts.ddl_lock / 3, 0.1), 1.0)
-        self.last_blockers: list[Backend] = []
+        self.last_blockers: list[Blocker] = []
+        self.progress = Reporter(timeouts, pid)  # a long statement's progress, read at this thread's looks
         self._seen_at = 0.0
         self._stop = threading.Event()
-        self._conn: Connection | None = self._connect()
+        self._acting = threading.Lock()  # the stop flag and a shut-down of the migration session exclude each other
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="migrator-monitor", daemon=True)
 
     def _connect(self) -> Connection:
@@ -51,7 +62,7 @@ class Monitor:
         if info.hostaddr:
             pinned["hostaddr"] = info.hostaddr
         conn = connect(DatabaseConfig(pinned, self.db.description), self.timeouts, autocommit=True,
-                       purpose="monitor", connect_timeout=min(self.timeouts.connect, self.timeouts.stall))
+                       purpose="monitor", connect_timeout=min(self.timeouts.connect, self.timeouts.stall), quiet=True)
         conn.doing = "watching the migration session"
         return conn
 
@@ -60,17 +71,26 @@ class Monitor:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
+        with self._acting:
+            self._stop.set()
+            conn = self._conn
+        if conn is None:
+            return  # never connected, or still connecting: the thread closes what it gets
+        deadlines.WATCHDOG.shut_down(conn, "the monitor stopped")  # wakes a query the thread is blocked in
         self._thread.join(timeout=self.timeouts.stall + 1)
-        if self._conn is not None and not self._thread.is_alive():
-            self._conn.close()
+        if not self._thread.is_alive():
+            conn.close()
 
-    def blockers_since(self, since: float) -> list[Backend]:
-        """The blockers last seen, if seen after `since` (time.monotonic)."""
-        return self.last_blockers if self._seen_at >= since else []
+    def blockers_since(self, since: float) -> list[Blocker]:
+        """The blockers last seen, if seen after `since` (time.monotonic); unknown without a connection."""
+        if self._seen_at >= since:
+            return self.last_blockers
+        return [Unknown("no monitoring connection to look at them")] if self._conn is None else []
 
     def _run(self) -> None:
-        last_answer = time.monotonic()
+        if not self._start():
+            return
+        last_answer = time.monotonic()  # the connection's first answer
         unanswered_since: float | None = None
         while not self._stop.wait(self.interval):
             try:
@@ -96,6 +116,27 @@ class Monitor:
                               "answer never arrived")
                 return
 
+    def _start(self) -> bool:
+        """The monitoring connection, or False (said once) when the server or pooler has no room for it."""
+        try:
+            conn = self._connect()
+        except MigratorError as exc:
+            if not self._stop.is_set():
+                why = getattr(exc, "reason", exc)  # the refusal and its setting, without the connect wait's advice
+                get_logger().warning(f"no monitoring connection to {self.db.description} ({why}); {UNWATCHED}")
+                self.progress.unwatched()
+            return False
+        return self._keep(conn)
+
+    def _keep(self, conn: Connection) -> bool:
+        """Use `conn`, unless the run ended while it was being made."""
+        with self._acting:
+            if not self._stop.is_set():
+                self._conn = conn
+                return True
+        conn.close()
+        return False
+
     def _look(self) -> str | None:
         if self._conn is None:  # the last reconnect got no answer in time
             lost = psycopg.OperationalError("no monitoring connection")
@@ -105,6 +146,8 @@ class Monitor:
         if seen:
             self.last_blockers, self._seen_at = seen, time.monotonic()
         row = self._conn.execute(_STATE, (self.pid,)).fetchone()
+        if row is not None:
+            self.progress.look(self._conn)
         return None if row is None else str(row[0] or "")
 
     def _unanswered(self, state: str, since: float | None) -> float | None:
@@ -121,24 +164,28 @@ class Monitor:
             deadlines.WATCHDOG.shut_down(self._conn, "monitor reconnecting")
             self._conn.close()
             self._conn = None
+        if self._stop.is_set():
+            return False
         try:
-            self._conn = self._connect()
+            conn = self._connect()
         except MigratorError as exc:
             if _no_answer(exc):
-                return True  # counts toward the stall, tried again next round
+                return not self._stop.is_set()  # counts toward the stall, tried again next round
             get_logger().warning(f"the monitoring connection was lost and the server refuses a new one ({exc}): "
-                                 "the migrations go on unwatched; a stalled network is then noticed by TCP "
-                                 "keepalives and MIGRATOR_STATEMENT_TIMEOUT only")
+                                 f"{UNWATCHED}")
+            self.progress.unwatched()
             return False
-        return True
+        return self._keep(conn)
 
     def _give_up(self, why: str) -> None:
-        deadlines.WATCHDOG.shut_down(self.watched, why)
+        """Shut the migration session down, unless the run already told the monitor to stop: the session is
+        then in other hands (releasing the lock, reading the version), and a finished run is not undone."""
+        with self._acting:
+            if not self._stop.is_set():
+                deadlines.WATCHDOG.shut_down(self.watched, why)
 
 
 def _no_answer(exc: BaseException) -> bool:
     """True when the error says the server did not answer in time (a deadline, a connect timeout), as
     opposed to an answer that was an error (terminated, too many connections, refused)."""
     return bool(getattr(exc, "no_answer", False) or getattr(exc, "migrator_context", (None, None))[1])
-
-

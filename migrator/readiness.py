@@ -13,7 +13,7 @@ import psycopg
 from migrator import database, scripts, version_skew
 from migrator.config import Settings
 from migrator.database import Connection
-from migrator.errors import DatabaseUnreachable, NotAtHead
+from migrator.errors import DatabaseUnreachable, LockTimeout, NotAtHead
 from migrator.logs import get_logger
 from migrator.scripts import Known
 from migrator.shutdown import SHUTDOWN
@@ -49,13 +49,12 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
                 if conn is None:
                     conn = database.connect(target.db, settings.timeouts, autocommit=True, purpose="wait",
                                             connect_timeout=min(settings.timeouts.connect, remaining))
-                conn.wait_limit = min(settings.timeouts.stall, remaining)
-                conn.doing = "waiting for the schema"
-                ready, state_text, current = check(conn, target, known, allow_newer)
+                ready, state_text, current = poll(conn, target, known, allow_newer,
+                                                   min(settings.timeouts.stall, remaining))
             except DatabaseUnreachable as exc:
                 if time.monotonic() < deadline:
                     raise  # refused for good, or unreachable for MIGRATOR_CONNECT_TIMEOUT: exit 3
-                state_text = f"database unreachable ({exc})"
+                state_text = f"database unreachable: {getattr(exc, 'reason', exc)}"
                 continue
             except psycopg.OperationalError as exc:  # lost, or no answer within the stall timeout: reconnect
                 state_text = str(database.lost(conn, exc, "polling the version table"))
@@ -67,6 +66,9 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
                 get_logger().info(f"Schema ready: {target.db.description} {state_text}", repo=target.repo.name,
                                   revision=list(current), waited=round(time.monotonic() - started, 1))
                 return Outcome(target.repo.name, "wait", current, current, [], time.monotonic() - started)
+            if conn is not None and conn.pooled:  # a session pool's server connection is not held between polls
+                conn.close()
+                conn = None
             now = time.monotonic()
             if now - last_log >= WAIT_LOG_EVERY:
                 get_logger().info(f"Waiting for {target.db.description}: {state_text}", repo=target.repo.name)
@@ -77,8 +79,21 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
             conn.close()
 
 
-def check(conn: Connection, target: Target, known: Known, allow_newer: bool) -> tuple[bool, str, tuple[str, ...]]:
-    """Whether `target` is ready, in words, and its current revisions: one poll."""
+def poll(conn: Connection, target: Target, known: Known, allow_newer: bool,
+         limit: float) -> tuple[bool, str, tuple[str, ...]]:
+    """One poll of `target` within `limit` seconds: whether it is ready, in words, and its current revisions."""
+    conn.wait_limit = limit
+    conn.doing = "waiting for the schema"
+    conn.lock_wait = 0  # a locked version table is a state to report and poll again, not a wait of its own
+    conn.lock_attempt = min(conn.lock_attempt, limit / 2)  # answered (lock_timeout) before the poll's deadline
+    try:
+        return _readiness(conn, target, known, allow_newer)
+    except LockTimeout as exc:
+        return False, str(exc), ()
+
+
+def _readiness(conn: Connection, target: Target, known: Known,
+               allow_newer: bool) -> tuple[bool, str, tuple[str, ...]]:
     found = state(conn, target)
     current = found.versions
     heads_text = ", ".join(sorted(known.heads))

@@ -31,9 +31,9 @@ _DOUBLE = r'"(?:[^"\\]|\\.)*'
 _AFTER_WORD = re.compile(rf"""
       \s*=\s*(?P<value>{_SINGLE}'?|{_DOUBLE}"?|[^\s'"]\S*)            # password=..., = '...' (unterminated: all)
     | (?P<q>["'])\s*:\s*(?P<quoted>{_SINGLE}'|{_DOUBLE}")             # 'password': '...' (the key's quote: q)
-    | \s+E?(?P<sql>'(?:[^'\\\n]|\\.|'')*(?:'|$)                        # SQL PASSWORD '...' (cut short: the line)
-                   |\$(?P<tag>\w*)\$.*?(?:\$(?P=tag)\$|$))             # SQL PASSWORD $$...$$
-    """, re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE)
+    | \s+(?P<prefix>E|U&|N)?(?P<sql>['$])                             # SQL PASSWORD '...', E'', U&'', $$...$$
+    """, re.IGNORECASE | re.VERBOSE)
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")
 _QUERY_VALUE = re.compile(r"[^&#\s]+")
 
 
@@ -78,12 +78,56 @@ def _value_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     return _sql_span(text, found) if key_start == start else None  # SQL's keyword is the whole word PASSWORD
 
 
-def _sql_span(text: str, found: re.Match[str]) -> tuple[int, int]:
-    """Inside the quotes of PASSWORD '...' or $tag$...$tag$; to the end when the excerpt cut the literal short."""
-    start, end = found.span("sql")
-    quote = f"${found['tag']}$" if found["tag"] is not None else "'"
-    closed = end - start >= 2 * len(quote) and text.endswith(quote, start, end)
-    return start + len(quote), end - (len(quote) if closed else 0)
+def _sql_span(text: str, found: re.Match[str]) -> tuple[int, int] | None:
+    """Inside the literal that follows SQL's PASSWORD: quoted, dollar-quoted, or quoted within quotes."""
+    at = found.start("sql")
+    if text[at] == "$":
+        tag = _DOLLAR_TAG.match(text, at)
+        if tag is None:
+            return None  # `PASSWORD $1`: a parameter, no password in the text
+        close = text.find(tag.group(), tag.end())
+        return tag.end(), close if close >= 0 else _line_end(text, tag.end())
+    return _quoted_span(text, at, escapes=(found["prefix"] or "").upper() == "E")
+
+
+def _quoted_span(text: str, at: int, escapes: bool) -> tuple[int, int]:
+    """The contents of the quoted literal that starts at `at`, at any depth of quoting.
+
+    SQL doubles a quote inside a literal, so a literal written inside a literal (a DO block's EXECUTE of
+    `ALTER ROLE x PASSWORD ''secret''`) opens with two quotes, and one more level down with four: the depth is
+    the lowest set bit of the opening run's length (an odd run is a literal of depth 1 whose text starts with a
+    quote). Inside, a run of quotes that is a multiple of twice the depth is text; any other run ends the
+    literal. A literal cut short (an error's excerpt of a statement) is masked to the end of its line."""
+    depth = _quote_run(text, at) & -_quote_run(text, at)
+    start = i = at + depth
+    while i < len(text):
+        char = text[i]
+        if char == "\n":
+            return start, i
+        if char == "\\" and escapes and depth == 1 and text[i + 1:i + 2] != "\n":  # E'...': escapes the next one
+            i += 2
+            continue
+        if char != "'":
+            i += 1
+            continue
+        run = _quote_run(text, i)
+        rest = run % (2 * depth)
+        if rest:
+            return start, i + run - rest
+        i += run
+    return start, len(text)
+
+
+def _quote_run(text: str, at: int) -> int:
+    end = at
+    while end < len(text) and text[end] == "'":
+        end += 1
+    return end - at
+
+
+def _line_end(text: str, at: int) -> int:
+    newline = text.find("\n", at)
+    return newline if newline >= 0 else len(text)
 
 
 def _inside_quotes(span: tuple[int, int]) -> tuple[int, int]:

@@ -42,7 +42,7 @@ from migrator.errors import ConfigError
 DEFAULT_NAME = "default"
 TENANT_KEYS = {"tenants", "tenants_query", "tenant_kind", "tenant_shared_schemas"}
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema", "version_table_schema_env", *TENANT_KEYS}
+        "version_table_schema", "version_table_schema_env", "alembic_ini", *TENANT_KEYS}
 LISTS = {"tenants", "tenant_shared_schemas"}  # the keys whose value is a list of strings; every other is a string
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -83,6 +83,9 @@ class Repo:
     version_table: str = "alembic_version"
     version_table_schema: str | None = None
     tenants: Tenants | None = None
+    # The project's alembic.ini, relative to project_dir, read when it is there (not in the migration image):
+    # another one for a project run with `alembic -c conf/alembic.ini`.
+    alembic_ini: str = alembic_ini.FILE
 
     @property
     def versions_dir(self) -> Path:
@@ -207,16 +210,16 @@ def _problem(kind: str, wanted: str) -> str:
             "file": "is a file", "other": f"is not a {wanted}"}[kind]
 
 
-def _ini_default(project_dir: Path, key: str) -> str | None:
+def _ini_default(project_dir: Path, ini_name: str, key: str) -> str | None:
     """alembic.ini's value of `key`, which `alembic` would use, when migrator.toml does not set it."""
-    ini = alembic_ini.read(project_dir)
+    ini = alembic_ini.read(project_dir, ini_name)
     return getattr(ini, key) if ini is not None else None
 
 
-def _default_location(project_dir: Path) -> Path:
+def _default_location(project_dir: Path, ini_name: str) -> Path:
     """alembic.ini's script_location when the project has one (so that `alembic` and `migrator` agree), else
     migrations/."""
-    ini = alembic_ini.read(project_dir)
+    ini = alembic_ini.read(project_dir, ini_name)
     if ini is not None and ini.script_location is not None:
         return ini.script_location
     return project_dir / "migrations"
@@ -243,9 +246,10 @@ def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) ->
         if key in strings and not _SQL_NAME.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be a plain SQL identifier, not {strings[key]!r}")
     prefix = "" if source == "defaults" else where + ": "
+    ini_name = strings.get("alembic_ini", alembic_ini.FILE)
     configured = strings.get("script_location")
-    script_location = _script_location(project_dir / configured if configured else _default_location(project_dir),
-                                       prefix)
+    script_location = _script_location(project_dir / configured if configured else
+                                       _default_location(project_dir, ini_name), prefix)
     seeds = _resolve(project_dir / strings.get("seeds", "seeds"), prefix + "seeds directory")
     seeds_kind = _kind(seeds)
     # The default seeds/ may be absent (or something else: `seed` says so); a configured one must be there.
@@ -260,8 +264,11 @@ def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) ->
         name=name, project_dir=project_dir, script_location=script_location, seeds=seeds, tenants=tenants,
         url_env=strings.get("url_env", "DATABASE_URL"),
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
-        version_table=strings.get("version_table") or _ini_default(project_dir, "version_table") or "alembic_version",
-        version_table_schema=_schema(where, strings, env) or _ini_default(project_dir, "version_table_schema"),
+        version_table=strings.get("version_table") or _ini_default(project_dir, ini_name, "version_table")
+        or "alembic_version",
+        version_table_schema=_schema(where, strings, env) or _ini_default(project_dir, ini_name,
+                                                                           "version_table_schema"),
+        alembic_ini=ini_name,
     )
 
 

@@ -31,12 +31,13 @@ from migrator.env_adoption import (
     leftovers,
     metadata_block,
     python_literal,
-    revisions_importing_the_app,
+    refuse_failures,
     wrap,
 )
 from migrator.errors import ConfigError
 from migrator.metadata_capture import capture
 from migrator.redaction import redact
+from migrator.revision_imports import missing_in_image
 
 TEMPLATES = Path(__file__).parent / "templates"
 VALUES = Path("deploy") / "migrator-values.yaml"
@@ -59,11 +60,14 @@ class Plan:
         self.report.append(f"created {relative}: {what}")
 
 
-def init(project_dir: Path, adopt: bool = False) -> list[str]:
-    """Scaffold (or with `adopt`, take over) the project in `project_dir`; returns what it did, line by line."""
+def init(project_dir: Path, adopt: bool = False, config: str | None = None) -> list[str]:
+    """Scaffold (or with `adopt`, take over) the project in `project_dir`, whose alembic.ini is `config` (relative
+    to it) when not ./alembic.ini; returns what it did, line by line."""
     if not project_dir.is_dir():
         raise ConfigError(f"init: project directory {project_dir} not found")
-    plan = _adopt_plan(project_dir) if adopt else _init_plan(project_dir)
+    if config is not None and not adopt:
+        raise ConfigError("init: --config names the alembic.ini of a project to adopt: pass --adopt too")
+    plan = _adopt_plan(project_dir, config) if adopt else _init_plan(project_dir)
     _check(plan)
     _write(plan)
     return plan.report
@@ -135,8 +139,8 @@ def _render(name: str, **values: str) -> str:
 
 # --- adopting an Alembic project ------------------------------------------------------------------------
 
-def _adopt_plan(project_dir: Path) -> Plan:
-    script_dir, ini_options, source_name = _alembic_location(project_dir)
+def _adopt_plan(project_dir: Path, config: str | None) -> Plan:
+    script_dir, ini_options, source_name = _alembic_location(project_dir, config)
     env_py = script_dir / "env.py"
     if not env_py.is_file():
         raise ConfigError(f"init --adopt: {source_name} names {script_dir}, which has no env.py")
@@ -160,8 +164,9 @@ def _adopt_plan(project_dir: Path) -> Plan:
     captured = None
     if models is not None:
         what = "the Flask app's Flask-Migrate metadata" if models.flask else \
-            f"{BACKUP}'s target_metadata = {models.expression}"
-        captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options)), what)
+            f"{BACKUP}'s target_metadata = {models.shown}"
+        captured = capture(project_dir, models.probe_request(_sys_path(project_dir, ini_options), str(env_py)), what)
+        refuse_failures(models, captured)
     metadata = metadata_block(models, captured)
     options = carry_options(tree, ini_options, captured if models is not None and models.flask else None)
     location = relative.as_posix()
@@ -189,13 +194,13 @@ def _adopt_plan(project_dir: Path) -> Plan:
     revisions = len(list((script_dir / "versions").glob("*.py")))
     plan.report.append(f"kept {location}/versions/ ({revisions} revision file(s)) and its script.py.mako")
     extra = "".join(f"# As in {BACKUP}:\n" * (not i) + f"{key} = {json.dumps(value)}\n"
-                    for i, (key, value) in enumerate(options.versions.items()))
+                    for i, (key, value) in enumerate(options.versions.items())) + _ini_setting(project_dir, config)
     _add_common(plan, _values(project_dir, location), extra=extra)
     if captured is not None:
-        plan.report.append(f"imported {models.expression if models and not models.flask else 'the Flask app'} "
+        plan.report.append(f"imported {models.shown if models and not models.flask else 'the Flask app'} "
                            f"({captured.tables} table(s)) with {captured.python} to capture its naming convention")
-    notes = metadata.notes + options.notes + leftovers(tree) + revisions_importing_the_app(script_dir / "versions",
-                                                                                       models)
+    notes = [*(models.notes if models else []), *metadata.notes, *options.notes, *leftovers(tree, metadata.carried),
+             *missing_in_image(script_dir, project_dir, _sys_path(project_dir, ini_options))]
     if models is not None and models.flask:
         notes.append("the Flask app's database URL (SQLALCHEMY_DATABASE_URI) is no longer read: `flask db upgrade`, "
                      "`migrator` and `alembic` connect from DATABASE_URL (or PGHOST, PGUSER, ...)")
@@ -206,20 +211,14 @@ def _adopt_plan(project_dir: Path) -> Plan:
     return plan
 
 
-def _alembic_location(project_dir: Path) -> tuple[Path, dict[str, str], str]:
-    """The script directory named by alembic.ini (or pyproject's [tool.alembic]), and the ini's options."""
+def _alembic_location(project_dir: Path, config: str | None) -> tuple[Path, dict[str, str], str]:
+    """The script directory named by alembic.ini (`config`, as `alembic -c` names it, or pyproject's
+    [tool.alembic], or Flask-Migrate's migrations/alembic.ini), and the ini's options."""
+    if config is not None:
+        return _ini_location(project_dir, _config_file(project_dir, config))
     ini = project_dir / "alembic.ini"
     if ini.is_file():
-        parser = configparser.ConfigParser(defaults={"here": str(project_dir)})
-        try:
-            parser.read(ini, encoding="utf-8")
-            section = parser["alembic"] if parser.has_section("alembic") else {}
-            # Only the options read here are interpolated: a stray % elsewhere (a URL) is Alembic's business.
-            options = {key: parser.get("alembic", key, raw=key not in ("script_location", *VERSION_OPTIONS))
-                       for key in section}
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"init --adopt: {ini} cannot be read: {' '.join(str(exc).split())}") from None
-        return _script_dir(project_dir, options, str(ini)), options, str(ini)
+        return _ini_location(project_dir, ini)
     pyproject = project_dir / "pyproject.toml"
     if pyproject.is_file():
         import tomllib  # noqa: PLC0415  (only adopt reads it)
@@ -234,14 +233,52 @@ def _alembic_location(project_dir: Path) -> tuple[Path, dict[str, str], str]:
     flask_ini = project_dir / "migrations" / "alembic.ini"
     if flask_ini.is_file():  # Flask-Migrate's layout: the ini in the script directory, which `flask db` names
         return flask_ini.parent.resolve(), {}, str(flask_ini)
+    elsewhere = sorted(p.relative_to(project_dir).as_posix() for p in project_dir.glob("*/alembic.ini"))
+    hint = f"; {' and '.join(elsewhere)} exists: pass it as `init --adopt --config {elsewhere[0]}` (as `alembic " \
+        f"-c`)" if elsewhere else ": nothing to adopt; `migrator init` starts a new project"
     raise ConfigError(f"init --adopt: no alembic.ini (nor [tool.alembic] in pyproject.toml, nor migrations/alembic.ini)"
-                      f" in {project_dir}: nothing to adopt; `migrator init` starts a new project")
+                      f" in {project_dir}{hint}")
+
+
+def _config_file(project_dir: Path, config: str) -> Path:
+    """--config's file: inside the project (relative to it, as `alembic -c` is to where alembic runs)."""
+    path = (project_dir / config).resolve()
+    if not path.is_file():
+        raise ConfigError(f"init --adopt: --config {config}: no such file in {project_dir} (nothing was written)")
+    if not path.is_relative_to(project_dir):
+        raise ConfigError(f"init --adopt: --config {config} is outside {project_dir}: migrator.toml names it "
+                          "relative to the project (nothing was written)")
+    return path
+
+
+def _ini_location(project_dir: Path, ini: Path) -> tuple[Path, dict[str, str], str]:
+    # %(here)s is the ini's directory; a relative script_location is relative to where alembic runs (the project)
+    parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
+    try:
+        parser.read(ini, encoding="utf-8")
+        section = parser["alembic"] if parser.has_section("alembic") else {}
+        # Only the options read here are interpolated: a stray % elsewhere (a URL) is Alembic's business.
+        options = {key: parser.get("alembic", key, raw=key not in ("script_location", *VERSION_OPTIONS))
+                   for key in section}
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"init --adopt: {ini} cannot be read: {' '.join(str(exc).split())}") from None
+    named = [name for name in parser.sections() if name != "alembic" and parser.has_option(name, "script_location")
+             and not parser.has_option("alembic", "script_location")]
+    if named:  # `alembic --name core`: each section its own script directory (Netflix/dispatch)
+        raise ConfigError(f"init --adopt: {ini} names its script directories in the sections "
+                          f"{', '.join(f'[{n}]' for n in named)} (`alembic --name`), not in [alembic]: migrator "
+                          "adopts the script directory of an [alembic] section: give one its own ini with that "
+                          "section, adopt it with --config, and list the others as [[repos]] in migrator.toml "
+                          "(nothing was written)")
+    return _script_dir(project_dir, options, str(ini)), options, str(ini)
 
 
 def _script_dir(project_dir: Path, options: dict[str, str], source: str) -> Path:
     location = options.get("script_location", "").strip()
     if not location:
-        raise ConfigError(f"init --adopt: {source} sets no script_location")
+        raise ConfigError(f"init --adopt: {source} sets no script_location (its tool may set it in code): add "
+                          f"`script_location = {_suggested_location(Path(source))}` to its [alembic] section, then run "
+                          "init --adopt again (nothing was written)")
     if ":" in location and not Path(location).is_absolute():
         raise ConfigError(f"init --adopt: {source}: script_location {location!r} names a package resource; "
                           "migrator needs a directory")
@@ -249,6 +286,27 @@ def _script_dir(project_dir: Path, options: dict[str, str], source: str) -> Path
         raise ConfigError(f"init --adopt: {source} sets version_locations: migrator reads revisions only from "
                           f"{location}/versions (move them there first)")
     return (project_dir / location).resolve()
+
+
+def _ini_setting(project_dir: Path, config: str | None) -> str:
+    """migrator.toml's alembic_ini, for an ini that is not ./alembic.ini: migrator then reads the one `alembic -c`
+    reads."""
+    if config is None:
+        return ""
+    name = _config_file(project_dir, config).relative_to(project_dir).as_posix()
+    if name == "alembic.ini":
+        return ""
+    return (f"# The Alembic config `alembic -c {name}` reads (its script_location is relative to this directory, "
+            f"where\n# alembic runs): migrator reads it too, where it is there (the migration image has none).\n"
+            f"alembic_ini = {json.dumps(name)}\n")
+
+
+def _suggested_location(ini: Path) -> str:
+    """The script_location that names the directory holding env.py, beside the ini or below it."""
+    if (ini.parent / "env.py").is_file():
+        return "%(here)s"
+    below = sorted(p.parent.name for p in ini.parent.glob("*/env.py"))
+    return f"%(here)s/{below[0]}" if len(below) == 1 else "<the directory holding env.py>"
 
 
 def _arguments(arguments: list[str]) -> str:

@@ -48,7 +48,7 @@ def fast_graph(repo: Repo) -> revision_scan.ScriptGraph | None:
 
 def _scan(repo: Repo) -> revision_scan.ScriptGraph:
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
-    ini = alembic_ini.read(repo.project_dir)
+    ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     if ini is not None and ini.sourceless:
         raise revision_scan.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
     dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]

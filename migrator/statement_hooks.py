@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from migrator import statements
+from migrator import progress, statements
 from migrator.errors import MigrationFailed
 from migrator.logs import get_logger
 from migrator.session import MigrationSession
@@ -47,6 +47,7 @@ class StatementHooks:
         (self._log.debug if op.quiet else self._log.info)(op.text, **fields)
         step.statements.append(op.text)
         self._running = op.text
+        progress.began(self.session.monitor, op.text, fields)
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
@@ -93,6 +94,7 @@ class StatementHooks:
             self.session.current.rollbacks += 1
 
     def after(self, *_: Any) -> None:
+        progress.ended(self.session.monitor)
         step = self.session.current
         if step is not None:
             step.answered += 1
@@ -106,6 +108,7 @@ class StatementHooks:
             self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
 
     def failed(self, _context: Any) -> None:
+        progress.ended(self.session.monitor)
         self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False

@@ -12,19 +12,17 @@ write, as `setval` does).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from migrator import read_only, sql_tokens
 from migrator.logs import get_logger
+from migrator.redaction import redact
 
 EXECUTE_PREVIEW = 60  # `execute "..."` shows at most this much of the statement
 TAIL_CAP = 120  # all actions of an ALTER, rendered; more become `, ...`
 
-_PASSWORD = re.compile(r"(\bpassword\s*=?\s*)(?:E?'(?:[^'\\]|\\.|'')*'?|\$(\w*)\$.*?(?:\$\2\$|\Z))",
-                       re.IGNORECASE | re.DOTALL)
 
 _BEFORE_KIND = {"OR", "REPLACE", "UNIQUE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "RECURSIVE",
                 "CONSTRAINT", "TRUSTED", "PROCEDURAL"}
@@ -152,8 +150,9 @@ def _has_password(text: str) -> bool:
 
 
 def _mask(text: str) -> str:
-    """SQL's own way to write a password (`PASSWORD 'x'`); log redaction masks URLs and `password=x`."""
-    return _PASSWORD.sub(lambda m: m.group(1) + "'***'", text)
+    """Passwords masked by the one owner of masking (SQL's PASSWORD '...' at any depth of quoting, U&'...',
+    $$...$$, `password=x`), before the preview cuts the text: a literal cut short is masked to its end."""
+    return redact(text)
 
 
 def _quiet(verb: str, w: sql_tokens.Words) -> bool:

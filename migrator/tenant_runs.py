@@ -259,7 +259,8 @@ class Waiting:
         try:
             conn = self._connection(target.db, deadline) if shared else self._own(target.db, deadline)
             try:
-                ready, why, _ = readiness.check(conn, target, self.known, self.allow_newer)
+                limit = min(self.settings.timeouts.stall, max(deadline - time.monotonic(), 0.1))
+                ready, why, _ = readiness.poll(conn, target, self.known, self.allow_newer, limit)
             finally:
                 if not shared:
                     conn.close()

@@ -339,6 +339,32 @@ def write_named_project(root: Path) -> Path:
     return root
 
 
+# fractal-server's shape: the models' metadata has no convention; env.py sets one on it, imported from a module of
+# the app, and imports the models after that (so that autogenerate sees their constraints named by it).
+CONVENTION_SET_IN_ENV = NAMED_ENV.replace(
+    "from dotenv_settings import settings  # the app's settings, no models\nfrom courses.models import Base\n",
+    "from courses.db import Base\nfrom courses.naming import NAMING_CONVENTION\n").replace(
+    "target_metadata = Base.metadata\n",
+    "target_metadata = Base.metadata\ntarget_metadata.naming_convention = NAMING_CONVENTION\n"
+    "from courses import models  # noqa: E402,F401  (after the convention, which names their constraints)\n")
+MODELS_ON_A_PLAIN_BASE = {
+    "db.py": "from sqlalchemy.orm import DeclarativeBase\n\n\nclass Base(DeclarativeBase):\n    pass\n",
+    "naming.py": f"NAMING_CONVENTION = {CONVENTION!r}\n",
+    "models.py": NAMED_MODELS[NAMED_MODELS.index("\n\nclass Course"):].replace(
+        "\n\nclass Course", "import sqlalchemy as sa\nfrom sqlalchemy.orm import Mapped, mapped_column\n\n"
+        "from courses.db import Base\n\n\nclass Course", 1),
+}
+
+
+def write_convention_in_env_project(root: Path) -> Path:
+    """The naming-convention history above, in a project whose env.py sets the convention itself; returns ROOT."""
+    write_named_project(root)
+    (root / "alembic" / "env.py").write_text(CONVENTION_SET_IN_ENV)
+    for name, text in MODELS_ON_A_PLAIN_BASE.items():
+        (root / "courses" / name).write_text(text)
+    return root
+
+
 SCHEMA_QUERY = """
 SELECT 'constraint', conrelid::regclass::text, conname, pg_get_constraintdef(oid)
   FROM pg_constraint WHERE connamespace = 'public'::regnamespace

@@ -88,9 +88,11 @@ class DebianServer(Server):
 
     `ssl_dir` holds server.crt/server.key (signed by a CA the test made) to start it with ssl=on.
     `start=False` creates the cluster without starting it, for tests that start it later.
+    `settings` are appended to postgresql.conf (the last one wins): `{"max_connections": "30"}`.
     """
 
-    def __init__(self, *, ssl_dir: Path | None = None, start: bool = True) -> None:
+    def __init__(self, *, ssl_dir: Path | None = None, start: bool = True,
+                 settings: dict[str, str] | None = None) -> None:
         bindir = debian_bindir()
         if bindir is None:
             raise RuntimeError("Debian's PostgreSQL is not installed (apt-get install postgresql)")
@@ -119,6 +121,7 @@ class DebianServer(Server):
                 shutil.chown(dest, "postgres", "postgres")
                 os.chmod(dest, 0o600)
             conf += ["ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'"]
+        conf += [f"{name} = '{value}'" for name, value in (settings or {}).items()]
         with open(self.datadir / "postgresql.conf", "a") as f:
             f.write("\n".join(conf) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None

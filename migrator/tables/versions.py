@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migrator import blocking, database
 from migrator.tables import history, naming
 from migrator.tables.naming import qualified
 
@@ -24,12 +25,20 @@ class DbState:
 
 
 def read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
-    """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit."""
+    """The state in one round trip when both tables exist (the usual case); `conn` must be autocommit. A version
+    table locked by another session is waited for, and its holder named (migrator.blocking.unless_locked)."""
+    if not isinstance(conn, database.Connection):
+        return _read(conn, table, schema)
+    shown = qualified(schema, table).as_string(conn)
+    return blocking.unless_locked(conn, shown, lambda: _read(conn, table, schema))
+
+
+def _read(conn: psycopg.Connection[Any], table: str, schema: str | None) -> DbState:
     query = sql.SQL("SELECT v.version_num, EXISTS (SELECT 1 FROM {} h WHERE h.version_table = %s AND h.outcome "
                     "IN ('running', 'partial')) FROM {} v").format(qualified(schema, history.TABLE),
                                                                    qualified(schema, table))
     try:
-        rows = conn.execute(query, (table,)).fetchall()
+        rows = _execute(conn, query, (table,)).fetchall()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return _read_apart(conn, table, schema)
     if not rows:
@@ -44,9 +53,15 @@ def _read_apart(conn: psycopg.Connection[Any], table: str, schema: str | None) -
     has_versions, has_history = (bool(row[0]), bool(row[1])) if row else (False, False)
     versions: tuple[str, ...] = ()
     if has_versions:
-        rows = conn.execute(sql.SQL("SELECT version_num FROM {}").format(qualified(schema, table))).fetchall()
+        rows = _execute(conn, sql.SQL("SELECT version_num FROM {}").format(qualified(schema, table))).fetchall()
         versions = tuple(sorted(r[0] for r in rows))
     return DbState(versions, _partial(conn, table, schema) if has_history else False)
+
+
+def _execute(conn: psycopg.Connection[Any], query: sql.Composed, params: Any = None) -> psycopg.Cursor[Any]:
+    if isinstance(conn, database.Connection):
+        return database.execute_unblocked(conn, query, params)
+    return conn.execute(query, params)
 
 
 def _partial(conn: psycopg.Connection[Any], table: str, schema: str | None) -> bool:

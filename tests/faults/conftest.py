@@ -81,6 +81,26 @@ def own_server() -> Iterator[DebianServer]:
     server.destroy()
 
 
+@pytest.fixture(scope="module")
+def configured_server(request: pytest.FixtureRequest) -> Iterator[DebianServer]:
+    """A TCP server of the test module's own, started once with the module's SERVER_SETTINGS (postgresql.conf
+    lines such as max_connections), for faults that need a server configured for them."""
+    from tests.conftest import require_debian_postgres
+
+    require_debian_postgres()
+    server = DebianServer(settings=request.module.SERVER_SETTINGS)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def configured_url(configured_server: DebianServer) -> Iterator[str]:
+    """A fresh database on the module's configured server."""
+    name = configured_server.create_database()
+    yield configured_server.url_for(name)
+    configured_server.drop_database(name)
+
+
 def restart(server: DebianServer) -> None:
     """Stop the server the fast way (every session is terminated), then start it again."""
     subprocess.run(["runuser", "-u", "postgres", "--", str(server.bindir / "pg_ctl"), "-D", str(server.datadir),

@@ -90,7 +90,7 @@ class Migrator:
     as it comes, so that a test can wait for a log line."""
 
     def __init__(self, args: list[str], *, cwd: Path, url: str, termination: Path | None = None,
-                 env: Mapping[str, str] | None = None, **more_env: str) -> None:
+                 env: Mapping[str, str] | None = None, prefix: list[str] | None = None, **more_env: str) -> None:
         # A run that overstays its bound is sent SIGABRT first: faulthandler prints every thread's stack.
         settings = {"PYTHONFAULTHANDLER": "1", **FAST, **(env or {}), **more_env}
         if termination is not None:
@@ -98,7 +98,8 @@ class Migrator:
         self.termination = termination
         self.args = args
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], cwd=cwd, text=True,
+        # `prefix` runs it under another command (which must exec it, so that signals reach the migrator).
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "migrator", *args], cwd=cwd, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=migrator_env(url, **settings))
         self._err: list[str] = []
@@ -282,3 +283,40 @@ def lock_key_of(url: str) -> int:
     from migrator.lock import lock_key
 
     return lock_key(dbname(url), "public", "alembic_version")
+
+
+# --- roles -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Role:
+    """A login role (not a superuser) that owns the test's database: what an application's migrator runs as."""
+
+    name: str
+    password: str
+    url: str  # the test's database, as this role
+
+
+def owning_role(url: str, *, connection_limit: int = -1) -> Role:
+    """A new role owning `url`'s database (with CREATE on its public schema), password authentication."""
+    import secrets
+    from urllib.parse import quote
+
+    name = "app_" + secrets.token_hex(4)
+    password = secrets.token_hex(12)
+    query(url, f"CREATE ROLE {name} LOGIN PASSWORD '{password}' CONNECTION LIMIT {connection_limit}")
+    query(url, f'ALTER DATABASE "{dbname(url)}" OWNER TO {name}')
+    parts = urlsplit(url)
+    netloc = f"{name}:{quote(password, safe='')}@{parts.netloc.rsplit('@', 1)[1]}"
+    return Role(name, password, urlunsplit(parts._replace(netloc=netloc)))
+
+
+def drop_role(url: str, role: Role) -> None:
+    query(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", role.name)
+    query(url, f'ALTER DATABASE "{dbname(url)}" OWNER TO postgres')
+    query(url, f"REASSIGN OWNED BY {role.name} TO postgres")
+    query(url, f"DROP OWNED BY {role.name}")
+    query(url, f"DROP ROLE {role.name}")
+
+
+def sessions_of(url: str, role: Role) -> list[tuple[object, ...]]:
+    return query(url, "SELECT pid, application_name, state FROM pg_stat_activity WHERE usename = %s", role.name)

@@ -57,8 +57,11 @@ class PgBouncer:
         for path in (self.root, auth_file, ini):
             shutil.chown(path, "postgres", "postgres")
         os.chmod(auth_file, 0o600)
+        # PgBouncer logs to stderr as well as to its logfile: a pipe nobody reads would fill up after some
+        # hundred logins and stop PgBouncer in the middle of a write, so stderr goes to a file too.
+        self._stderr = open(self.root / "stderr.log", "wb")  # noqa: SIM115  (the process owns it)
         self.proc = subprocess.Popen(["runuser", "-u", "postgres", "--", str(PGBOUNCER), str(ini)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._wait_ready()
 
     def url_for(self, dbname: str, **query: str) -> str:
@@ -70,7 +73,7 @@ class PgBouncer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                err = (self.root / "stderr.log").read_text(errors="replace")
                 raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}: {err} {self.log()}")
             try:
                 with psycopg.connect(self.url_for("pgbouncer"), autocommit=True, connect_timeout=2) as conn:
@@ -93,7 +96,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if self.proc.stderr is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stderr.close()
+        with contextlib.suppress(OSError):
+            self._stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.alembic_projects import (
     NAMED_MODELS,
     NAMED_REVISIONS,
     SCHEMA_QUERY,
+    write_convention_in_env_project,
     write_named_project,
 )
 from tests.conftest import migrator_env, query, run_migrator
@@ -57,15 +58,22 @@ def plain_alembic(project: Path, url: str, *args: str) -> subprocess.CompletedPr
                           check=False, env=migrator_env(None))
 
 
-def test_a_naming_convention_reaches_the_run_without_the_models(tmp_path: Path, database_url: str,
-                                                                 second_url: str) -> None:
-    reference = write_named_project(tmp_path / "reference")
+def reference_and_adopted(write: Callable[[Path], Path], tmp_path: Path,
+                          second_url: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The project WRITE makes, migrated by plain Alembic with its own env.py into SECOND_URL (the reference), and
+    another copy adopted where the models import: that copy, and what adopt printed."""
+    reference = write(tmp_path / "reference")
     upgraded = plain_alembic(reference, second_url, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
-
-    project = write_named_project(tmp_path / "courses")
+    project = write(tmp_path / "courses")
     adopted = run_migrator(["init", "--adopt"], cwd=project, database_url=None)
     assert adopted.returncode == 0, adopted.stderr
+    return project, adopted
+
+
+def test_a_naming_convention_reaches_the_run_without_the_models(tmp_path: Path, database_url: str,
+                                                                 second_url: str) -> None:
+    project, adopted = reference_and_adopted(write_named_project, tmp_path, second_url)
     env_py = (project / "alembic" / "env.py").read_text()
     assert "naming_convention=NAMING_CONVENTION" in env_py
     assert f"imported Base.metadata (1 table(s)) with {sys.executable} to capture its naming convention" \
@@ -78,6 +86,24 @@ def test_a_naming_convention_reaches_the_run_without_the_models(tmp_path: Path, 
     assert migrated.returncode == 0, migrated.stderr
     assert schema(database_url) == schema(second_url)
     assert ("constraint", "courses", "uq_courses_token", "UNIQUE (token)") in schema(database_url)
+
+
+def test_a_convention_the_env_py_sets_reaches_the_run_without_the_models(tmp_path: Path, database_url: str,
+                                                                         second_url: str) -> None:
+    """fractal-server's shape: env.py sets the convention on the models' metadata itself (before importing the
+    models), which the models' own metadata does not have."""
+    project, adopted = reference_and_adopted(write_convention_in_env_project, tmp_path, second_url)
+    assert "with target_metadata = Base.metadata with its naming convention (as env.py.orig line 17 sets it)" \
+        in adopted.stdout
+    # where the models import, the new env.py's target_metadata() prepares them as the original did: they agree
+    rendered = run_migrator(["sql"], cwd=project, database_url=None)
+    assert rendered.returncode == 0, rendered.stderr
+    shutil.rmtree(project / "courses")  # the migration image: migrations, seeds, migrator.toml; no app code
+
+    migrated = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert schema(database_url) == schema(second_url)
+    assert ("constraint", "courses", "pk_courses", "PRIMARY KEY (id)") in schema(database_url)
 
 
 def test_a_run_without_the_models_or_their_convention_stops_before_the_first_migration(

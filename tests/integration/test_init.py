@@ -183,12 +183,17 @@ def test_adopt_carries_a_version_table_schema_read_from_the_environment(tmp_path
     (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace('"shop_version"', "TABLE", 1)),
      "sets version_table to 'shop_version' or TABLE: migrator must read the same table"),
     (lambda p: (p / "alembic" / "env.py").write_text("def broken(:\n"), "is not valid Python (line 1)"),
-    (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace("target_metadata = Base.metadata",
-                                                                       "target_metadata = Base.registry.get()")),
-     "env.py line 16: target_metadata = Base.registry.get() is not a name or attribute of what the env.py imports"),
+    # indico's shape: its own CLI sets script_location in code
+    (lambda p: (p / "alembic.ini").write_text("[alembic]\nfile_template = %%(rev)s_%%(slug)s\n"),
+     "alembic.ini sets no script_location (its tool may set it in code): add `script_location = %(here)s/alembic` "
+     "to its [alembic] section, then run init --adopt again (nothing was written)"),
+    (lambda p: (p / "alembic" / "env.py").write_text(STOCK_ENV.replace(
+        "target_metadata = Base.metadata", "target_metadata = config.attributes['metadata']")),
+     "env.py line 16: `target_metadata = config.attributes['metadata']` prepares target_metadata with Alembic's "
+     "context"),
     (lambda p: shutil.rmtree(p / "shop"), "init --adopt: cannot import env.py.orig's target_metadata = "
-     "Base.metadata to capture the naming convention its migrations are written with: ModuleNotFoundError: No "
-     "module named 'shop'"),
+     "Base.metadata to capture the naming convention its migrations are written with: env.py line 9: "
+     "ModuleNotFoundError: No module named 'shop'"),
 ])
 def test_adopt_refusals_write_nothing(tmp_path: Path, change, message: str) -> None:
     project = write_stock_project(tmp_path / "shop")
@@ -199,6 +204,35 @@ def test_adopt_refusals_write_nothing(tmp_path: Path, change, message: str) -> N
     [line] = result.stderr.splitlines()
     assert message in line
     assert {path: path.read_bytes() for path in project.rglob("*") if path.is_file()} == before
+
+
+def test_adopt_takes_the_alembic_ini_alembic_is_run_with(tmp_path: Path, database_url: str) -> None:
+    """hypothesis/lms's and h's layout: conf/alembic.ini, run as `alembic -c conf/alembic.ini` from the project."""
+    project = write_stock_project(tmp_path / "shop")
+    (project / "conf").mkdir()
+    (project / "alembic.ini").rename(project / "conf" / "alembic.ini")
+    ini = (project / "conf" / "alembic.ini").read_text().replace(
+        "script_location = %(here)s/alembic", "script_location = alembic\nfile_template = %%(rev)s_conf_%%(slug)s")
+    (project / "conf" / "alembic.ini").write_text(ini)
+    refused = run_migrator(["init", "--adopt"], cwd=project, database_url=None)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.endswith("; conf/alembic.ini exists: pass it as `init --adopt --config conf/alembic.ini` (as "
+                         "`alembic -c`)")
+
+    adopted = run_migrator(["init", "--adopt", "--config", "conf/alembic.ini"], cwd=project, database_url=None)
+    assert adopted.returncode == 0, adopted.stderr
+    toml = (project / "migrator.toml").read_text()
+    assert 'script_location = "alembic"' in toml and 'alembic_ini = "conf/alembic.ini"' in toml
+    revision = new_revision(project, "add items price", "op.add_column('items', sa.Column('price', sa.Integer))")
+    assert (project / "alembic" / "versions" / f"{revision}_conf_add_items_price.py").is_file()  # its file_template
+    migrated = run_migrator(["migrate"], cwd=project, database_url=database_url)
+    assert migrated.returncode == 0, migrated.stderr
+    current = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", "conf/alembic.ini", "current"],
+                             cwd=project, capture_output=True, text=True, timeout=120, check=False,
+                             env=migrator_env(database_url))
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.split() == [revision, "(head)"]
 
 
 def test_adopt_reads_pyproject(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def test_defaults() -> None:
     settings = load_settings({})
     assert (settings.timeouts.lock, settings.timeouts.ddl_lock, settings.timeouts.ddl_retries,
             settings.timeouts.statement, settings.timeouts.connect) == (600, 5, 5, None, 60)
+    assert (settings.timeouts.progress_after, settings.timeouts.progress_interval) == (5, 10)
     assert (settings.log_format, settings.log_level) == ("console", "info")
 
 
@@ -59,6 +60,8 @@ RANGES = {
     "MIGRATOR_IDLE_TIMEOUT": "100ms to 24h",
     "MIGRATOR_STALL_TIMEOUT": "1s to 1h",
     "MIGRATOR_CONNECT_TIMEOUT": "1s to 24h",
+    "MIGRATOR_PROGRESS_AFTER": "100ms to 24h",
+    "MIGRATOR_PROGRESS_INTERVAL": "0 (off) or 100ms to 24h",
 }
 
 

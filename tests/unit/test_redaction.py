@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
 from migrator.redaction import redact
@@ -88,3 +91,67 @@ def test_every_spelling_of_a_password_is_masked_whole_and_alone(password: str) -
 def test_one_letter_password_in_a_real_error() -> None:
     line = "19:37:51.517 [error] cannot connect to e@127.0.0.1:5432/e: FATAL: database \"e\" does not exist"
     assert redact(line) == line
+
+
+# --- SQL's PASSWORD literal at every depth of quoting (hypothesis) ---------------------------------------
+
+# Passwords: any text on one line (a log line's excerpt is cut at a line end), quotes and backslashes included,
+# but not quotes alone: PASSWORD followed by four quotes reads as well as a literal holding one quote as the
+# opening of a literal quoted two DO blocks deep, and is masked as the latter.
+PASSWORDS = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r"), min_size=1,
+                    max_size=30).filter(lambda password: password.strip("'") != "")
+BEFORE = ["CREATE ROLE app LOGIN", "ALTER ROLE app WITH ENCRYPTED", "ALTER USER app WITH",
+          '19:37:51.517 [info] execute "CREATE USER x', "DO $$ BEGIN EXECUTE 'ALTER ROLE app",
+          "migration 1 failed: could not run: ALTER ROLE app"]
+AFTER = ["", " LOGIN", " VALID UNTIL 'infinity'", "; END $$", '"', " (its 'note': fine) password"]
+
+
+def literal(password: str, form: str) -> tuple[str, str, str]:
+    """(opening, text, closing) of `password` written as SQL in `form`."""
+    plain = password.replace("'", "''")
+    if form == "plain":
+        return "'", plain, "'"
+    if form == "E":
+        return "E'", password.replace("\\", "\\\\").replace("'", "\\'"), "'"
+    if form == "U&":
+        return "U&'", plain, "'"
+    if form == "in a DO block":  # EXECUTE '... PASSWORD ''x''': quoted within quotes
+        return "''", plain.replace("'", "''"), "''"
+    if form == "two DO blocks deep":
+        return "''''", plain.replace("'", "''").replace("'", "''"), "''''"
+    return "$pw$", password, "$pw$"
+
+
+@settings(max_examples=400, deadline=None)
+@given(password=PASSWORDS, form=st.sampled_from(["plain", "E", "U&", "in a DO block", "two DO blocks deep", "$pw$"]),
+       before=st.sampled_from(BEFORE), after=st.sampled_from(AFTER), keyword=st.sampled_from(["PASSWORD", "password"]))
+def test_sql_passwords_are_masked_whole_and_alone(password: str, form: str, before: str, after: str,
+                                                  keyword: str) -> None:
+    """Exactly the literal's text is masked, at every depth of quoting; what is around it stays as it was."""
+    if form == "$pw$" and "$pw$" in password + "$":
+        return  # a dollar-quoted literal cannot contain its own tag
+    opening, text, closing = literal(password, form)
+    statement = f"{before} {keyword} {opening}{text}{closing}{after}"
+    assert redact(statement) == f"{before} {keyword} {opening}***{closing}{after}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=PASSWORDS, form=st.sampled_from(["plain", "E", "U&", "in a DO block", "two DO blocks deep"]),
+       cut=st.integers(min_value=0, max_value=29))
+def test_a_literal_cut_short_is_masked_to_its_end(password: str, form: str, cut: int) -> None:
+    """An error's excerpt may end inside the literal: nothing of the password after the opening quote shows (at
+    most quotes, where the cut fell between the two quotes of an escaped one)."""
+    opening, text, _ = literal(password, form)
+    head = text[:cut]
+    if not head:
+        return
+    masked = redact(f"LINE 1: ...ROLE app PASSWORD {opening}{head}\nHINT: x")
+    assert re.fullmatch(r"LINE 1: \.\.\.ROLE app PASSWORD (E|U&)?'*(\*\*\*)?'*\nHINT: x", masked), masked
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list(string.ascii_letters + string.digits + " '\"$&\\\n[]:=-_/.;(),U"))))
+def test_text_without_the_word_password_is_unchanged(text: str) -> None:
+    if "password" in text.lower() or "://" in text:
+        return
+    assert redact(text) == text

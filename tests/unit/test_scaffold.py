@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import ast
 import importlib.resources
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from migrator import env_adoption, scaffold
+from migrator import alembic_ini, env_adoption, revision_imports, scaffold
 from migrator.errors import ConfigError
 from migrator.metadata_capture import Captured
 from tests.alembic_projects import ALEMBIC_INI, STOCK_ENV, write_stock_project
@@ -90,15 +91,20 @@ def models_of(source: str) -> env_adoption.Models | None:
     return env_adoption.find_models(ast.parse(textwrap.dedent(source)), source)
 
 
-def imports(statements: list[ast.Import | ast.ImportFrom]) -> list[str]:
+def sources(statements: list[ast.stmt]) -> list[str]:
     return [ast.unparse(s) for s in statements]
 
 
 def test_the_async_template_imports_the_models_and_lists_the_rest() -> None:
     models = models_of(ASYNC_TEMPLATE)
-    assert models is not None and models.expression == "Base.metadata"
-    assert imports(models.needed) == ["from core.db import Base"]
-    assert imports(models.others) == ["from apps import settings", "from apps.todos.models import Todo"]
+    assert models is not None and models.expression == "target_metadata" and models.shown == "Base.metadata"
+    assert sources(models.needed) == ["from core.db import Base", "target_metadata = Base.metadata"]
+    # what the probe runs: the top-level statements before the migrations, without those that need Alembic's context
+    assert sources(models.statements) == [
+        "import asyncio", "from logging.config import fileConfig", "from sqlalchemy import pool",
+        "from sqlalchemy.engine import Connection", "from sqlalchemy.ext.asyncio import async_engine_from_config",
+        "from apps import settings", "from apps.todos.models import Todo", "from core.db import Base",
+        "target_metadata = Base.metadata"]
     notes = env_adoption.leftovers(ast.parse(ASYNC_TEMPLATE))
     assert notes == [
         "env.py.orig line 17: `config.set_main_option('sqlalchemy.url', settings.SQLALCHEMY_DATABASE_URL)` is not "
@@ -110,9 +116,8 @@ def test_the_async_template_imports_the_models_and_lists_the_rest() -> None:
 
 def test_the_sqlmodel_template() -> None:
     models = models_of(SQLMODEL_TEMPLATE)
-    assert models is not None and models.expression == "SQLModel.metadata"
-    assert imports(models.needed) == ["from app.models import SQLModel"]
-    assert imports(models.others) == ["from app.core.config import settings"]
+    assert models is not None and models.shown == "SQLModel.metadata"
+    assert sources(models.needed) == ["from app.models import SQLModel", "target_metadata = SQLModel.metadata"]
     tree = ast.parse(SQLMODEL_TEMPLATE)
     assert env_adoption.leftovers(tree) == [
         "env.py.orig line 8: `sys.path.append(os.path.dirname(os.path.dirname(__file__)))` is not carried over: "
@@ -121,35 +126,39 @@ def test_the_sqlmodel_template() -> None:
     assert options.carried == {"compare_type": True} and options.notes == []
 
 
-@pytest.mark.parametrize(("source", "expression", "needed"), [
-    ("from myapp.models import *\ntarget_metadata = Base.metadata\n", "Base.metadata", ["from myapp.models import *"]),
+@pytest.mark.parametrize(("source", "shown", "needed"), [
+    ("from myapp.models import *\ntarget_metadata = Base.metadata\n", "Base.metadata",
+     ["from myapp.models import *", "target_metadata = Base.metadata"]),
     ("import myapp.models\ntarget_metadata = myapp.models.Base.metadata\n", "myapp.models.Base.metadata",
-     ["import myapp.models"]),
+     ["import myapp.models", "target_metadata = myapp.models.Base.metadata"]),
     ("from a import A\nfrom b import B as Other\ntarget_metadata = [A.metadata, Other.metadata]\n",
-     "[A.metadata, Other.metadata]", ["from a import A", "from b import B as Other"]),
+     "[A.metadata, Other.metadata]",
+     ["from a import A", "from b import B as Other", "target_metadata = [A.metadata, Other.metadata]"]),
     ("from sqlalchemy import MetaData\nfrom .models import Base\ntarget_metadata: MetaData = Base.metadata\n",
-     "Base.metadata", ["from .models import Base"]),
+     "Base.metadata", ["from sqlalchemy import MetaData", "from .models import Base",
+                       "target_metadata: MetaData = Base.metadata"]),
+    # a Base declared in env.py itself, and metadata an app function returns: run as the env.py runs them
+    ("from sqlalchemy.orm import declarative_base\nBase = declarative_base()\ntarget_metadata = Base.metadata\n",
+     "Base.metadata", ["from sqlalchemy.orm import declarative_base", "Base = declarative_base()",
+                       "target_metadata = Base.metadata"]),
+    ("from myapp import db\ntarget_metadata = db.get_metadata()\n", "db.get_metadata()",
+     ["from myapp import db", "target_metadata = db.get_metadata()"]),
 ])
-def test_plain_expressions_over_imported_names_are_imported(source: str, expression: str, needed: list[str]) -> None:
+def test_the_statements_binding_the_metadata_are_carried(source: str, shown: str, needed: list[str]) -> None:
     models = models_of(source)
-    assert models is not None and models.expression == expression and imports(models.needed) == needed
+    assert models is not None and models.shown == shown and sources(models.needed) == needed
 
 
 @pytest.mark.parametrize(("source", "refusal"), [
-    ("from sqlalchemy.orm import declarative_base\nBase = declarative_base()\ntarget_metadata = Base.metadata\n",
-     "env.py line 3: target_metadata = Base.metadata is not a name or attribute of what the env.py imports"),
-    ("from myapp import db\ntarget_metadata = db.get_metadata()\n",
-     "env.py line 2: target_metadata = db.get_metadata() is not a name or attribute"),
     ("target_metadata = Base.metadata\nfrom myapp.models import Base\n",
-     "env.py line 1: target_metadata = Base.metadata is not a name"),
+     "env.py: `target_metadata = Base.metadata` uses Base, which the env.py does not bind at the top level before it"),
     ("from myapp import db\ncontext.configure(target_metadata=db.metadata_for('x'))\n",
      "env.py passes target_metadata=db.metadata_for('x'), which adopt cannot import by itself"),
 ])
-def test_metadata_adopt_cannot_import_is_refused_with_the_change_to_make(source: str, refusal: str) -> None:
+def test_metadata_adopt_cannot_evaluate_is_refused_with_the_change_to_make(source: str, refusal: str) -> None:
     with pytest.raises(ConfigError) as failed:
         models_of(source)
     assert refusal in str(failed.value) and "(nothing was written)" in str(failed.value)
-    assert "`target_metadata = <module>." in str(failed.value)
 
 
 def test_none_needs_no_models() -> None:
@@ -160,14 +169,14 @@ def test_none_needs_no_models() -> None:
 def test_only_imports_that_add_tables_are_carried_and_every_other_is_noted() -> None:
     models = models_of(ASYNC_TEMPLATE)
     captured = Captured(naming_convention={"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s"},
-                        python="python3", registers={"from apps import settings": [],
-                                                     "from apps.todos.models import Todo": ["todos"]})
+                        python="python3", effects={"11": {"tables": ["todos"], "convention": False}})
     found = env_adoption.metadata_block(models, captured)
     assert "    from apps.todos.models import Todo  # noqa: F401  (it adds the table(s) todos to the metadata)" \
         in found.block.splitlines()
+    assert "    from core.db import Base" in found.block.splitlines() and "    return Base.metadata" in found.block
     assert "settings" not in found.block and "may register" not in found.block
     assert found.notes == ["env.py.orig line 10: `from apps import settings` is not carried over: importing it adds "
-                           "no table to Base.metadata"]
+                           "no table to Base.metadata and leaves its naming convention as it is"]
     namespace: dict[str, object] = {}
     exec(compile("from typing import Any\n" + found.block, "env.py", "exec"), namespace)
     assert namespace["NAMING_CONVENTION"] == captured.naming_convention
@@ -246,7 +255,7 @@ def test_flask_migrate_single_database_templates_load_the_app(template: str) -> 
     source = flask_migrate_template(template)
     models = env_adoption.find_models(ast.parse(source), source)
     assert models is not None and models.flask
-    assert models.probe_request(["/app"]) == {"flask": True, "sys_path": ["/app"]}
+    assert models.probe_request(["/app"], "/app/migrations/env.py") == {"flask": True, "sys_path": ["/app"]}
     captured = Captured(naming_convention={"pk": "pk_%(table_name)s"}, python="python3", app="shop",
                         configure_args={"compare_type": True, "render_as_batch": True}, other_args=["include_object"])
     options = env_adoption.carry_options(ast.parse(source), {}, captured)
@@ -297,16 +306,130 @@ def test_adopt_keeps_the_original_byte_for_byte(tmp_path: Path) -> None:
     assert "from migrator.alembic_env import run_migrations" in env_py.read_text()
 
 
-def test_revisions_that_import_the_app_are_named(tmp_path: Path) -> None:
-    """A real history (manytask's) autogenerated a column type of the models into three revisions."""
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    (versions / "037c4373e638_add_fields.py").write_text(
-        "import sqlalchemy as sa\nfrom alembic import op\nimport manytask\n\nrevision = '037c4373e638'\n")
-    (versions / "a7c68744b7a5_init.py").write_text("import sqlalchemy as sa\nfrom alembic import op\n")
-    models = models_of("from manytask.models import Base\nfrom dotenv import dotenv_values\n"
-                       "target_metadata = Base.metadata\n")
-    assert env_adoption.revisions_importing_the_app(versions, models) == [
-        "versions/037c4373e638_add_fields.py line 3: `import manytask` imports the app, which the migration image "
-        "does not hold: migrating stops there (exit 2); write what it uses into the revision (e.g. a column type's "
+def test_what_revisions_import_that_the_image_does_not_hold_is_named(tmp_path: Path) -> None:
+    """Real histories import the app (manytask: a column type of its models; fractal-server: its naming convention)
+    and packages of the app's environment (fractal-server: sqlmodel, in 19 files)."""
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (tmp_path / "manytask").mkdir()
+    for name in ("a1_init.py", "b2_types.py", "c3_more.py", "d4_again.py"):
+        (versions / name).write_text("import sqlalchemy as sa\nfrom alembic import op\nimport sqlmodel.sql.sqltypes\n")
+    (versions / "e5_app.py").write_text("import json\nfrom alembic import op\n\n\ndef upgrade():\n"
+                                        "    from manytask.models import Kind\n    import migrations.helpers\n")
+    inside = tmp_path / "tracker"  # fractal-server's layout: alembic.ini in the package, which its revisions import
+    (inside / "migrations" / "versions").mkdir(parents=True)
+    (inside / "migrations" / "versions" / "f6_drop.py").write_text("from tracker.naming import NAMING_CONVENTION\n")
+    assert revision_imports.missing_in_image(inside / "migrations", inside, [str(inside)]) == [
+        "1 revision file(s) import tracker, the app's own code, which the migration image does not hold "
+        "(migrations/versions/f6_drop.py line 1): migrating with the image alone fails at the first of them; write "
+        "what they use into the revisions (e.g. a column type's implementation)"]
+    # manytask's layout: the script directory inside the app's package; the image holds only the former
+    (inside / "migrations" / "versions" / "g7_type.py").write_text(
+        "import tracker\nfrom tracker.migrations import helpers\nimport tracker.migrations.helpers\n")
+    assert revision_imports.missing_in_image(inside / "migrations", tmp_path, [str(tmp_path)]) == [
+        "2 revision file(s) import tracker, the app's own code, which the migration image does not hold "
+        "(tracker/migrations/versions/f6_drop.py line 1, tracker/migrations/versions/g7_type.py line 1): migrating "
+        "with the image alone fails at the first of them; write what they use into the revisions (e.g. a column type's "
         "implementation)"]
+    assert revision_imports.missing_in_image(tmp_path / "migrations", tmp_path, [str(tmp_path)]) == [
+        "1 revision file(s) import manytask, the app's own code, which the migration image does not hold "
+        "(migrations/versions/e5_app.py line 6): migrating with the image alone fails at the first of them; write "
+        "what they use into the revisions (e.g. a column type's implementation)",
+        "4 revision file(s) import sqlmodel, a package of the app's environment, which the migration image does not "
+        "hold (migrations/versions/a1_init.py line 3, migrations/versions/b2_types.py line 3, "
+        "migrations/versions/c3_more.py line 3 and 1 more): migrating with the image alone fails at the first of them; "
+        "write what they use into the revisions, or install sqlmodel into the migration image (migrator.Dockerfile)"]
+
+
+def test_the_image_packages_are_those_of_the_image_requirements() -> None:
+    text = (ROOT / "image" / "migrator" / "requirements.txt").read_text()
+    names = {re.sub(r"\[.*", "", line.split("==")[0]).replace("-", "_").lower()
+             for line in text.splitlines() if "==" in line and not line.startswith((" ", "#"))}
+    assert names | {"migrator"} == revision_imports.IMAGE_PACKAGES
+
+
+def test_an_ini_without_script_location_is_refused_with_the_line_to_add(tmp_path: Path) -> None:
+    """indico's shape: alembic.ini beside env.py, its script_location set by the project's own CLI in code."""
+    (tmp_path / "alembic.ini").write_text("[alembic]\nfile_template = %%(year)d_%%(rev)s_%%(slug)s\n")
+    (tmp_path / "env.py").write_text("from alembic import context\n")
+    with pytest.raises(ConfigError) as failed:
+        scaffold.init(tmp_path, adopt=True)
+    assert str(failed.value) == (
+        f"init --adopt: {tmp_path / 'alembic.ini'} sets no script_location (its tool may set it in code): add "
+        "`script_location = %(here)s` to its [alembic] section, then run init --adopt again (nothing was written)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alembic.ini", "env.py"]
+
+
+def test_each_call_left_out_is_noted_once_with_what_it_did() -> None:
+    """hypothesis/h's logging set-up (a call on a call's result) and fractal-server's engine from the app."""
+    source = textwrap.dedent("""\
+        import logging
+        from alembic import context
+
+        def configure_logging():
+            logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+
+        def run_migrations_online():
+            from app.db import DB
+
+            engine = DB.engine_sync()
+            with engine.connect() as connection:
+                context.configure(connection=connection, target_metadata=None)
+        """)
+    assert env_adoption.leftovers(ast.parse(source)) == [
+        "env.py.orig line 5 (in configure_logging()): `logging.getLogger('sqlalchemy.engine').setLevel(logging.INFO)` "
+        "is not carried over: migrator's run_migrations() does not do this",
+        "env.py.orig line 10 (in run_migrations_online()): `DB.engine_sync()` is not carried over: it made the engine "
+        "the migrations ran on, the app's way; migrator connects from DATABASE_URL (or PG*), with libpq's parameters "
+        "in the URL"]
+
+
+def test_an_ini_of_named_sections_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Netflix/dispatch's shape: `alembic --name core` and `--name tenant`, no script_location in [alembic]."""
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nfile_template = %%(rev)s\n\n[core]\nscript_location = app:revisions/core\n\n"
+                   "[tenant]\nscript_location = app:revisions/tenant\n")
+    with pytest.raises(ConfigError) as failed:
+        scaffold.init(tmp_path, adopt=True)
+    assert str(failed.value) == (
+        f"init --adopt: {ini} names its script directories in the sections [core], [tenant] (`alembic --name`), "
+        "not in [alembic]: migrator adopts the script directory of an [alembic] section: give one its own ini with "
+        "that section, adopt it with --config, and list the others as [[repos]] in migrator.toml (nothing was "
+        "written)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alembic.ini"]
+
+
+def test_each_top_level_statement_left_out_says_what_it_set() -> None:
+    """ff-backend's env.py: the URL computed from the app's settings, attributes set on Alembic's Config."""
+    source = textwrap.dedent("""\
+        from alembic import context
+        from app.config import settings
+
+        config = context.config
+        URL = str(settings.DATABASE_URL)
+        if "+" in URL:
+            URL = URL.split("+")[0]
+        config.set_main_option("sqlalchemy.url", URL)
+        config.compare_type = True
+        UNUSED = 1
+        """)
+    assert env_adoption.leftovers(ast.parse(source)) == [
+        "env.py.orig line 5: `URL = str(settings.DATABASE_URL)` is not carried over: it set URL, which lines 6, 7, 8 "
+        "read",
+        "env.py.orig line 6: `if '+' in URL:` is not carried over: it set URL, which line 8 reads",
+        "env.py.orig line 8: `config.set_main_option('sqlalchemy.url', URL)` is not carried over: it set an Alembic "
+        "option at run time",
+        "env.py.orig line 9: `config.compare_type = True` is not carried over: it set config.compare_type on "
+        "Alembic's Config object of that run",
+        "env.py.orig line 10: `UNUSED = 1` is not carried over: it set UNUSED, which the env.py does not read"]
+
+
+def test_an_ini_elsewhere_names_locations_relative_to_where_alembic_runs(tmp_path: Path) -> None:
+    """`alembic -c conf/alembic.ini` resolves a relative script_location against the working directory (the
+    project), %(here)s against the ini's directory; migrator reads migrator.toml's alembic_ini the same way."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "alembic.ini").write_text("[alembic]\nscript_location = app/migrations\n"
+                                                   "version_locations = %(here)s/extra\n")
+    ini = alembic_ini.read(tmp_path, "conf/alembic.ini")
+    assert ini is not None and ini.script_location == tmp_path / "app" / "migrations"
+    assert ini.version_locations == (tmp_path / "conf" / "extra",)
