@@ -36,6 +36,13 @@ REPO_ONE = "the database of migrator.toml to work on: required when it lists sev
 REPO_HELP = {"rollback": REPO_ONE, "sql": REPO_ONE, "new": REPO_ONE, "lint": REPO_ONE, "resolve": REPO_ONE,
              "verify": REPO_ONE,
              "migrate": REPO_ALL + " (with --to: required when it lists several)"}
+# --tenant: the commands that reach a repo's database(s), and what it means to each.
+TENANT_ALL = ("only this tenant of the repo that lists tenants (migrator.toml's tenants or tenants_query); "
+              "default: every tenant this process takes (MIGRATOR_TENANT_SHARDS)")
+TENANT_ONE = "the tenant to work on, of a repo that lists tenants: required there"
+TENANT_HELP = {"migrate": TENANT_ALL, "seed": TENANT_ALL, "status": TENANT_ALL, "wait": TENANT_ALL,
+               "history": TENANT_ALL, "rollback": TENANT_ONE, "resolve": TENANT_ONE,
+               "sql": TENANT_ONE + " (with --from current)"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,7 +66,7 @@ def build_parser() -> Parser:
     def command(name: str, text: str) -> Parser:
         p: Parser = sub.add_parser(name, help=text, description=text, epilog=_epilog(name),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(name, REPO_ALL))
+        _repo_options(p, name)
         return p
 
     _changing_commands(command)
@@ -163,6 +170,13 @@ def _init_command(sub: Any) -> None:  # argparse._SubParsersAction, private in t
     p.add_argument("--config", metavar="PATH", help="with --adopt: the project's alembic.ini when it is not "
                    "./alembic.ini (as `alembic -c PATH`, relative to the project directory); migrator.toml then "
                    "names it, so that migrator reads it too")
+
+
+def _repo_options(parser: Parser, command: str) -> None:
+    """--repo, and --tenant for the commands that reach a repo's tenants."""
+    parser.add_argument("--repo", metavar="NAME", help=REPO_HELP.get(command, REPO_ALL))
+    if command in TENANT_HELP:
+        parser.add_argument("--tenant", metavar="NAME", help=TENANT_HELP[command])
 
 
 def _allow_newer(parser: Parser, then: str) -> None:

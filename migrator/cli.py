@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from migrator import commands, errors, logs
+from migrator import commands, errors, logs, tenant_runs, tenants
 from migrator.arguments import build_parser as build_parser  # noqa: PLC0414  (tests read --help through cli)
 from migrator.config import Settings, database_config, load_settings, log_options
 from migrator.errors import ConfigError, Interrupted, LintFailed, MigratorError, NotAtHead, PartiallyApplied
@@ -40,10 +40,31 @@ def _repos(args: argparse.Namespace, single: bool = False) -> list[Repo]:
     return repos
 
 
-def _targets(args: argparse.Namespace, single: bool = False) -> list[Target]:
-    """The selected repos with their database settings, all validated before any database is touched."""
-    return [Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
-            for repo in _repos(args, single)]
+def _targets(args: argparse.Namespace, settings: Settings, single: bool = False,
+             one_tenant: bool = False) -> list[Target]:
+    """The selected repos with their database settings, all validated before any database is touched; with
+    --tenant, that tenant alone. A repo's tenants are listed later, when its turn comes (tenant_runs)."""
+    targets = [Target(repo, database_config(os.environ, repo.url_env, repo.password_file_env))
+               for repo in _repos(args, single)]
+    name = getattr(args, "tenant", None)
+    if name is not None:
+        return [_tenant(targets, settings, name)]
+    for target in targets if one_tenant else []:
+        if target.repo.tenants is not None:
+            raise ConfigError(f"{args.command} works on one database: choose the tenant of repo "
+                              f"{target.repo.name!r} with --tenant NAME")
+    return targets
+
+
+def _tenant(targets: list[Target], settings: Settings, name: str) -> Target:
+    with_tenants = [t for t in targets if t.repo.tenants is not None]
+    if len(with_tenants) != 1:
+        repos = ", ".join(t.repo.name for t in with_tenants)
+        raise ConfigError(f"--tenant {name}: " + (f"several repos list tenants ({repos}): choose one with --repo"
+                                                  if with_tenants else "no repo lists tenants (migrator.toml's "
+                                                  "tenants or tenants_query)"))
+    [target] = with_tenants
+    return tenants.target_for(target, tenants.choose(tenants.listed(target, settings), target, name))
 
 
 T = TypeVar("T")
@@ -72,34 +93,60 @@ def _name_database(exc: MigratorError | Interrupted, target: Target) -> None:
 
 
 def run_migrate(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return _each(_targets(args, single=args.to is not None),
-                 lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer))
+    return _each(_targets(args, settings, single=args.to is not None), tenant_runs.fan_out(
+        settings, lambda t: commands.migrate(t, settings, to=args.to, allow_newer=args.allow_newer), "migrate",
+        tenant_runs.migrated))
 
 
 def run_rollback(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    [target] = _targets(args, single=True)
+    [target] = _targets(args, settings, single=True, one_tenant=True)
     return [commands.rollback(target, settings, to=args.revision, steps=args.steps, dry_run=args.dry_run)]
 
 
 def run_seed(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    return _each(_targets(args), lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer))
+    return _each(_targets(args, settings), tenant_runs.fan_out(
+        settings, lambda t: commands.seed(t, settings, force=args.force, allow_newer=args.allow_newer), "seed",
+        tenant_runs.seeded))
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    found = _each(_targets(args), lambda t: commands.status(t, settings, allow_newer=args.allow_newer))
-    for status in found:
-        _print(_status_json(status) if args.json else _status_text(status))
-    behind = [s for s in found if not s.at_head]
-    partial = [s for s in behind if s.partial]
+    found: list[tuple[str, Status]] = []  # (who, status): the repo, or the repo and tenant
+
+    def show(target: Target) -> Status:
+        status = commands.status(target, settings, allow_newer=args.allow_newer)
+        if args.json:
+            _print(_status_json(status, target.tenant))
+        else:
+            _print(_status_text(status) if target.tenant is None else _tenant_status_text(status, target.tenant))
+        found.append((status.repo if target.tenant is None else f"{status.repo} {target.tenant}", status))
+        return status
+
+    def each(target: Target) -> None:
+        if target.repo.tenants is None or target.tenant is not None:
+            show(target)
+            return
+        run = tenant_runs.each(target, settings, show, "status")
+        if not args.json:
+            _print(f"{target.repo.name} ({target.db.description}): {run.scope()}: {run.counts(_at_head)}")
+        tenant_runs.finish(run, _at_head)
+
+    _each(_targets(args, settings), each)
+    behind = [(who, s) for who, s in found if not s.at_head]
+    partial = [(who, s) for who, s in behind if s.partial]
     if args.check and partial:
-        raise PartiallyApplied("left part-way: " + "; ".join(f"{s.repo} {s.partial[-1]}" for s in partial))
+        raise PartiallyApplied("left part-way: " + tenant_runs.listing([f"{w} {s.partial[-1]}" for w, s in partial]))
     if args.check and behind:
-        raise NotAtHead("not at head: " + "; ".join(f"{s.repo} {s.behind()}" for s in behind))
+        raise NotAtHead("not at head: " + tenant_runs.listing([f"{w} {s.behind()}" for w, s in behind]))
     return []
 
 
-def _status_json(status: Status) -> str:
-    return json.dumps({"repo": status.repo, "database": status.database, "current": list(status.current),
+def _at_head(status: Status) -> str:
+    return "at head" if status.at_head else "not at head"
+
+
+def _status_json(status: Status, tenant: str | None = None) -> str:
+    return json.dumps({"repo": status.repo, **({"tenant": tenant} if tenant is not None else {}),
+                       "database": status.database, "current": list(status.current),
                        "heads": list(status.heads), "pending": status.pending, "unknown": status.unknown,
                        "partial": status.partial, "changed": status.changed, "missing": status.missing,
                        "unrecorded": status.unrecorded, "at_head": status.at_head})
@@ -121,16 +168,31 @@ def _status_text(status: Status) -> str:
     return "\n".join(lines)
 
 
+def _tenant_status_text(status: Status, tenant: str) -> str:
+    """One line per tenant: `tenants acme: at head (20211104101500)`, or why not."""
+    current = ", ".join(status.current) or "base"
+    if status.at_head:
+        return f"{status.repo} {tenant}: at head ({current})"
+    return f"{status.repo} {tenant}: not at head: {status.behind()} (current {current})"
+
+
 def run_wait(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     deadline = time.monotonic() + args.timeout
-    return _each(_targets(args), lambda t: commands.wait(t, settings, timeout=args.timeout, interval=args.interval,
-                                                         allow_newer=args.allow_newer, deadline=deadline))
+
+    def wait(target: Target) -> Outcome:
+        if target.repo.tenants is None or target.tenant is not None:
+            return commands.wait(target, settings, timeout=args.timeout, interval=args.interval,
+                                 allow_newer=args.allow_newer, deadline=deadline)
+        return tenant_runs.wait_all(target, settings, timeout=args.timeout, allow_newer=args.allow_newer,
+                                    interval=args.interval, deadline=deadline)
+
+    return _each(_targets(args, settings), wait)
 
 
 def run_sql(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
     start, nothing = args.start, f"from {args.start} to {args.end}"
     if start == "current":
-        [target] = _targets(args, single=True)
+        [target] = _targets(args, settings, single=True, one_tenant=True)
         found = commands.status(target, settings).current
         if len(found) > 1:
             raise ConfigError(f"--from current: the database has several heads ({', '.join(found)}); name one")
@@ -161,15 +223,25 @@ def run_lint(args: argparse.Namespace, _settings: Settings) -> list[Outcome]:
 
 
 def run_history(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    for target in _targets(args):
+    def show(target: Target) -> int:
         rows = commands.history_rows(target, settings, args.limit)
+        tenant = {"tenant": target.tenant} if target.tenant is not None else {}
         if args.json:
             for row in rows:
-                _print(json.dumps({"repo": target.repo.name, **row}, default=_json_value))
-            continue
+                _print(json.dumps({"repo": target.repo.name, **tenant, **row}, default=_json_value))
+            return len(rows)
         _print(f"{target.repo.name} ({target.db.description}): {len(rows)} row(s)")
         for row in rows:
             _print("  " + _history_line(row))
+        return len(rows)
+
+    def each(target: Target) -> None:
+        if target.repo.tenants is None or target.tenant is not None:
+            show(target)
+        else:
+            tenant_runs.finish(tenant_runs.each(target, settings, show, "history"), lambda _rows: "shown")
+
+    _each(_targets(args, settings), each)
     return []
 
 
@@ -191,7 +263,7 @@ def _history_line(row: dict[str, Any]) -> str:
 
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> list[Outcome]:
-    [target] = _targets(args, single=True)
+    [target] = _targets(args, settings, single=True, one_tenant=True)
     return [commands.resolve(target, settings, args.revision, rerun=args.rerun,
                              accept_checksum=args.accept_checksum)]
 
@@ -261,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = exc.detail if isinstance(exc, Interrupted) else None
         return _fail(command, code, detail or f"interrupted by {name}; no migration or seed was running")
     except Exception as exc:
-        database_error = _database_error(exc)
+        from migrator import database  # noqa: PLC0415  (loaded already by any command that reached a database)
+
+        database_error = database.unhandled(exc)
         if database_error is not None:
             return _fail(command, database_error.exit_code, str(database_error))
         # A bug: say so in one line, then show where.
@@ -269,20 +343,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                f"unexpected error ({type(exc).__name__}: {exc}); please report it", exc_info=True)
     summary = "; ".join(o.summary() for o in outcomes) or f"{command}: ok"
     return SHUTDOWN.finish(errors.OK, f"{summary} (total {time.monotonic() - started:.1f}s)")
-
-
-def _database_error(exc: Exception) -> MigratorError | None:
-    """A database error no command handled: a lost connection (exit 3) or an SQL error (exit 1), one line."""
-    import psycopg  # noqa: PLC0415  (loaded already by any command that reached a database)
-
-    from migrator import database  # noqa: PLC0415
-
-    orig = getattr(exc, "orig", None) or exc
-    if not isinstance(orig, psycopg.Error):
-        return None
-    if database.is_connection_error(exc):
-        return database.lost(None, orig, "talking to the database")
-    return errors.MigrationFailed(f"database error: {database.reason(orig)}")
 
 
 def _print(text: str, end: str = "\n") -> None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator import database, manifest, scripts, validation
+from migrator import database, manifest, revision_scan, scripts, tenants, validation
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, NotAtHead, RevisionError
 from migrator.logs import get_logger
@@ -58,6 +58,7 @@ def migrate(target: Target, settings: Settings, to: str | None = None, allow_new
             found = state(conn, target)  # read again: another migrator may have finished meanwhile
             if session is None or at_head(found):
                 return _already_up(target, found.versions, started)
+            tenants.create_schema(conn, target)  # a schema tenant's, before its version table
             return _upgrade(target, session, to, allow_newer=allow_newer, before=found, started=started)
 
 

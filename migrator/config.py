@@ -7,6 +7,7 @@ what would be accepted, before anything touches the database.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import socket
@@ -88,14 +89,39 @@ class Timeouts:
     progress_interval: float = 10.0  # one every so often while it runs
 
 
+SHARDS_MAX = 100000  # a Job's completions in Indexed mode are limited to 10^5
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which tenants this process takes: those whose name hashes to `index` modulo `count` (all when count is 1).
+
+    By a hash of the name, not by position in a sorted list: a tenant added or removed while the pods of an
+    Indexed Job start one after another moves no other tenant to another shard, so none is skipped by all
+    pods, and a tenant seen by two pods is migrated once (its lock and version table)."""
+
+    index: int = 0
+    count: int = 1
+
+    def takes(self, name: str) -> bool:
+        if self.count == 1:
+            return True
+        digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index
+
+    def describe(self) -> str:
+        return f"shard {self.index} of {self.count}"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Process-wide settings: timeouts and logging."""
+    """Process-wide settings: timeouts, logging, and the tenants' shard."""
 
     timeouts: Timeouts = field(default_factory=Timeouts)
     log_format: str = "console"
     log_level: str = "info"
     validate: str | None = None  # MIGRATOR_VALIDATE: error, warn or off; None: each repo's own (default error)
+    shard: Shard = field(default_factory=Shard)
 
 
 @dataclass(frozen=True)
@@ -151,7 +177,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         values["ddl_retries"] = parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
     log_format, log_level = log_options(env)
     return Settings(timeouts=replace(Timeouts(), **values), log_format=log_format, log_level=log_level,
-                    validate=validate_option("MIGRATOR_VALIDATE", env.get("MIGRATOR_VALIDATE", "")))
+                    validate=validate_option("MIGRATOR_VALIDATE", env.get("MIGRATOR_VALIDATE", "")),
+                    shard=shard(env))
 
 
 VALIDATE = ("error", "warn", "off")
@@ -165,6 +192,31 @@ def validate_option(name: str, value: str) -> str | None:
     if value not in VALIDATE:
         raise ConfigError(f"{name}={_shown(value)} is not supported: use error (refuse to migrate), warn or off")
     return value
+
+
+def shard(env: Mapping[str, str] = os.environ) -> Shard:
+    """MIGRATOR_TENANT_SHARDS (how many processes share the tenants) and this process's index: MIGRATOR_TENANT_SHARD,
+    else JOB_COMPLETION_INDEX, which Kubernetes sets in each pod of an Indexed Job."""
+    count_text = env.get("MIGRATOR_TENANT_SHARDS", "").strip()
+    if not count_text:
+        if env.get("MIGRATOR_TENANT_SHARD", "").strip():
+            raise ConfigError("MIGRATOR_TENANT_SHARD is set without MIGRATOR_TENANT_SHARDS: set both, or neither")
+        return Shard()  # JOB_COMPLETION_INDEX alone: an Indexed Job that does not share tenants out
+    if not _COUNT.match(count_text) or not 1 <= int(count_text) <= SHARDS_MAX:
+        raise ConfigError(f"MIGRATOR_TENANT_SHARDS={_shown(count_text)} is not a count from 1 to {SHARDS_MAX}: use "
+                          "a whole number (the Indexed Job's completions)")
+    count = int(count_text)
+    for var in ("MIGRATOR_TENANT_SHARD", "JOB_COMPLETION_INDEX"):
+        text = env.get(var, "").strip()
+        if text:
+            if not _COUNT.match(text) or int(text) >= count:
+                raise ConfigError(f"{var}={_shown(text)} is not a shard index from 0 to {count - 1} "
+                                  f"(MIGRATOR_TENANT_SHARDS={count})")
+            return Shard(int(text), count)
+    if count == 1:
+        return Shard()
+    raise ConfigError(f"MIGRATOR_TENANT_SHARDS={count} needs this process's shard: set MIGRATOR_TENANT_SHARD (0 to "
+                      f"{count - 1}), or run it in an Indexed Job (JOB_COMPLETION_INDEX)")
 
 
 def log_options(env: Mapping[str, str] = os.environ) -> tuple[str, str]:

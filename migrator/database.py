@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 
 from migrator import deadlines, hostnames, refusals, retries
 from migrator.config import DatabaseConfig, Timeouts
-from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable
+from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable, MigrationFailed, MigratorError
 from migrator.logs import get_logger
 from migrator.redaction import redact
 from migrator.shutdown import SHUTDOWN
@@ -106,6 +106,17 @@ def lost(conn: psycopg.Connection[Any] | None, exc: BaseException, doing: str) -
     if context is not None:
         doing, why = context[0], why or context[1]
     return ConnectionLost(f"lost the connection to the server while {doing}: {why or reason(exc)}")
+
+
+def unhandled(exc: BaseException) -> MigratorError | None:
+    """A database error no command handled: a lost connection (exit 3) or an SQL error (exit 1), one line;
+    None when `exc` is not a database error."""
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(orig, psycopg.Error):
+        return None
+    if is_connection_error(exc):
+        return lost(None, orig, "talking to the database")
+    return MigrationFailed(f"database error: {reason(orig)}")
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ UNREACHABLE = 3
 LOCK_TIMEOUT = 4
 NOT_AT_HEAD = 5
 PARTIAL = 6
+TENANTS_FAILED = 7
 INTERRUPTED_SIGINT = 130
 OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader left
 INTERRUPTED_SIGTERM = 143
@@ -33,6 +34,9 @@ EXIT_CODES: dict[int, str] = {
                   "session or a prepared transaction as long",
     NOT_AT_HEAD: "not at head (status --check, wait timed out, seed before migrate)",
     PARTIAL: "a non-transactional migration was left part-way: an operator decides (status, resolve)",
+    TENANTS_FAILED: "one or more tenants failed or were not reached, and every other tenant was done: a line per "
+                    "failed tenant gives its own exit code and reason, and the last line counts them (retrying "
+                    "runs only what is left)",
     INTERRUPTED_SIGINT: "interrupted by SIGINT (within 10 s of the signal)",
     OUTPUT_CLOSED: "standard output was closed by its reader (migrator sql piped to head): the output stops "
                    "there, quietly, as after SIGPIPE",
@@ -104,6 +108,12 @@ class PartiallyApplied(MigratorError):
     exit_code = PARTIAL
 
 
+class TenantsFailed(MigratorError):
+    """Some tenants of a repo failed (each with its own error), the others were done."""
+
+    exit_code = TENANTS_FAILED
+
+
 class NotAtHead(MigratorError):
     """The database is not at the head revision of the scripts."""
 
@@ -136,15 +146,15 @@ class Interrupted(KeyboardInterrupt):
 _ANY = (OK, USAGE, INTERRUPTED_SIGINT, INTERRUPTED_SIGTERM)
 _DATABASE = (FAILED, UNREACHABLE)
 COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
-    "migrate": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
+    "migrate": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL, TENANTS_FAILED)),
     "rollback": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, PARTIAL)),
-    "seed": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, NOT_AT_HEAD, PARTIAL)),
-    "status": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD, PARTIAL, OUTPUT_CLOSED)),
+    "seed": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, NOT_AT_HEAD, PARTIAL, TENANTS_FAILED)),
+    "status": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD, PARTIAL, OUTPUT_CLOSED, TENANTS_FAILED)),
     "wait": frozenset((*_ANY, *_DATABASE, NOT_AT_HEAD)),
     "sql": frozenset((*_ANY, UNREACHABLE, OUTPUT_CLOSED)),  # 3 with --from current, which reads the database
     "new": frozenset((*_ANY, OUTPUT_CLOSED)),
     "lint": frozenset((*_ANY, FAILED, OUTPUT_CLOSED)),
-    "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED)),
+    "history": frozenset((*_ANY, *_DATABASE, OUTPUT_CLOSED, TENANTS_FAILED)),
     "resolve": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT)),
     "init": frozenset((*_ANY, OUTPUT_CLOSED)),
     "verify": frozenset((*_ANY, *_DATABASE, LOCK_TIMEOUT, OUTPUT_CLOSED)),

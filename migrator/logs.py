@@ -68,8 +68,9 @@ def jsonable(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 def _prepare(log_format: str) -> list[Processor]:
     """Level, time, redaction: what every event goes through before it is rendered."""
-    steps: list[Processor] = [structlog.processors.add_log_level, add_timestamp,
-                              structlog.processors.format_exc_info, redact_values]
+    # contextvars: the tenant a line is about (migrator.tenant_runs binds it), a field of every JSON line.
+    steps: list[Processor] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                              add_timestamp, structlog.processors.format_exc_info, redact_values]
     return [*steps, jsonable] if log_format == "json" else steps
 
 

@@ -49,7 +49,7 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
                 if conn is None:
                     conn = database.connect(target.db, settings.timeouts, autocommit=True, purpose="wait",
                                             connect_timeout=min(settings.timeouts.connect, remaining))
-                ready, state_text, current = _poll(conn, target, known, allow_newer,
+                ready, state_text, current = poll(conn, target, known, allow_newer,
                                                    min(settings.timeouts.stall, remaining))
             except DatabaseUnreachable as exc:
                 if time.monotonic() < deadline:
@@ -79,8 +79,9 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
             conn.close()
 
 
-def _poll(conn: Connection, target: Target, known: Known, allow_newer: bool,
-          limit: float) -> tuple[bool, str, tuple[str, ...]]:
+def poll(conn: Connection, target: Target, known: Known, allow_newer: bool,
+         limit: float) -> tuple[bool, str, tuple[str, ...]]:
+    """One poll of `target` within `limit` seconds: whether it is ready, in words, and its current revisions."""
     conn.wait_limit = limit
     conn.doing = "waiting for the schema"
     conn.lock_wait = 0  # a locked version table is a state to report and poll again, not a wait of its own

@@ -18,6 +18,10 @@ directory. A team with several databases lists them, in the order `migrate` and 
     seeds = "analytics/seeds"
 
 A table without `repos` configures the single default repo (e.g. just `script_location = "db/migrations"`).
+
+A repo may stand for many tenants migrated with the same migrations (migrator.tenants): `tenants = [...]`
+lists them, or `tenants_query = "SELECT ..."` reads them from the repo's database; `tenant_kind` says whether
+each is a schema of that database (the default) or a database on the same server.
 """
 
 from __future__ import annotations
@@ -36,12 +40,34 @@ from migrator.config import read_text_file, validate_option
 from migrator.errors import ConfigError
 
 DEFAULT_NAME = "default"
+TENANT_KEYS = {"tenants", "tenants_query", "tenant_kind", "tenant_shared_schemas"}
 KEYS = {"name", "url_env", "password_file_env", "script_location", "seeds", "version_table",
-        "version_table_schema", "version_table_schema_env", "alembic_ini", "validate"}
+        "version_table_schema", "version_table_schema_env", "alembic_ini", "validate", *TENANT_KEYS}
+LISTS = {"tenants", "tenant_shared_schemas"}  # the keys whose value is a list of strings; every other is a string
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_FILE_MAX = 1024 * 1024  # bytes of migrator.toml or pyproject.toml read, at most
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+# A tenant's schema or database name: an identifier PostgreSQL accepts quoted, within NAMEDATALEN, without the
+# quote and control characters that would need escaping in a message or a search_path.
+TENANT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$", re.ASCII)
+TENANT_KINDS = ("schema", "database")
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """How a repo's tenants are found: listed in the config (`names`), or by `query` on the repo's database.
+
+    `kind` "schema": each tenant is a schema of the repo's database, migrated with search_path set to it (then
+    the `shared` schemas); "database": each is a database on the repo's server, named by the tenant."""
+
+    kind: str = "schema"
+    names: tuple[str, ...] | None = None
+    query: str | None = None
+    shared: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.kind}s"
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,7 @@ class Repo:
     password_file_env: str = "DATABASE_PASSWORD_FILE"  # noqa: S105 (the name of a variable, not a password)
     version_table: str = "alembic_version"
     version_table_schema: str | None = None
+    tenants: Tenants | None = None
     # The project's alembic.ini, relative to project_dir, read when it is there (not in the migration image):
     # another one for a project run with `alembic -c conf/alembic.ini`.
     alembic_ini: str = alembic_ini.FILE
@@ -210,8 +237,9 @@ def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) ->
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
     strings = {k: v for k, v in entry.items() if isinstance(v, str)}
-    if len(strings) != len(entry):
-        raise ConfigError(f"{where}: every value must be a string")
+    if len(strings) + len(LISTS & set(entry)) != len(entry) or LISTS & set(strings):
+        raise ConfigError(f"{where}: every value must be a string, except {' and '.join(sorted(LISTS))}: a list "
+                          "of strings")
     for key in ("url_env", "password_file_env", "version_table_schema_env"):
         if key in strings and not _ENV_VAR.match(strings[key]):
             raise ConfigError(f"{where}: {key} must be an environment variable name, not {strings[key]!r}")
@@ -228,8 +256,13 @@ def _repo(project_dir: Path, source: str, entry: Any, env: Mapping[str, str]) ->
     # The default seeds/ may be absent (or something else: `seed` says so); a configured one must be there.
     if seeds_kind == "loop" or ("seeds" in strings and seeds_kind != "directory"):
         raise ConfigError(f"{prefix}seeds directory {seeds} {_problem(seeds_kind, 'directory')}")
+    tenants = _tenants(where, entry)
+    if tenants is not None and tenants.kind == "schema" and {"version_table_schema", "version_table_schema_env"} & set(
+            strings):
+        raise ConfigError(f"{where}: version_table_schema cannot be set with schema tenants: each tenant's version "
+                          "table is in its own schema")
     return Repo(
-        name=name, project_dir=project_dir, script_location=script_location, seeds=seeds,
+        name=name, project_dir=project_dir, script_location=script_location, seeds=seeds, tenants=tenants,
         url_env=strings.get("url_env", "DATABASE_URL"),
         password_file_env=strings.get("password_file_env", "DATABASE_PASSWORD_FILE"),
         version_table=strings.get("version_table") or _ini_default(project_dir, ini_name, "version_table")
@@ -251,3 +284,43 @@ def _schema(where: str, strings: dict[str, str], env: Mapping[str, str]) -> str 
     if not _SQL_NAME.match(value):
         raise ConfigError(f"{where}: {variable}={value!r} (version_table_schema_env) is not a plain SQL identifier")
     return value
+
+
+def _tenants(where: str, entry: dict[str, Any]) -> Tenants | None:
+    """The repo's tenants settings, validated; None when it has none (one database, as before)."""
+    if not TENANT_KEYS & set(entry):
+        return None
+    names, query = entry.get("tenants"), entry.get("tenants_query")
+    if (names is None) == (query is None):
+        raise ConfigError(f"{where}: set one of tenants (a list) or tenants_query (a SELECT returning one column of "
+                          "names), not " + ("both" if names is not None else "neither"))
+    kind = entry.get("tenant_kind", "schema")
+    if kind not in TENANT_KINDS:
+        raise ConfigError(f"{where}: tenant_kind must be schema or database, not {kind!r}")
+    shared = tuple(entry.get("tenant_shared_schemas", ()))
+    if shared and kind != "schema":
+        raise ConfigError(f"{where}: tenant_shared_schemas is for schema tenants (tenant_kind = \"schema\")")
+    for schema in shared:
+        if not isinstance(schema, str) or not _SQL_NAME.match(schema):
+            raise ConfigError(f"{where}: tenant_shared_schemas must list plain SQL identifiers, not {schema!r}")
+    if names is not None:
+        return Tenants(kind, check_tenant_names(f"{where}: tenants", names), None, shared)
+    text = str(query).strip().removesuffix(";").strip()
+    if not text:
+        raise ConfigError(f"{where}: tenants_query is empty")
+    return Tenants(kind, None, text, shared)
+
+
+def check_tenant_names(what: str, names: list[Any]) -> tuple[str, ...]:
+    """`names` as tenant names: each a name TENANT_NAME accepts, none repeated; ConfigError naming the first
+    that is not."""
+    for name in names:
+        if not isinstance(name, str) or not TENANT_NAME.match(name):
+            raise ConfigError(f"{what}: {name!r} is not a tenant name (letters, digits, _, $ or -, starting with a "
+                              "letter or _, at most 63 characters)")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{what}: {name!r} is listed twice")
+        seen.add(name)
+    return tuple(names)

@@ -49,6 +49,7 @@ class MigrationSession:
     engine: sa.Engine | None = None
     sa_conn: sa.Connection | None = None
     monitor: Monitor | None = None
+    search_path: str | None = None  # a schema tenant's (migrator.tenants): part of every step's settings
     # The reset and lock proof (server clock, lock held) that the previous step's COMMIT carried, for the next
     # step; None when the next step must send its own.
     prepared: tuple[datetime, bool] | None = None
@@ -72,6 +73,8 @@ class MigrationSession:
         server's clock, and whether this session still holds the lock. The same text for every step of the
         session: composed once."""
         settings = database.session_settings(self.settings.timeouts, self.server.server_version)
+        if self.search_path is not None:  # after RESET ALL, so that a migration's SET search_path cannot leak
+            settings["search_path"] = self.search_path
         calls = psql.SQL(", ").join(psql.SQL("set_config({}, {}, false)").format(psql.Literal(k), psql.Literal(v))
                                     for k, v in settings.items())
         owned = psql.SQL(lock.OWNED % {"pid": self.server.pid, "key": self.key})  # integers only
@@ -117,7 +120,8 @@ def locked(target: Target, settings: Settings, conn: Connection,
     db, repo = target.db, target.repo
     with lock.held(db, settings.timeouts, conn, version_table=repo.version_table, schema=repo.version_table_schema,
                    satisfied=satisfied) as held:
-        yield None if held is None else MigrationSession(db, settings, conn, held.server, held.key, held.server.schema)
+        yield None if held is None else MigrationSession(db, settings, conn, held.server, held.key, held.server.schema,
+                                                         search_path=target.search_path)
 
 
 def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:

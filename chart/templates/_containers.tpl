@@ -92,8 +92,9 @@ keep DDL rights out of the app pods' `wait`.
 {{- end -}}
 
 {{/*
-One migrator container (migrate, seed, wait or status), hardened, with the database environment.
-Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "step" "migrate")
+One migrator container (migrate, seed, wait or status), hardened, with the database environment; in an
+Indexed Job's pod (SHARDS above 1), how many pods share the tenants out.
+Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "step" "migrate" "shards" 1)
 */}}
 {{- define "migrator.migratorContainer" -}}
 {{- $who := include "migrator.stepCredentials" .step -}}
@@ -104,6 +105,11 @@ Usage: include "migrator.migratorContainer" (dict "root" $ "name" "migrate" "ste
     {{- include "migrator.stepArgs" . | nindent 4 }}
   env:
     {{- include "migrator.migratorEnv" (dict "root" .root "who" $who) | nindent 4 }}
+    {{- if gt (int .shards) 1 }}
+    {{- /* The pod's share is its JOB_COMPLETION_INDEX, which the Job controller adds to every container. */}}
+    - name: MIGRATOR_TENANT_SHARDS
+      value: {{ .shards | quote }}
+    {{- end }}
   resources:
     {{- toYaml .root.Values.migrator.resources | nindent 4 }}
   securityContext:

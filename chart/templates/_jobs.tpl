@@ -32,10 +32,15 @@ Usage: include "migrator.jobSpec" (dict "root" $ "hook" true "steps" (list "migr
 {{- if .hook -}}
 {{- $rules = append $rules (dict "action" "Ignore" "onPodConditions" (list (dict "type" "DisruptionTarget" "status" "True"))) -}}
 {{- end -}}
+{{- $shards := int .root.Values.migrator.tenants.shards -}}
 {{- $spec := dict
-      "backoffLimit" (int $job.backoffLimit)
       "activeDeadlineSeconds" (int $job.activeDeadlineSeconds)
-      "template" (include "migrator.migratorPod" (dict "root" .root "hook" .hook "steps" .steps "component" "migrate" "annotations" $job.podAnnotations) | fromYaml) -}}
+      "template" (include "migrator.migratorPod" (dict "root" .root "hook" .hook "steps" .steps "component" "migrate" "annotations" $job.podAnnotations "shards" $shards) | fromYaml) -}}
+{{- if gt $shards 1 -}}
+{{- include "migrator.indexedJob" (dict "spec" $spec "tenants" .root.Values.migrator.tenants) -}}
+{{- else -}}
+{{- $_ := set $spec "backoffLimit" (int $job.backoffLimit) -}}
+{{- end -}}
 {{- if $rules -}}
 {{- $_ := set $spec "podFailurePolicy" (dict "rules" $rules) -}}
 {{- end -}}
@@ -43,4 +48,24 @@ Usage: include "migrator.jobSpec" (dict "root" $ "hook" true "steps" (list "migr
 {{- $_ := set $spec "ttlSecondsAfterFinished" (int $job.ttlSecondsAfterFinished) -}}
 {{- end -}}
 {{- toYaml $spec -}}
+{{- end -}}
+
+
+{{/*
+Sets in SPEC (a Job spec dict) what makes the migrate Job an Indexed Job that shares the tenants out: one
+completion per shard, each pod taking the tenants whose name hashes to its JOB_COMPLETION_INDEX (the Job
+controller sets it in every container; the pod's MIGRATOR_TENANT_SHARDS says how many there are), retried per
+shard (backoffLimitPerIndex, beta and on by default from Kubernetes 1.29, GA in 1.33): a pod that fails or
+dies is replaced, and its replacement finds the tenants it finished at head (each tenant's lock and version
+table: nothing runs twice). No backoffLimit: with a per-index limit it defaults to unlimited, and one shard's
+failures must not fail the others. With a podFailurePolicy the Job controller replaces a pod only once it has
+terminated (podReplacementPolicy Failed, the only value allowed then).
+Usage: include "migrator.indexedJob" (dict "spec" $spec "tenants" .Values.migrator.tenants)
+*/}}
+{{- define "migrator.indexedJob" -}}
+{{- $shards := int .tenants.shards -}}
+{{- $_ := set .spec "completionMode" "Indexed" -}}
+{{- $_ = set .spec "completions" $shards -}}
+{{- $_ = set .spec "parallelism" (int (.tenants.parallelism | default $shards)) -}}
+{{- $_ = set .spec "backoffLimitPerIndex" (int .tenants.backoffLimitPerIndex) -}}
 {{- end -}}

@@ -4,7 +4,8 @@
 A migrator pod, as YAML with `metadata` (labels, annotations) and `spec`: STEPS (migrate, seed, status or
 rollback) run in order, the last one as the main container and the ones before it as init containers (a
 Job pod has one main container, which ends last), after the native sidecars and extra init containers of the
-values. NAMES maps a step to its container's name (default: the step). Scheduling, pull secrets, extra
+values. NAMES maps a step to its container's name (default: the step); SHARDS above 1 (an Indexed Job's pod)
+tells each step how many pods share the tenants out. Scheduling, pull secrets, extra
 volumes, labels and annotations come from the migrator's values, the same for every such pod.
 Usage: include "migrator.migratorPod" (dict "root" $ "hook" true "steps" (list "migrate") "component" "migrate" "annotations" $dict)
 */}}
@@ -16,7 +17,7 @@ Usage: include "migrator.migratorPod" (dict "root" $ "hook" true "steps" (list "
 {{- $whos := list -}}
 {{- range $step := .steps -}}
 {{- $name := get $names $step | default $step -}}
-{{- $containers = concat $containers (include "migrator.migratorContainer" (dict "root" $root "name" $name "step" $step) | fromYamlArray) -}}
+{{- $containers = concat $containers (include "migrator.migratorContainer" (dict "root" $root "name" $name "step" $step "shards" $.shards) | fromYamlArray) -}}
 {{- $whos = append $whos (include "migrator.stepCredentials" $step) -}}
 {{- end -}}
 {{- $init := concat

@@ -94,6 +94,9 @@ Migrator values that only make sense together.
 {{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.enabled) -}}
 {{- fail "networkPolicy.egress.enabled: set networkPolicy.enabled too (it renders every NetworkPolicy of the chart)" -}}
 {{- end -}}
+{{- if and (gt (int .Values.migrator.tenants.shards) 1) (eq .Values.migrator.mode "initContainer") -}}
+{{- fail (printf "migrator.tenants.shards: %v pods can share the tenants out only as an Indexed Job: use mode hook or job (in initContainer mode every app pod migrates every tenant, one after the other under each tenant's lock)" .Values.migrator.tenants.shards) -}}
+{{- end -}}
 {{- if hasKey (.Values.migrator.job.annotations | default dict) "argocd.argoproj.io/sync-wave" -}}
 {{- fail "migrator.job.annotations: set the Job's Argo CD sync wave with migrator.job.syncWave, which also moves the Secrets, ServiceAccount and NetworkPolicies it reads to an earlier wave (a Job in a wave before them never starts, and the sync waits forever)" -}}
 {{- end -}}

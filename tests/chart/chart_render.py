@@ -145,6 +145,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
         "containerSecurityContext": {"runAsUser": None, "runAsGroup": None},
     },
+    # Many tenants shared out over the pods of Indexed Jobs (migrate, then seed), five shards two at a time.
+    "hook-tenants-seed": {
+        "database": {"existingSecret": {"name": "pg-app", "passwordKey": "password"}},
+        "migrator": {"tenants": {"shards": 5, "parallelism": 2, "backoffLimitPerIndex": 2},
+                     "seed": {"enabled": True}},
+    },
+    "job-tenants": {
+        "database": {"password": PASSWORD},
+        "migrator": {"mode": "job", "tenants": {"shards": 3}},
+    },
 }
 OPENSHIFT_SCENARIOS = {"job-openshift-ids"}
 HOOK_SCENARIOS = [name for name, values in SCENARIOS.items()

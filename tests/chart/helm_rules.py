@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.chart.chart_render import delete_policies
-from tests.chart.job_status import COMPLETE, FAILED, JobStatus
+from tests.chart.job_status import COMPLETE, FAILED, JobStatus, backoff_limit
 
 HELM3 = "3.21"  # the newest Helm 3 the chart is tested with (3.18 differs only in hook deletion)
 HELM4 = "4.2"
@@ -45,8 +45,9 @@ def hook_failed(status: JobStatus) -> bool | None:
 
 
 def helm3_job_failed(spec: dict[str, Any], status: JobStatus) -> bool:
-    """ready.go jobReady: a Job is failed only when its counted failures exceed its backoffLimit."""
-    return status.failed > int(spec.get("backoffLimit", 6))
+    """ready.go jobReady: a Job is failed only when its counted failures exceed its backoffLimit (as the API
+    server stored it: unlimited for an Indexed Job with backoffLimitPerIndex that leaves it out)."""
+    return status.failed > backoff_limit(spec)
 
 
 def helm3_job_ready(spec: dict[str, Any], status: JobStatus) -> bool:

@@ -18,7 +18,13 @@ What is emulated, from the manifests that Helm's own engine renders (chart_rende
 - The Job controller: one pod at a time, `restartPolicy: Never`, a new pod after each failure until
   `backoffLimit` failures are exceeded (BackoffLimitExceeded), `podFailurePolicy` rules in order (FailJob on
   exit codes fails the Job at once), `activeDeadlineSeconds` (the running container is stopped with SIGTERM
-  and the Job fails with DeadlineExceeded). Its back-off delays between pods are not waited.
+  and the Job fails with DeadlineExceeded). Its back-off delays between pods are not waited. An Indexed Job
+  (`completionMode: Indexed` with `backoffLimitPerIndex`; job_status.indexed_job_status) runs up to
+  `parallelism` pods at once, each for the lowest index not running, completed or failed, named
+  JOB-INDEX-XXXXX, with the index as a label and an annotation, JOB_COMPLETION_INDEX in every container (from
+  the label, as with PodIndexLabel, on by default since 1.28) and its index's failure count; a failed pod's
+  index gets a new pod (only once the old one ended: podReplacementPolicy Failed, the only value a
+  podFailurePolicy allows) until the index fails; when the Job fails, its running pods are deleted (SIGTERM).
 - The Deployment controller: a ReplicaSet per pod template, pods named DEPLOYMENT-HASH-XXXXX, a rolling update
   with maxSurge/maxUnavailable (25%/25% by default): new pods up to the surge, unhealthy old pods removed
   first, ready old pods removed only while enough pods stay ready; a rollout whose new pods never become
@@ -54,7 +60,8 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +86,7 @@ from tests.chart.helm_rules import (
     job_state,
     wait,
 )
-from tests.chart.job_status import JobStatus, PodOutcome, job_status
+from tests.chart.job_status import FAILED, JobStatus, PodOutcome, failure_action, indexed_job_status, job_status
 from tests.chart.pod_emulation import TERMINATION_LOG, PodEmulation
 from tests.docker import Container, RunOptions, client_env, docker, require_docker, start_container
 from tests.postgres import free_port
@@ -449,6 +456,14 @@ class Kubelet:
         record.reason = "CrashLoopBackOff"
         self.cluster.event(f"pod {record.describe()}")
 
+    def delete_job_pod(self, name: str, grace: int = DEFAULT_GRACE) -> None:
+        """The Job controller deletes a running Job pod (the Job failed): its running container gets SIGTERM,
+        and the kill after the grace period; its run then ends as any container's."""
+        self.cluster.event(f"deleted pod {name}")
+        listed = docker("ps", "--quiet", "--filter", f"name=^lifecycle-{name}-", check=False, timeout=30)
+        for container in listed.stdout.split():
+            docker("stop", "--time", str(grace), container, check=False, timeout=grace + 30)
+
     def stop(self, record: PodRun, grace: int = DEFAULT_GRACE) -> None:
         """Delete a pod: it leaves service at once; its app container gets SIGTERM and the grace period in the
         background, as a terminating pod does (the controllers do not wait for it)."""
@@ -498,12 +513,35 @@ def own_port(pod: dict[str, Any]) -> int:
 
 # --- the Job controller ---------------------------------------------------------------------------------
 
-def pod_outcome(run: PodRun) -> PodOutcome:
+def pod_outcome(run: PodRun, deleted: bool = False) -> PodOutcome:
     """What the Job controller sees of an ended pod: its containers' last exit codes, or that the deadline
-    found it running, or pending (a pod that never started waits for its Secret until the deadline)."""
+    found it running, or pending (a pod that never started waits for its Secret until the deadline); DELETED:
+    the controller deleted it because the Job had failed."""
     codes = {r.container: r.exit_code for r in run.runs if r.exit_code is not None}
     deadline = run.phase == "Pending" or any(r.stopped == "DeadlineExceeded" for r in run.runs)
-    return PodOutcome(exit_codes=codes, deadline=deadline)
+    return PodOutcome(exit_codes=codes, deadline=deadline, deleted=deleted)
+
+
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"  # the label and annotation of an Indexed Job's pod
+FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
+
+
+def indexed_pod(cluster: EmulatedCluster, job: dict[str, Any], index: int, failures: int) -> dict[str, Any]:
+    """The pod the Job controller makes for INDEX of an Indexed Job (indexed_job_utils.go): JOB-INDEX-XXXXX, the
+    index as label and annotation, JOB_COMPLETION_INDEX in every container from that label, and how many
+    counted failures the index had before it."""
+    name = job["metadata"]["name"]
+    pod = pod_from_template(cluster, job, f"{name}-{index}-{cluster.suffix()}",
+                            {"batch.kubernetes.io/job-name": name, "job-name": name, INDEX_KEY: str(index)})
+    pod["metadata"]["annotations"] = {**job["spec"]["template"]["metadata"].get("annotations", {}),
+                                      INDEX_KEY: str(index), FAILURE_COUNT_KEY: str(failures)}
+    spec = pod["spec"]
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        env = container.setdefault("env", [])
+        if not any(var["name"] == "JOB_COMPLETION_INDEX" for var in env):
+            env.append({"name": "JOB_COMPLETION_INDEX",
+                        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{INDEX_KEY}']"}}})
+    return pod
 
 
 class JobController:
@@ -519,6 +557,10 @@ class JobController:
         self.cluster.jobs[name] = record
         assert pod_spec(job).get("restartPolicy") == NEVER, "the chart's Jobs do not restart containers in place"
         deadline = time.monotonic() + spec["activeDeadlineSeconds"] if "activeDeadlineSeconds" in spec else None
+        if spec.get("completionMode") == "Indexed":
+            self._run_indexed(job, record, deadline)
+            self.cluster.event(record.describe())
+            return record
         outcomes: list[PodOutcome] = []
         while not record.condition:
             pod = pod_from_template(self.cluster, job, f"{name}-{self.cluster.suffix()}",
@@ -530,6 +572,45 @@ class JobController:
             record.status = job_status(spec, outcomes, deadline_after=expired)
         self.cluster.event(record.describe())
         return record
+
+
+    def _run_indexed(self, job: dict[str, Any], record: JobRun, deadline: float | None) -> None:
+        """An Indexed Job: up to `parallelism` pods at once, the lowest pending index first, a failed index
+        retried until it fails (see the module's docstring)."""
+        spec, name = job["spec"], job["metadata"]["name"]
+        pending = list(range(int(spec["completions"])))
+        counted: dict[int, int] = {}  # counted failures of each index: the next pod's failure-count annotation
+        outcomes: list[tuple[int, PodOutcome]] = []
+        running: dict[Future[PodRun], tuple[int, str]] = {}
+        deleted: set[str] = set()
+        parallelism = int(spec.get("parallelism", 1))
+        with ThreadPoolExecutor(max_workers=parallelism) as pool:
+            while True:
+                while pending and len(running) < parallelism and not record.condition:
+                    index = pending.pop(0)
+                    pod = indexed_pod(self.cluster, job, index, counted.get(index, 0))
+                    future = pool.submit(self.kubelet.run_pod, pod, f"Job/{name}", deadline)
+                    running[future] = (index, pod["metadata"]["name"])
+                if not running:
+                    break
+                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    index, pod_name = running.pop(future)
+                    run = future.result()
+                    record.pods.append(run)
+                    outcome = pod_outcome(run, deleted=pod_name in deleted)
+                    outcomes.append((index, outcome))
+                    expired = deadline is not None and time.monotonic() >= deadline and not running
+                    record.status = indexed_job_status(spec, outcomes, deadline_after=expired)
+                    ended = record.status.completed_indexes | record.status.failed_indexes
+                    if not record.condition and index not in ended:
+                        if failure_action(spec.get("podFailurePolicy"), outcome) != "Ignore":
+                            counted[index] = counted.get(index, 0) + 1
+                        pending = sorted({*pending, index})
+                if record.condition == FAILED:
+                    for _, pod_name in running.values():
+                        deleted.add(pod_name)
+                        self.kubelet.delete_job_pod(pod_name)
 
 
 # --- the Deployment controller --------------------------------------------------------------------------

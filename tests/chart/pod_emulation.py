@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -81,8 +82,12 @@ def pod_name(obj: dict[str, Any]) -> str:
 
 
 def field_value(obj: dict[str, Any], path: str) -> str:
-    """A downward-API fieldRef of a pod of OBJ (the two the chart uses)."""
+    """A downward-API fieldRef of a pod of OBJ: the two the chart uses, and a label (an Indexed Job's pod reads
+    its JOB_COMPLETION_INDEX from one)."""
     values = {"metadata.name": pod_name(obj), "metadata.namespace": str(obj["metadata"].get("namespace", ""))}
+    label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", path)
+    if label is not None:
+        return str(obj["metadata"]["labels"][label[1]])
     assert path in values, f"no emulation for fieldRef {path}"
     return values[path]
 
