@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator import database, manifest, revision_scan, scripts, tenants, validation
+from migrator import database, manifest, scripts, tenants, validation
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, NotAtHead, RevisionError
 from migrator.logs import get_logger
