@@ -62,9 +62,12 @@ def test_the_command_table_lists_every_option() -> None:
     rows = re.findall(r"^\| `(\w+)([^|]*)` \|", commands_section, re.MULTILINE)
     table = {command: "".join(rest for name, rest in rows if name == command) for command, _ in rows}
     [subcommands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    # --repo and --tenant are described once, after the table, naming the commands that take them.
+    [tenants] = re.findall(r"`--tenant NAME` picks one:(.*?)\n\n", commands_section, re.DOTALL)
     for command, parser in subcommands.choices.items():
-        options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")} - {"--help", "--repo"}
-        assert set(re.findall(r"--[\w-]+", table[command])) == options, command
+        options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+        assert set(re.findall(r"--[\w-]+", table[command])) == options - {"--help", "--repo", "--tenant"}, command
+        assert ("--tenant" in options) == (f"`{command}" in tenants), command
 
 
 def test_the_ci_package_list_names_what_ci_installs() -> None:
