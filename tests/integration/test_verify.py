@@ -190,6 +190,44 @@ def test_a_migration_that_needs_a_database_is_a_note_and_fails_with_strict(tmp_p
         "verify: 3 passed, 1 failed, 1 skipped in N.Ns"])
 
 
+def test_models_that_do_not_load_skip_drift_with_the_reason(tmp_path: Path, database_url: str) -> None:
+    """An adopted env.py names its models through a function; where they do not import, verify says why it could
+    not compare them (not that env.py gives none: it does)."""
+    project = write_project(tmp_path)
+    (project / "migrations" / "env.py").write_text(
+        "from migrator.alembic_env import run_migrations\n\n\ndef target_metadata():\n"
+        "    from shop.models import metadata\n\n    return metadata\n\n\n"
+        "run_migrations(target_metadata, naming_convention={'ix': 'ix_%(column_0_label)s'})\n")
+    code, lines = verify(project, database_url)
+    assert (code, lines[3]) == (0, "skip  drift: env.py's target_metadata() failed where verify runs "
+                                   "(ModuleNotFoundError: No module named 'shop'): run verify where your models "
+                                   "import (your app's packages installed, its settings set)")
+
+
+def test_a_rebuild_that_fails_after_a_failed_cycle_still_reports_every_check(tmp_path: Path,
+                                                                             database_url: str) -> None:
+    """0002 creates a role (it belongs to the server, not to the database) and its downgrade keeps it: the
+    upgrade applied again fails, and so does verify's rebuild from base after that failed cycle. The checks are
+    still reported, each on its line, with the summary: not one [error] line on stderr in their place."""
+    role = f"verify_{dbname(database_url)}"
+    creates_role = ("create_role", f'    op.execute("CREATE ROLE {role}")', "    pass")
+    project = write_project(tmp_path, [CREATE_USERS, creates_role, ADD_BIO])
+    exists = (f"migration 0002 (create_role) failed and was rolled back: DuplicateObject: role \"{role}\" already "
+              "exists; ")
+    try:
+        code, lines = verify(project, database_url)
+    finally:
+        query(database_url, f"DROP ROLE IF EXISTS {role}")
+    assert (code, lines) == (1, [
+        "ok    single head: 0003 (add_bio)",
+        f"skip  upgrade: stopped at 0002 (create_role) (revision 2 of 3): the rebuild from base after its failed "
+        f"up/down/up failed: {exists}earlier migrations stay applied",
+        f"FAIL  up/down/up: 0002 (create_role): the upgrade applied again failed: {exists}nothing was applied",
+        "skip  drift: the upgrade did not reach head",
+        "ok    offline sql: 3 of 3 revision(s) render without a database",
+        "verify: 2 passed, 1 failed, 2 skipped in N.Ns"])
+
+
 def test_a_model_that_drifts_names_the_migration_it_lacks(tmp_path: Path, database_url: str) -> None:
     project = write_project(tmp_path, extra_model='\n    sa.Column("age", sa.Integer),')
     code, lines = verify(project, database_url)
