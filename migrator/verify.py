@@ -35,6 +35,7 @@ from migrator.config import Settings
 from migrator.errors import MigrationFailed, MigratorError, PartiallyApplied, RevisionError
 from migrator.logs import get_logger
 from migrator.migrations import Migrations
+from migrator.redaction import redact
 from migrator.repos import Repo
 from migrator.session import MigrationSession, locked
 from migrator.steps import BACKWARD, FORWARD
@@ -87,7 +88,8 @@ class Result:
     detail: str
 
     def line(self) -> str:
-        return f"{self.status:<4}  {self.check}: {self.detail}"
+        # Masked as the logs are: a detail may quote the database's definitions (a function body's PASSWORD '...').
+        return redact(f"{self.status:<4}  {self.check}: {self.detail}")
 
 
 @dataclass

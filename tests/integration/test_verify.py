@@ -228,6 +228,19 @@ def test_a_rebuild_that_fails_after_a_failed_cycle_still_reports_every_check(tmp
         "verify: 2 passed, 1 failed, 2 skipped in N.Ns"])
 
 
+def test_a_password_in_what_a_downgrade_left_behind_is_masked(tmp_path: Path, database_url: str) -> None:
+    """The line that shows a left-behind function's definition masks a PASSWORD literal in it, as the logs do."""
+    rotates = ("rotate_password",
+               '    op.execute("CREATE FUNCTION rotate() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN "\n'
+               """               "EXECUTE 'ALTER ROLE app PASSWORD ''Rotated-Secret-7'''; END $f$")""", "    pass")
+    code, lines = verify(write_project(tmp_path, [CREATE_USERS, rotates, ADD_BIO]), database_url)
+    assert code == 1
+    assert lines[2].startswith("FAIL  up/down/up: 0002 (rotate_password): the downgrade left behind function "
+                               "public.rotate() (CREATE OR REPLACE FUNCTION public.rotate() RETURNS void LANGUAGE "
+                               "plpgsql AS $function$ BEGIN EXECUTE 'ALTER ROLE app PASSWORD ''***'''; END")
+    assert "Rotated-Secret-7" not in "\n".join(lines)
+
+
 def test_a_model_that_drifts_names_the_migration_it_lacks(tmp_path: Path, database_url: str) -> None:
     project = write_project(tmp_path, extra_model='\n    sa.Column("age", sa.Integer),')
     code, lines = verify(project, database_url)
