@@ -106,3 +106,13 @@ def test_the_readme_installs_the_tool_before_the_development_setup() -> None:
     assert headings[:3] == ["Install", "Use it on your own database", "Try it here: the demo and the tests"]
     install = section("Install")
     assert "pipx install ." in install and "migrator --version" in install
+
+
+def test_nothing_tells_users_to_install_migrator_from_pypi_by_name() -> None:
+    """The project named `migrator` on PyPI is another one (a 2015 "Database Migration Assistant"): `pip install
+    'migrator[verify]'` would install it. The README and every message install from this repository instead."""
+    # migrator, with or without extras, not followed by a direct reference (`migrator[verify] @ git+https://...`)
+    by_name = re.compile(r"\b(?:pip|pipx) install (?:-\S+ )*['\"]?migrator(?:\[[\w,]+\])?(?!\[| @)")
+    sources = [*(ROOT / "migrator").rglob("*.py"), *(ROOT / "migrator" / "templates").iterdir()]
+    texts = {"README.md": README, **{str(p.relative_to(ROOT)): p.read_text() for p in sources}}
+    assert {name: by_name.findall(text) for name, text in texts.items() if by_name.search(text)} == {}

@@ -270,7 +270,7 @@ def test_a_database_that_holds_something_is_refused_and_kept(tmp_path: Path, dat
         f"[error] verify refuses postgres@{database_url.split('host=')[1]}/{dbname(database_url)}: it is not empty "
         "(column public.orders.id, table public.orders); name an empty database, pass --wipe if everything in it "
         "may be dropped, or unset --database-url and DATABASE_URL to verify on an embedded PostgreSQL (pip install "
-        "'migrator[verify]')")
+        "'.[verify]' in migrator's clone, or pipx inject migrator pgserver)")
     assert query(database_url, "SELECT id FROM orders") == [(1,)]
 
     code, lines = verify(project, database_url, "--wipe")
@@ -298,7 +298,8 @@ def test_without_pgserver_verify_names_the_extra(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1].endswith(
         "[error] verify needs a throwaway database: install the embedded PostgreSQL with pip install "
-        "'migrator[verify]', or name an empty database with --database-url or DATABASE_URL")
+        "'.[verify]' in migrator's clone, or pipx inject migrator pgserver, or name an empty database with "
+        "--database-url or DATABASE_URL")
 
 
 def test_the_snapshot_ignores_column_order_and_sees_a_changed_default(database_url: str) -> None:
