@@ -122,7 +122,7 @@ def test_the_openings_no_op_figures_are_those_the_benchmarks_section_shows() -> 
     """The opening's "(0.62 s against 1.65 s for `alembic upgrade head`" are the medians of one B1 pair of rows of
     the latest run that Benchmarks prints, not the figures of an older run."""
     [(ours, theirs)] = re.findall(r"without importing Alembic \((\d\.\d+) s against (\d\.\d+) s for",
-                                  README[:README.index("\n## ")].replace("\n", " "))
+                                  " ".join(README[:README.index("\n## ")].split()))
     rows = re.findall(r"^B1 no-op N=(\d+): (migrator migrate|alembic upgrade head)\s+[\d.]+\s+([\d.]+)",
                       section("Benchmarks"), re.MULTILINE)
     medians = {(n, who): f"{float(median):.2f}" for n, who, median in rows}
