@@ -142,21 +142,27 @@ def _metadata(source: Any, captured: NamingConvention | None) -> Any:
                           f"whose convention names the constraints and indexes the migrations create: pass "
                           f"naming_convention={_convention(loaded)!r}")
     if loaded is None and captured is not None:
-        return _stand_in(captured)
+        return _stand_in(captured, "")
     return loaded
 
 
 STAND_IN = "migrator_stand_in"  # in MetaData.info: no tables, only the captured naming convention
+WHY_NOT_LOADED = "migrator_models_failed"  # in MetaData.info: why target_metadata() failed, when it did
 
 
-def _stand_in(captured: NamingConvention) -> sa.MetaData:
-    return sa.MetaData(naming_convention=captured, info={STAND_IN: True})
+def _stand_in(captured: NamingConvention, why: str) -> sa.MetaData:
+    return sa.MetaData(naming_convention=captured, info={STAND_IN: True, WHY_NOT_LOADED: why})
 
 
 def models(target_metadata: Any) -> Any:
     """The models' metadata a run was configured with, None when it is the stand-in that carries only the
     captured naming convention (nothing to compare the database with: the models did not load)."""
     return None if getattr(target_metadata, "info", {}).get(STAND_IN) else target_metadata
+
+
+def why_not_loaded(target_metadata: Any) -> str:
+    """Why the run has the stand-in instead of the models: target_metadata()'s error, or '' when it gave none."""
+    return str(getattr(target_metadata, "info", {}).get(WHY_NOT_LOADED, ""))
 
 
 def _without_models(exc: Exception, captured: NamingConvention | None) -> Any:
@@ -170,7 +176,7 @@ def _without_models(exc: Exception, captured: NamingConvention | None) -> Any:
                           "`dict(Base.metadata.naming_convention)` prints it where the app is installed), or make "
                           "the models importable")
     structlog.get_logger("migrator").debug(f"models not loaded ({why}): using env.py's naming_convention")
-    return _stand_in(captured)
+    return _stand_in(captured, why)
 
 
 def _convention(metadata: Any) -> dict[Any, Any]:

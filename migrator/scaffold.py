@@ -214,22 +214,17 @@ def _adopt_plan(project_dir: Path, config: str | None) -> Plan:
 def _alembic_location(project_dir: Path, config: str | None) -> tuple[Path, dict[str, str], str]:
     """The script directory named by alembic.ini (`config`, as `alembic -c` names it, or pyproject's
     [tool.alembic], or Flask-Migrate's migrations/alembic.ini), and the ini's options."""
+    # Alembic reads both files (alembic.ini first, then pyproject's [tool.alembic]): its pyproject template puts
+    # script_location in the toml and leaves the ini only sqlalchemy.url and logging.
+    toml = _pyproject_options(project_dir)
     if config is not None:
-        return _ini_location(project_dir, _config_file(project_dir, config))
+        return _ini_location(project_dir, _config_file(project_dir, config), toml)
     ini = project_dir / "alembic.ini"
     if ini.is_file():
-        return _ini_location(project_dir, ini)
-    pyproject = project_dir / "pyproject.toml"
-    if pyproject.is_file():
-        import tomllib  # noqa: PLC0415  (only adopt reads it)
-
-        try:
-            table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("alembic")
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"init --adopt: {pyproject} cannot be read as TOML: {exc}") from None
-        if isinstance(table, dict):
-            options = {k: str(v).replace("%(here)s", str(project_dir)) for k, v in table.items()}
-            return _script_dir(project_dir, options, f"{pyproject} [tool.alembic]"), options, str(pyproject)
+        return _ini_location(project_dir, ini, toml)
+    if toml is not None:
+        source = f"{project_dir / 'pyproject.toml'} [tool.alembic]"
+        return _script_dir(project_dir, toml, source), toml, str(project_dir / "pyproject.toml")
     flask_ini = project_dir / "migrations" / "alembic.ini"
     if flask_ini.is_file():  # Flask-Migrate's layout: the ini in the script directory, which `flask db` names
         return flask_ini.parent.resolve(), {}, str(flask_ini)
@@ -238,6 +233,24 @@ def _alembic_location(project_dir: Path, config: str | None) -> tuple[Path, dict
         f"-c`)" if elsewhere else ": nothing to adopt; `migrator init` starts a new project"
     raise ConfigError(f"init --adopt: no alembic.ini (nor [tool.alembic] in pyproject.toml, nor migrations/alembic.ini)"
                       f" in {project_dir}{hint}")
+
+
+def _pyproject_options(project_dir: Path) -> dict[str, str] | None:
+    """pyproject.toml's [tool.alembic] as ini-style strings (a list, like prepend_sys_path, space-separated), or
+    None when it has none."""
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    import tomllib  # noqa: PLC0415  (only adopt reads it)
+
+    try:
+        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("alembic")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"init --adopt: {pyproject} cannot be read as TOML: {exc}") from None
+    if not isinstance(table, dict):
+        return None
+    return {key: (" ".join(map(str, value)) if isinstance(value, list) else str(value))
+            .replace("%(here)s", str(project_dir)) for key, value in table.items()}
 
 
 def _config_file(project_dir: Path, config: str) -> Path:
@@ -251,7 +264,8 @@ def _config_file(project_dir: Path, config: str) -> Path:
     return path
 
 
-def _ini_location(project_dir: Path, ini: Path) -> tuple[Path, dict[str, str], str]:
+def _ini_location(project_dir: Path, ini: Path,
+                  toml: dict[str, str] | None = None) -> tuple[Path, dict[str, str], str]:
     # %(here)s is the ini's directory; a relative script_location is relative to where alembic runs (the project)
     parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
     try:
@@ -262,6 +276,9 @@ def _ini_location(project_dir: Path, ini: Path) -> tuple[Path, dict[str, str], s
                    for key in section}
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"init --adopt: {ini} cannot be read: {' '.join(str(exc).split())}") from None
+    if not options.get("script_location", "").strip() and toml and toml.get("script_location", "").strip():
+        merged = {**toml, **options}  # the ini's own settings first, as Alembic reads them
+        return _script_dir(project_dir, merged, f"{ini} (pyproject.toml's [tool.alembic])"), merged, str(ini)
     named = [name for name in parser.sections() if name != "alembic" and parser.has_option(name, "script_location")
              and not parser.has_option("alembic", "script_location")]
     if named:  # `alembic --name core`: each section its own script directory (Netflix/dispatch)

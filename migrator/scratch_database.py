@@ -28,7 +28,8 @@ from migrator.logs import get_logger
 from migrator.repos import Repo
 
 EMBEDDED_DATABASE = "migrator_verify"
-INSTALL_HINT = "pip install 'migrator[verify]'"
+# From migrator's own source, never by name from PyPI: the project named migrator there is an unrelated one.
+INSTALL_HINT = "pip install '.[verify]' in migrator's clone, or pipx inject migrator pgserver"
 
 
 @contextmanager

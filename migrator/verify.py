@@ -35,6 +35,7 @@ from migrator.config import Settings
 from migrator.errors import MigrationFailed, MigratorError, PartiallyApplied, RevisionError
 from migrator.logs import get_logger
 from migrator.migrations import Migrations
+from migrator.redaction import redact
 from migrator.repos import Repo
 from migrator.session import MigrationSession, locked
 from migrator.steps import BACKWARD, FORWARD
@@ -87,7 +88,8 @@ class Result:
     detail: str
 
     def line(self) -> str:
-        return f"{self.status:<4}  {self.check}: {self.detail}"
+        # Masked as the logs are: a detail may quote the database's definitions (a function body's PASSWORD '...').
+        return redact(f"{self.status:<4}  {self.check}: {self.detail}")
 
 
 @dataclass
@@ -196,7 +198,15 @@ def _walk(target: Target, settings: Settings, scripts: Scripts, *, checked_from:
             if problem:
                 failures.append(Result(FAIL, CYCLE, f"{label(revision)}: {problem}"))
                 get_logger().info(f"== Rebuilding from base to {label(revision)} after its failed up/down/up")
-                walk.rebuild(revision)
+                try:
+                    walk.rebuild(revision)
+                except CHECK_FAILURES as exc:  # what the cycle left outlived the rebuild: the walk cannot go on
+                    report.add(Result(SKIP, UPGRADE, f"stopped at {label(revision)} (revision {position + 1} of "
+                                                     f"{len(order)}): the rebuild from base after its failed "
+                                                     f"up/down/up failed: {_one_line(exc)}"))
+                    for result in failures:
+                        report.add(result)
+                    return False
             before = walk.snapshot()
         heads = ", ".join(sorted(scripts.script.get_heads())) or "base"
         report.add(Result(OK, UPGRADE, f"{len(order)} revision(s) from base to {heads}, one by one"))
@@ -300,6 +310,7 @@ def drift(target: Target, settings: Settings, scripts: Scripts) -> Result:
 
     def compare(_heads: tuple[str, ...], context: MigrationContext) -> list[Any]:
         metadata = alembic_env.models(context.opts.get("target_metadata"))  # not the convention's stand-in
+        found["why"] = alembic_env.why_not_loaded(context.opts.get("target_metadata"))
         if metadata is not None:
             found["ops"] = produce_migrations(context, metadata).upgrade_ops
         return []  # no migration runs: this only compares
@@ -314,6 +325,9 @@ def drift(target: Target, settings: Settings, scripts: Scripts) -> Result:
     script = scripts.script
     heads = ", ".join(label(s) for s in (script.get_revision(h) for h in sorted(script.get_heads())) if s)
     ops = found.get("ops")
+    if ops is None and found.get("why"):
+        return Result(SKIP, DRIFT, f"env.py's target_metadata() failed where verify runs ({found['why']}): run "
+                                   "verify where your models import (your app's packages installed, its settings set)")
     if ops is None:
         return Result(SKIP, DRIFT, "env.py gives no target_metadata (pass your models' metadata: "
                                    "run_migrations(target_metadata=Base.metadata), importable where verify runs)")

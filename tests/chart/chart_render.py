@@ -428,6 +428,8 @@ def rollback_pod(argv: list[str], revision: str) -> dict[str, Any]:
                  "containers": [{"name": name, "image": flag(argv, "image"), "args": args}]},
     }
     pod["metadata"]["labels"].update(overrides.get("metadata", {}).get("labels", {}))
+    if overrides.get("metadata", {}).get("annotations"):  # kubectl run applies --overrides to the whole Pod
+        pod["metadata"]["annotations"] = overrides["metadata"]["annotations"]
     for key, value in overrides["spec"].items():
         if key != "containers":
             pod["spec"][key] = value

@@ -85,9 +85,8 @@ def test_labels_annotations_and_volumes_reach_every_migrator_pod(mode: str) -> N
         assert {"name": "certs", "emptyDir": {}} in spec["volumes"], name
         for container in (c for c in containers(spec) if is_migrator(c)):
             assert {"name": "certs", "mountPath": "/certs"} in container["volumeMounts"], name
-    for name, pod in migrator_pods(rendered).items():
-        if name != "rollback":  # kubectl run takes labels from --overrides, not annotations
-            assert pod["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true", name
+    for name, pod in migrator_pods(rendered).items():  # the rollback pod too: --overrides sets its metadata
+        assert pod["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true", name
     app = {"kind": "Pod", **rendered.deployment()["spec"]["template"]}
     assert "team" not in app["metadata"]["labels"]  # the migrator's pod labels are the migrator's
     wait = next(c for c in pod_spec(app)["initContainers"] if c["name"] == "wait-for-schema")

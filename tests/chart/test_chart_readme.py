@@ -109,7 +109,8 @@ def test_the_egress_hook_copy_weight_is_the_documented_one() -> None:
 def test_mesh_recipes_annotate_every_pod(name: str, annotation: str) -> None:
     rendered = render(recipe(name))
     pods = [j["spec"]["template"] for j in rendered.jobs()] + [rendered.test_pod(),
-                                                             rendered.deployment()["spec"]["template"]]
+                                                             rendered.deployment()["spec"]["template"],
+                                                             rollback_pod(rollback_command(rendered.notes), "base")]
     assert all(pod["metadata"]["annotations"][annotation] == "true" for pod in pods)
 
 

@@ -241,3 +241,17 @@ def test_adopt_reads_pyproject(tmp_path: Path) -> None:
     (project / "pyproject.toml").write_text('[tool.alembic]\nscript_location = "%(here)s/alembic"\n')
     assert run_migrator(["init", "--adopt"], cwd=project, database_url=None).returncode == 0
     assert 'script_location = "alembic"' in (project / "migrator.toml").read_text()
+
+
+def test_adopt_reads_the_project_alembics_pyproject_template_writes(tmp_path: Path) -> None:
+    """`alembic init -t pyproject` (Alembic 1.16+) writes both files: script_location in pyproject's [tool.alembic],
+    and an alembic.ini with only sqlalchemy.url and logging. Alembic reads the ini first, then the toml."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    made = subprocess.run([str(Path(sys.executable).parent / "alembic"), "init", "-t", "pyproject", "alembic"],
+                          cwd=project, capture_output=True, text=True, timeout=120, check=False)
+    assert made.returncode == 0, made.stderr
+    assert (project / "alembic.ini").is_file() and (project / "pyproject.toml").is_file()
+    adopted = run_migrator(["init", "--adopt"], cwd=project, database_url=None)
+    assert adopted.returncode == 0, adopted.stderr
+    assert 'script_location = "alembic"' in (project / "migrator.toml").read_text()

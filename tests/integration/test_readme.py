@@ -106,3 +106,26 @@ def test_the_readme_installs_the_tool_before_the_development_setup() -> None:
     assert headings[:3] == ["Install", "Use it on your own database", "Try it here: the demo and the tests"]
     install = section("Install")
     assert "pipx install ." in install and "migrator --version" in install
+
+
+def test_nothing_tells_users_to_install_migrator_from_pypi_by_name() -> None:
+    """The project named `migrator` on PyPI is another one (a 2015 "Database Migration Assistant"): `pip install
+    'migrator[verify]'` would install it. The README and every message install from this repository instead."""
+    # migrator, with or without extras, not followed by a direct reference (`migrator[verify] @ git+https://...`)
+    by_name = re.compile(r"\b(?:pip|pipx) install (?:-\S+ )*['\"]?migrator(?:\[[\w,]+\])?(?!\[| @)")
+    sources = [*(ROOT / "migrator").rglob("*.py"), *(ROOT / "migrator" / "templates").iterdir()]
+    texts = {"README.md": README, **{str(p.relative_to(ROOT)): p.read_text() for p in sources}}
+    assert {name: by_name.findall(text) for name, text in texts.items() if by_name.search(text)} == {}
+
+
+def test_the_openings_no_op_figures_are_those_the_benchmarks_section_shows() -> None:
+    """The opening's "(0.62 s against 1.65 s for `alembic upgrade head`" are the medians of one B1 pair of rows of
+    the latest run that Benchmarks prints, not the figures of an older run."""
+    [(ours, theirs)] = re.findall(r"without importing Alembic \((\d\.\d+) s against (\d\.\d+) s for",
+                                  " ".join(README[:README.index("\n## ")].split()))
+    rows = re.findall(r"^B1 no-op N=(\d+): (migrator migrate|alembic upgrade head)\s+[\d.]+\s+([\d.]+)",
+                      section("Benchmarks"), re.MULTILINE)
+    medians = {(n, who): f"{float(median):.2f}" for n, who, median in rows}
+    pairs = [(medians[(n, "migrator migrate")], medians[(n, "alembic upgrade head")]) for n, who, _ in rows
+             if who == "migrator migrate" and (n, "alembic upgrade head") in medians]
+    assert (ours, theirs) in pairs, pairs

@@ -190,6 +190,57 @@ def test_a_migration_that_needs_a_database_is_a_note_and_fails_with_strict(tmp_p
         "verify: 3 passed, 1 failed, 1 skipped in N.Ns"])
 
 
+def test_models_that_do_not_load_skip_drift_with_the_reason(tmp_path: Path, database_url: str) -> None:
+    """An adopted env.py names its models through a function; where they do not import, verify says why it could
+    not compare them (not that env.py gives none: it does)."""
+    project = write_project(tmp_path)
+    (project / "migrations" / "env.py").write_text(
+        "from migrator.alembic_env import run_migrations\n\n\ndef target_metadata():\n"
+        "    from shop.models import metadata\n\n    return metadata\n\n\n"
+        "run_migrations(target_metadata, naming_convention={'ix': 'ix_%(column_0_label)s'})\n")
+    code, lines = verify(project, database_url)
+    assert (code, lines[3]) == (0, "skip  drift: env.py's target_metadata() failed where verify runs "
+                                   "(ModuleNotFoundError: No module named 'shop'): run verify where your models "
+                                   "import (your app's packages installed, its settings set)")
+
+
+def test_a_rebuild_that_fails_after_a_failed_cycle_still_reports_every_check(tmp_path: Path,
+                                                                             database_url: str) -> None:
+    """0002 creates a role (it belongs to the server, not to the database) and its downgrade keeps it: the
+    upgrade applied again fails, and so does verify's rebuild from base after that failed cycle. The checks are
+    still reported, each on its line, with the summary: not one [error] line on stderr in their place."""
+    role = f"verify_{dbname(database_url)}"
+    creates_role = ("create_role", f'    op.execute("CREATE ROLE {role}")', "    pass")
+    project = write_project(tmp_path, [CREATE_USERS, creates_role, ADD_BIO])
+    exists = (f"migration 0002 (create_role) failed and was rolled back: DuplicateObject: role \"{role}\" already "
+              "exists; ")
+    try:
+        code, lines = verify(project, database_url)
+    finally:
+        query(database_url, f"DROP ROLE IF EXISTS {role}")
+    assert (code, lines) == (1, [
+        "ok    single head: 0003 (add_bio)",
+        f"skip  upgrade: stopped at 0002 (create_role) (revision 2 of 3): the rebuild from base after its failed "
+        f"up/down/up failed: {exists}earlier migrations stay applied",
+        f"FAIL  up/down/up: 0002 (create_role): the upgrade applied again failed: {exists}nothing was applied",
+        "skip  drift: the upgrade did not reach head",
+        "ok    offline sql: 3 of 3 revision(s) render without a database",
+        "verify: 2 passed, 1 failed, 2 skipped in N.Ns"])
+
+
+def test_a_password_in_what_a_downgrade_left_behind_is_masked(tmp_path: Path, database_url: str) -> None:
+    """The line that shows a left-behind function's definition masks a PASSWORD literal in it, as the logs do."""
+    rotates = ("rotate_password",
+               '    op.execute("CREATE FUNCTION rotate() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN "\n'
+               """               "EXECUTE 'ALTER ROLE app PASSWORD ''Rotated-Secret-7'''; END $f$")""", "    pass")
+    code, lines = verify(write_project(tmp_path, [CREATE_USERS, rotates, ADD_BIO]), database_url)
+    assert code == 1
+    assert lines[2].startswith("FAIL  up/down/up: 0002 (rotate_password): the downgrade left behind function "
+                               "public.rotate() (CREATE OR REPLACE FUNCTION public.rotate() RETURNS void LANGUAGE "
+                               "plpgsql AS $function$ BEGIN EXECUTE 'ALTER ROLE app PASSWORD ''***'''; END")
+    assert "Rotated-Secret-7" not in "\n".join(lines)
+
+
 def test_a_model_that_drifts_names_the_migration_it_lacks(tmp_path: Path, database_url: str) -> None:
     project = write_project(tmp_path, extra_model='\n    sa.Column("age", sa.Integer),')
     code, lines = verify(project, database_url)
@@ -219,7 +270,7 @@ def test_a_database_that_holds_something_is_refused_and_kept(tmp_path: Path, dat
         f"[error] verify refuses postgres@{database_url.split('host=')[1]}/{dbname(database_url)}: it is not empty "
         "(column public.orders.id, table public.orders); name an empty database, pass --wipe if everything in it "
         "may be dropped, or unset --database-url and DATABASE_URL to verify on an embedded PostgreSQL (pip install "
-        "'migrator[verify]')")
+        "'.[verify]' in migrator's clone, or pipx inject migrator pgserver)")
     assert query(database_url, "SELECT id FROM orders") == [(1,)]
 
     code, lines = verify(project, database_url, "--wipe")
@@ -247,7 +298,8 @@ def test_without_pgserver_verify_names_the_extra(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1].endswith(
         "[error] verify needs a throwaway database: install the embedded PostgreSQL with pip install "
-        "'migrator[verify]', or name an empty database with --database-url or DATABASE_URL")
+        "'.[verify]' in migrator's clone, or pipx inject migrator pgserver, or name an empty database with "
+        "--database-url or DATABASE_URL")
 
 
 def test_the_snapshot_ignores_column_order_and_sees_a_changed_default(database_url: str) -> None:
