@@ -29,6 +29,7 @@ from tests.faults.helpers import (
     versions,
 )
 from tests.faults.pgbouncer import PgBouncer
+from tests.tenants.tenant_projects import REVISIONS, tenant_versions, write_project
 
 DEFAULTS = {"lock_timeout": "0", "statement_timeout": "0", "idle_in_transaction_session_timeout": "0",
             "client_connection_check_interval": "0"}
@@ -215,3 +216,17 @@ def test_a_full_pooler_is_named_with_max_client_conn(fault_project: Path, url: s
         f'"127.0.0.1", port {bouncer.port} failed: FATAL: no more connections allowed (max_client_conn): the '
         "pooler's max_client_conn is reached (PgBouncer): raise it, or run fewer replicas at once "
         "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+
+
+def test_schema_tenants_share_one_checked_session(tmp_path: Path, url: str,
+                                                  pgbouncer: Callable[..., PgBouncer]) -> None:
+    """Schema tenants share one connection (migrator.targets.SharedConnection): the pooler check proves once
+    that the pooler keeps it, not once per tenant (behind a full session pool each check waits for the queue
+    test, 2 s, and costs a second client)."""
+    project = write_project(tmp_path / "p", 'tenants = ["a1", "b2", "c3"]\n', revisions=1)
+    bouncer = pgbouncer("session", auth_type="md5", pool_size=1)
+    result = Migrator(["migrate"], cwd=project, url=bouncer.url_for(dbname(url))).finish(60)
+    assert result.code == 0, result.err
+    checked = [line for line in result.err.splitlines() if "through a pooler that keeps sessions" in line]
+    assert len(checked) == 1, result.err
+    assert [tenant_versions(url, t) for t in ("a1", "b2", "c3")] == [[REVISIONS[0]]] * 3
