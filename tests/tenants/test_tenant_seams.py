@@ -6,10 +6,16 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
+from migrator import manifest, tenants
+from migrator.config import database_config
+from migrator.repos import Repo, load_repos
+from migrator.targets import Target
 from tests.conftest import query, run_migrator
 from tests.faults.helpers import MARGIN, SIGNAL_BOUND, Migrator
 from tests.faults.proxy import wait_until
-from tests.tenants.tenant_projects import write_project
+from tests.tenants.tenant_projects import REVISIONS, write_project
 
 SLOW = "20240101000009"
 
@@ -52,3 +58,25 @@ def test_sigterm_in_a_tenant_names_it_and_what_the_run_did_in_the_termination_me
         "was cancelled and its transaction rolled back (confirmed by the server); run it again to resume; before it "
         "0 done, 1 failed: a1 (exit 1); 1 not reached\n")
     assert result.last.split("] ", 1)[1] == log.read_text().split(": ", 1)[1].rstrip()
+
+
+def test_a_repos_tenants_share_the_files_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tenant is a Repo of its own (its schema): the checksums of the files, the same for all, are read once,
+    not kept once per tenant (a 1,000-revision manifest cost 1.3 MB per tenant, 400 MB over 300 tenants, within
+    the chart's 256Mi limit)."""
+    project = write_project(tmp_path / "p", 'tenants = ["a1", "b2"]\n')
+    [repo] = load_repos(project)
+    manifest.write(repo)
+    reads: list[Path] = []
+    real_read = manifest.read
+
+    def read(read_repo: Repo) -> manifest.Manifest | None:
+        reads.append(read_repo.script_location)
+        return real_read(read_repo)
+
+    monkeypatch.setattr(manifest, "read", read)
+    target = Target(repo, database_config({"DATABASE_URL": "postgresql://u@h/db"}))
+    path = next((project / "migrations" / "versions").glob(f"{REVISIONS[0]}_*.py"))
+    sums = [manifest.sums_for(tenants.target_for(target, name).repo).of(path) for name in ("a1", "b2")]
+    assert sums[0] == sums[1] == manifest.Sums(repo).of(path)
+    assert reads == [repo.script_location] * 2, "once for the tenants, once for the Sums made here"
