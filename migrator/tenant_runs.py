@@ -202,6 +202,8 @@ def wait_all(target: Target, settings: Settings, *, timeout: float, allow_newer:
                                   waited=round(time.monotonic() - started, 1))
                 return Outcome(target.repo.name, "wait", seconds=time.monotonic() - started,
                                note=f"{len(waiting.names)} tenants ready after {time.monotonic() - started:.1f}s")
+            if waiting.conn is not None and waiting.conn.pooled:  # a session pool's server connection is not
+                waiting.close()                                   # held between polls (as readiness.wait)
             now = time.monotonic()
             if now - last_log >= readiness.WAIT_LOG_EVERY:
                 get_logger().info(f"Waiting for repo {target.repo.name}: {waiting.describe()}", repo=target.repo.name,

@@ -230,3 +230,20 @@ def test_schema_tenants_share_one_checked_session(tmp_path: Path, url: str,
     checked = [line for line in result.err.splitlines() if "through a pooler that keeps sessions" in line]
     assert len(checked) == 1, result.err
     assert [tenant_versions(url, t) for t in ("a1", "b2", "c3")] == [[REVISIONS[0]]] * 3
+
+
+def test_a_wait_over_tenants_holds_no_server_connection_between_polls(tmp_path: Path, url: str,
+                                                                      pgbouncer: Callable[..., PgBouncer]) -> None:
+    """An app pod's `wait` over every tenant, on a session pool of one server connection, leaves it to `migrate`
+    between its polls (as `wait` on one database does): the migration runs, and the wait ends ready."""
+    project = write_project(tmp_path / "p", 'tenants = ["a1", "b2"]\n', revisions=1)
+    bouncer = pgbouncer("session", auth_type="md5", pool_size=1)
+    target = bouncer.url_for(dbname(url))
+    waiting = Migrator(["wait", "--timeout", "60", "--interval", "0.3"], cwd=project, url=target)
+    waiting.wait_for_line("Waiting for repo default: 2 of 2 tenants behind")
+    migrated = Migrator(["migrate"], cwd=project, url=target).finish(60)
+    assert migrated.code == 0, migrated.err
+    ready = waiting.finish(60)
+    assert ready.code == 0, ready.err
+    assert "Schema ready: 2 tenants of repo default at " in ready.last, ready.err
+    assert [tenant_versions(url, t) for t in ("a1", "b2")] == [[REVISIONS[0]]] * 2
