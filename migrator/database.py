@@ -70,6 +70,7 @@ class Connection(psycopg.Connection[Any]):
     # lock timeout, MIGRATOR_LOCK_TIMEOUT), and per attempt (set for that statement alone).
     lock_wait: float | None = None
     lock_attempt: float = 1.0
+    session_kept: bool = False  # the pooler check proved that this client's session is kept (require_session_pooling)
 
     @property
     def pooled(self) -> bool:
@@ -353,7 +354,10 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
     lock or setting: see migrator.pooler."""
     from migrator import pooler  # noqa: PLC0415  (only behind a pooler; it connects through this module)
 
+    if conn.session_kept:  # proven once for this client connection, which schema tenants share in turn
+        return
     pooler.require_session_pooling(conn, session.pid, db, timeouts)
+    conn.session_kept = True
 
 
 def session_settings(timeouts: Timeouts, server_version: int) -> dict[str, str]:

@@ -370,13 +370,16 @@ def _compute(real: str) -> FileSums:
     return FileSums(checksum(data), hashlib.sha256(data).hexdigest())
 
 
+_SUMS: dict[Path, Sums] = {}
+
+
 def sums_for(repo: Repo) -> Sums:
-    return _sums(repo)
-
-
-@functools.cache
-def _sums(repo: Repo) -> Sums:
-    return Sums(repo)
+    """One per script directory: a repo's tenants, each a Repo of its own (migrator.tenants), share the files,
+    and a Sums each would keep the manifest in memory once per tenant."""
+    found = _SUMS.get(repo.script_location)
+    if found is None:
+        found = _SUMS[repo.script_location] = Sums(repo)
+    return found
 
 
 def write_all(repos: Sequence[Repo]) -> list[Path]:

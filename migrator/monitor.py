@@ -18,6 +18,7 @@ the server, and never ends the migration session; once told to stop, it ends not
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -52,7 +53,9 @@ class Monitor:
         self._stop = threading.Event()
         self._acting = threading.Lock()  # the stop flag and a shut-down of the migration session exclude each other
         self._conn: Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="migrator-monitor", daemon=True)
+        # In the creator's context: its lines (progress, warnings) carry the fields bound there, a tenant's name.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="migrator-monitor", daemon=True)
 
     def _connect(self) -> Connection:
         # The server the migration session is on, not another host of a multi-host URL.

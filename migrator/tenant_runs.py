@@ -22,7 +22,7 @@ import structlog
 from migrator import database, readiness, scripts, tenants
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
-from migrator.errors import ConfigError, DatabaseUnreachable, MigratorError, NotAtHead, TenantsFailed
+from migrator.errors import ConfigError, DatabaseUnreachable, Interrupted, MigratorError, NotAtHead, TenantsFailed
 from migrator.logs import get_logger
 from migrator.scripts import Known
 from migrator.shutdown import SHUTDOWN
@@ -91,8 +91,10 @@ def _each(target: Target, settings: Settings, work: Callable[[Target], T], actio
             try:
                 SHUTDOWN.check()  # a signal that came between two tenants stops the run before the next one
                 run.done[name] = work(tenants.target_for(target, name, target.shared))
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 get_logger().info(f"{action} interrupted at tenant {name}: {run.counts(lambda _: 'done')} before it")
+                if isinstance(exc, Interrupted):
+                    _name_tenant(exc, run, name, len(mine) - position - 1)
                 raise
             except Exception as exc:
                 error = exc if isinstance(exc, MigratorError) else database.unhandled(exc)
@@ -105,6 +107,15 @@ def _each(target: Target, settings: Settings, work: Callable[[Target], T], actio
                     run.not_reached = mine[position + 1:]
                     break
     return run
+
+
+def _name_tenant(exc: Interrupted, run: Run[T], name: str, left: int) -> None:
+    """The termination message of a run stopped by a signal names the tenant it stopped at and what the run
+    had done: the tenants' own lines may be far above it, or gone with the pod."""
+    what = exc.detail or f"interrupted by {exc.signal_name}; no migration or seed was running"
+    failed = listing([f"{failed} (exit {error.exit_code})" for failed, error in run.failed.items()])
+    exc.detail = (f"tenant {name}: {what}; before it {len(run.done)} done"
+                  f"{f', {len(run.failed)} failed: {failed}' if run.failed else ''}; {left} not reached")
 
 
 def _server_gone(error: MigratorError, target: Target) -> bool:
@@ -191,6 +202,8 @@ def wait_all(target: Target, settings: Settings, *, timeout: float, allow_newer:
                                   waited=round(time.monotonic() - started, 1))
                 return Outcome(target.repo.name, "wait", seconds=time.monotonic() - started,
                                note=f"{len(waiting.names)} tenants ready after {time.monotonic() - started:.1f}s")
+            if waiting.conn is not None and waiting.conn.pooled:  # a session pool's server connection is not
+                waiting.close()                                   # held between polls (as readiness.wait)
             now = time.monotonic()
             if now - last_log >= readiness.WAIT_LOG_EVERY:
                 get_logger().info(f"Waiting for repo {target.repo.name}: {waiting.describe()}", repo=target.repo.name,

@@ -20,7 +20,8 @@ it is written) and the sha256 of its file's bytes, in the row written with the s
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -203,14 +204,28 @@ def record(session: MigrationSession, target: Target, drift: Drift) -> None:
     if not rows:
         return
     conn = session.conn
-    conn.autocommit = False
-    try:
+    with _one_transaction(conn, "recording the checksums of applied revisions"):
         history.record_sums(conn, session.history_schema, target.repo.version_table, history.RECORDED, rows)
-        conn.commit()
-    finally:
-        conn.autocommit = True
     get_logger().info(f"Recorded the checksums of {len(rows)} applied revision(s) on {target.db.description}",
                       repo=target.repo.name, first_sight=len(drift.unrecorded), reformatted=len(drift.reformatted))
+
+
+@contextmanager
+def _one_transaction(conn: Connection, doing: str) -> Iterator[None]:
+    """A transaction on the autocommit session (`doing`: what a lost connection's line names). A failure inside
+    (a signal, a lost session) is reported as itself: the transaction is rolled back where the server still
+    answers, and the session is back in autocommit only then (psycopg refuses the switch inside a failed
+    transaction, which would hide the cause)."""
+    conn.doing = doing
+    conn.autocommit = False
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        if database.rolled_back(conn):
+            conn.autocommit = True
+        raise
+    conn.autocommit = True
 
 
 def session_sums(target: Target, source: RevisionSource) -> history.FileSums:
@@ -279,15 +294,11 @@ def accept(target: Target, settings: Settings, revision: str) -> Outcome:
         drift = compare(expected, known, history.applied(conn, session.history_schema, target.repo.version_table),
                         sums)
         rev, source = _accepted(target, drift, revision)
-        conn.autocommit = False
-        try:
+        with _one_transaction(conn, f"recording the accepted checksum of {rev}"):
             history.record_sums(conn, session.history_schema, target.repo.version_table, history.ACCEPTED, [
                 (rev, source.parents if source else (), sums.of(source.path) if source else None,
                  "checksum accepted by an operator (migrator resolve --accept-checksum)" if source else
                  "file removed; accepted by an operator (migrator resolve --accept-checksum)")])
-            conn.commit()
-        finally:
-            conn.autocommit = True
     note = f"{rev}'s {'changed file' if source else 'missing file'} accepted"
     get_logger().info(f"Accepted on {target.db.description}: {note}", repo=target.repo.name, revision=rev)
     return Outcome(target.repo.name, "resolve", current, current, [rev], time.monotonic() - started, note=note)

@@ -29,6 +29,7 @@ from tests.faults.helpers import (
     versions,
 )
 from tests.faults.pgbouncer import PgBouncer
+from tests.tenants.tenant_projects import REVISIONS, tenant_versions, write_project
 
 DEFAULTS = {"lock_timeout": "0", "statement_timeout": "0", "idle_in_transaction_session_timeout": "0",
             "client_connection_check_interval": "0"}
@@ -215,3 +216,34 @@ def test_a_full_pooler_is_named_with_max_client_conn(fault_project: Path, url: s
         f'"127.0.0.1", port {bouncer.port} failed: FATAL: no more connections allowed (max_client_conn): the '
         "pooler's max_client_conn is reached (PgBouncer): raise it, or run fewer replicas at once "
         "(MIGRATOR_CONNECT_TIMEOUT sets the wait)")
+
+
+def test_schema_tenants_share_one_checked_session(tmp_path: Path, url: str,
+                                                  pgbouncer: Callable[..., PgBouncer]) -> None:
+    """Schema tenants share one connection (migrator.targets.SharedConnection): the pooler check proves once
+    that the pooler keeps it, not once per tenant (behind a full session pool each check waits for the queue
+    test, 2 s, and costs a second client)."""
+    project = write_project(tmp_path / "p", 'tenants = ["a1", "b2", "c3"]\n', revisions=1)
+    bouncer = pgbouncer("session", auth_type="md5", pool_size=1)
+    result = Migrator(["migrate"], cwd=project, url=bouncer.url_for(dbname(url))).finish(60)
+    assert result.code == 0, result.err
+    checked = [line for line in result.err.splitlines() if "through a pooler that keeps sessions" in line]
+    assert len(checked) == 1, result.err
+    assert [tenant_versions(url, t) for t in ("a1", "b2", "c3")] == [[REVISIONS[0]]] * 3
+
+
+def test_a_wait_over_tenants_holds_no_server_connection_between_polls(tmp_path: Path, url: str,
+                                                                      pgbouncer: Callable[..., PgBouncer]) -> None:
+    """An app pod's `wait` over every tenant, on a session pool of one server connection, leaves it to `migrate`
+    between its polls (as `wait` on one database does): the migration runs, and the wait ends ready."""
+    project = write_project(tmp_path / "p", 'tenants = ["a1", "b2"]\n', revisions=1)
+    bouncer = pgbouncer("session", auth_type="md5", pool_size=1)
+    target = bouncer.url_for(dbname(url))
+    waiting = Migrator(["wait", "--timeout", "60", "--interval", "0.3"], cwd=project, url=target)
+    waiting.wait_for_line("Waiting for repo default: 2 of 2 tenants behind")
+    migrated = Migrator(["migrate"], cwd=project, url=target).finish(60)
+    assert migrated.code == 0, migrated.err
+    ready = waiting.finish(60)
+    assert ready.code == 0, ready.err
+    assert "Schema ready: 2 tenants of repo default at " in ready.last, ready.err
+    assert [tenant_versions(url, t) for t in ("a1", "b2")] == [[REVISIONS[0]]] * 2
