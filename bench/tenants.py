@@ -57,8 +57,8 @@ def server_cpu(postmaster: int) -> float:
 def postmaster_pid(url: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    return int(_stat(int(row[0]))[1])  # a backend's parent is the postmaster
+        assert row is not None
+        return int(_stat(int(row[0]))[1])  # a backend's parent is the postmaster (read while it is alive)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import socket
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Transformer
 
 from migrator import __version__
 from migrator.tables import naming
@@ -169,11 +171,52 @@ def _insert_sql(schema: str, finished: bool, returning: bool = True, sums: bool 
 def literal(value: str | datetime | Iterable[str] | None, context: psycopg.Connection[Any] | None = None) -> str:
     """`value` as SQL text (psycopg's quoting, for `context`'s settings when given), for a statement that travels
     with others in one round trip, where no parameters can be bound."""
-    if isinstance(value, str) and "\0" in value:
-        raise ValueError("a NUL character cannot be stored in PostgreSQL text")
-    if value is not None and not isinstance(value, str | datetime):
-        return sql.SQL("{}::text[]").format(sql.Literal(list(value))).as_string(context)
-    return sql.Literal(value).as_string(context)
+    return Quoter(context).literal(value)
+
+
+class Quoter:
+    """psycopg's quoting of values as SQL literals for one connection's settings (what sql.Literal does), with
+    one psycopg Transformer for many values, and each text quoted once: a step's history row repeats most of
+    the previous one's."""
+
+    def __init__(self, context: psycopg.Connection[Any] | None) -> None:
+        self._transformer = Transformer.from_context(context)
+        self._encoding = context.info.encoding if context is not None else "utf-8"
+        self._texts: dict[str, str] = {}
+
+    def literal(self, value: str | datetime | Iterable[str] | None) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, datetime):
+            return self._quote(value)
+        return f"ARRAY[{', '.join(map(self._text, value))}]::text[]"
+
+    def _text(self, value: str) -> str:
+        quoted = self._texts.get(value)
+        if quoted is None:
+            if "\0" in value:
+                raise ValueError("a NUL character cannot be stored in PostgreSQL text")
+            quoted = self._texts[value] = self._quote(value)
+        return quoted
+
+    def _quote(self, value: str | datetime) -> str:
+        return bytes(self._transformer.as_literal(value)).decode(self._encoding)
+
+
+_QUOTERS: weakref.WeakKeyDictionary[psycopg.Connection[Any], tuple[tuple[str, str | None], Quoter]] = \
+    weakref.WeakKeyDictionary()
+
+
+def quoter(conn: psycopg.Connection[Any]) -> Quoter:
+    """The connection's Quoter, made again when the settings its quoting depends on changed (a migration may
+    SET client_encoding or standard_conforming_strings in the transaction the row is written in)."""
+    settings = (conn.info.encoding, conn.info.parameter_status("standard_conforming_strings"))
+    found = _QUOTERS.get(conn)
+    if found is None or found[0] != settings:
+        found = _QUOTERS[conn] = (settings, Quoter(conn))
+    return found[1]
 
 
 def _values(*, version_table: str, revision: str, parents: Iterable[str], direction: str, outcome: str,
@@ -198,11 +241,42 @@ def insert_statement(conn: psycopg.Connection[Any], schema: str, *, version_tabl
                      parents: Iterable[str], direction: str, outcome: str, started_at: datetime,
                      sums: FileSums | None = None) -> str:
     """The same INSERT of a finished row as one statement, its values quoted by psycopg for `conn`, so that it
-    can travel with other statements in one round trip: the step's commit."""
+    can travel with other statements in one round trip: the step's commit. The statement's text around the
+    values is composed once (quoting its identifiers costs more than the values do)."""
     values = _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
                      outcome=outcome, started_at=started_at, detail=None, sums=sums)
-    return _insert(schema, {k: sql.SQL(literal(values[k], conn)) for k in (*_FIELDS, *CHECKSUM_COLUMNS)}, True,
-                   False, sums is not None).as_string(conn)
+    quoting = quoter(conn)
+    parts = _finished_row(conn, schema, sums is not None)
+    quoted = {part.name: quoting.literal(values[part.name]) for part in parts if isinstance(part, _Value)}
+    return "".join(quoted[part.name] if isinstance(part, _Value) else part for part in parts)
+
+
+@dataclass(frozen=True)
+class _Value:
+    name: str  # the key in _values()
+
+
+_FINISHED_ROWS: dict[tuple[str, bool, str], tuple[str | _Value, ...]] = {}
+
+
+def _finished_row(conn: psycopg.Connection[Any], schema: str, sums: bool) -> tuple[str | _Value, ...]:
+    """insert_statement's INSERT as text with a _Value where each value goes, made once per schema, checksum
+    columns and client encoding (what its identifiers' quoting depends on)."""
+    key = (schema, sums, conn.info.encoding)
+    parts = _FINISHED_ROWS.get(key)
+    if parts is None:
+        parts = _FINISHED_ROWS[key] = tuple(_text_parts(_insert_sql(schema, True, returning=False, sums=sums), conn))
+    return parts
+
+
+def _text_parts(composed: sql.Composable, conn: psycopg.Connection[Any]) -> Iterable[str | _Value]:
+    if isinstance(composed, sql.Composed):
+        for part in composed:
+            yield from _text_parts(part, conn)
+    elif isinstance(composed, sql.Placeholder):
+        yield _Value(composed.as_string(conn)[2:-2])  # %(name)s
+    else:
+        yield composed.as_string(conn)
 
 
 def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None, *,

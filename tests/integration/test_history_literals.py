@@ -1,6 +1,6 @@
-"""The history row that travels with a step's COMMIT has its values quoted on the client (psycopg's Literal, through
-history.literal), not bound by the server: whatever it quotes must read back exactly, under either
-standard_conforming_strings."""
+"""The history row that travels with a step's COMMIT has its values quoted on the client (psycopg's quoting, through
+history.Quoter), not bound by the server: whatever it quotes must read back exactly, under either
+standard_conforming_strings and client encoding."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migrator.tables import history
 from migrator.tables.history import literal
 
 # Quoting's special characters often, among any others (lone surrogates cannot be sent as UTF-8 at all).
@@ -51,3 +52,23 @@ def test_odd_texts_and_times_read_back_exactly(conn: psycopg.Connection) -> None
 def test_a_nul_character_is_refused() -> None:
     with pytest.raises(ValueError, match="NUL"):
         literal("a\0b")
+
+
+def test_a_steps_row_reads_back_exactly_as_the_session_changes_its_quoting_settings(database_url: str) -> None:
+    """insert_statement reuses its quoting on a connection (one step's row repeats most of the last one's); a
+    migration may change the settings quoting depends on in the transaction its row is written in."""
+    odd = "back\\slash 'quoted' é"
+    with psycopg.connect(database_url, autocommit=True) as c:
+        history.ensure(c, "public")
+        c.execute("SET escape_string_warning = off")
+        for n, setting in enumerate(("standard_conforming_strings = off", "client_encoding = LATIN1",
+                                     "standard_conforming_strings = on", "client_encoding = UTF8")):
+            c.execute(f"SET {setting}")
+            c.execute(history.insert_statement(
+                c, "public", version_table=odd, revision=f"{odd}{n}", parents=[odd, f"{odd}{n}"], direction="up",
+                outcome="applied", started_at=datetime(2026, 12, 7, 12, n, tzinfo=UTC),
+                sums=history.FileSums(odd, f"{odd}{n}")))
+        rows = c.execute("SELECT version_table, revision, parents, started_at, checksum, file_hash "
+                         "FROM migrator_history ORDER BY id").fetchall()
+    assert rows == [(odd, f"{odd}{n}", [odd, f"{odd}{n}"], datetime(2026, 12, 7, 12, n, tzinfo=UTC), odd, f"{odd}{n}")
+                    for n in range(4)]
