@@ -8,7 +8,8 @@ PostgreSQL started here, so every ratio compares runs taken side by side; runs o
 interleaved (A B A B ...) after one warm-up each, because these machines are noisy. Prints min / median /
 max and the ratio of medians, then each goal as measured. Numbers, not assertions: nothing here fails.
 
-  B1 no-op: `migrator migrate` at head vs `alembic upgrade head`, N = 2 (the example), 200, 1000 revisions
+  B1 no-op: `migrator migrate` at head (as the image runs it: with the manifest its build writes) vs `alembic
+     upgrade head`, N = 2 (the example), 200, 1000 revisions
   B2 floor: the no-op vs a process that only imports psycopg, connects and reads one row (N = 2, 200, 1000)
   B3 apply N = 200 revisions to an empty database: migrator as the image runs it (with the manifest its build
      writes) and from a checkout (no manifest: checksums computed while applying) vs plain Alembic twice, with
@@ -232,13 +233,14 @@ class Bench:
 def b1_b2_b5_noop(bench: Bench, base: Path) -> dict[int, float]:
     ratios: dict[int, float] = {}
     for n in (2, 200, 1000):
-        path = generated(base, n)
+        # migrator as the image runs it (its build wrote the manifest); B7 shows the case without one
+        path, image = generated(base, n), as_in_the_image(bench, base, n)
         url = bench.database()
-        assert bench.migrator(path, url).code == 0, f"setup: migrate N={n} failed"
-        sides: dict[str, Callable[[], Sample]] = {"migrator": partial(bench.migrator, path, url),
+        assert bench.migrator(image, url).code == 0, f"setup: migrate N={n} failed"
+        sides: dict[str, Callable[[], Sample]] = {"migrator": partial(bench.migrator, image, url),
                                                   "alembic": partial(bench.alembic, path, url)}
         sides["floor"] = partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)
-        found = interleave(bench.runs, bench.with_baseline(sides, partial(bench.old_migrator, path, url)))
+        found = interleave(bench.runs, bench.with_baseline(sides, partial(bench.old_migrator, image, url)))
         bench.row(f"B1 no-op N={n}: migrator migrate", found["migrator"])
         bench.row(f"B1 no-op N={n}: alembic upgrade head", found["alembic"])
         bench.versus_baseline(f"B1 no-op N={n}", found)
