@@ -27,7 +27,7 @@ from migrator import deadlines, hostnames, refusals, retries
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable, MigrationFailed, MigratorError
 from migrator.logs import get_logger
-from migrator.redaction import redact
+from migrator.redaction import reason
 from migrator.shutdown import SHUTDOWN
 
 # libpq reports these in words only (no SQLSTATE reaches the client before authentication completes).
@@ -129,14 +129,6 @@ def is_connection_error(exc: BaseException) -> bool:
     # 08xxx: connection exceptions.
     code = getattr(orig, "sqlstate", None) or ""
     return code.startswith(("57P0", "08")) or getattr(exc, "connection_invalidated", False)
-
-
-def reason(exc: BaseException) -> str:
-    """libpq's multi-line message as one redacted line (the driver's own words, without SQLAlchemy's
-    statement and parameters)."""
-    exc = getattr(exc, "orig", None) or exc
-    text = " ".join(str(exc).split()).removeprefix("connection failed: ")
-    return redact(text) or type(exc).__name__
 
 
 def is_permanent(exc: psycopg.Error) -> bool:
@@ -352,11 +344,16 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
                             timeouts: Timeouts) -> None:
     """Refuse a pooler that does not keep the session (PgBouncer transaction or statement pooling), before any
     lock or setting: see migrator.pooler."""
-    from migrator import pooler  # noqa: PLC0415  (only behind a pooler; it connects through this module)
+    from migrator import pooler  # noqa: PLC0415  (only behind a pooler: off the direct connection's path)
 
     if conn.session_kept:  # proven once for this client connection, which schema tenants share in turn
         return
-    pooler.require_session_pooling(conn, session.pid, db, timeouts)
+
+    def another_client(connect_timeout: float, quiet: bool) -> Connection:
+        return connect(db, timeouts, autocommit=True, purpose="pooler check", first_answer=False,
+                       connect_timeout=connect_timeout, quiet=quiet)
+
+    pooler.require_session_pooling(conn, session.pid, db, timeouts, another_client)
     conn.session_kept = True
 
 

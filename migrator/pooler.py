@@ -40,6 +40,7 @@ import secrets
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from migrator import deadlines
 from migrator.config import DatabaseConfig, Timeouts
 from migrator.errors import ConfigError, ConnectionLost, DatabaseUnreachable, MigratorError
 from migrator.logs import get_logger
+from migrator.redaction import reason
 
 FIRST_WAIT = 1.0  # the second client's first answer, before the queue test (3.)
 QUEUE_GRACE = 1.0  # after this session's answer, how long the second client must still be waiting
@@ -61,6 +63,9 @@ PIN_WAIT = 0.5  # for each of them to get a server connection
 REFUSAL = ("{db} is reached through a connection pooler that does not keep the session ({why}): transaction or "
            "statement pooling would share the migration lock and settings with other clients. Connect the "
            "migrator directly to PostgreSQL, or through PgBouncer in session mode")
+
+
+Connect = Callable[[float, bool], Any]  # (connect_timeout, quiet) -> a new autocommit client of the database
 
 
 class SharesSessions(Exception):
@@ -102,21 +107,20 @@ class _Pending:
         return self.pid
 
 
-def require_session_pooling(conn: Any, pid: int, db: DatabaseConfig, timeouts: Timeouts) -> None:
-    """Return when `conn` is a direct connection or a kept session of a pooler; ConfigError (exit 2) otherwise."""
+def require_session_pooling(conn: Any, pid: int, db: DatabaseConfig, timeouts: Timeouts, connect: Connect) -> None:
+    """Return when `conn` is a direct connection or a kept session of a pooler; ConfigError (exit 2) otherwise.
+    `connect(connect_timeout, quiet)` opens another client of the same database (migrator.database's connect,
+    passed in so that this module sits below it)."""
     if conn.info.backend_pid == pid:
         return  # a direct connection: libpq's key is the server's pid
-    from migrator import database  # noqa: PLC0415  (database delegates its check here)
-
     try:
-        other = database.connect(db, timeouts, autocommit=True, purpose="pooler check", first_answer=False,
-                                 connect_timeout=min(timeouts.connect, 10))
+        other = connect(min(timeouts.connect, 10), False)
     except DatabaseUnreachable as exc:
         raise DatabaseUnreachable(f"{db.description} is reached through a connection pooler, and a second client "
                                   f"to check that it keeps sessions was refused: {exc}") from None
     other.doing = "checking whether the pooler keeps sessions"
     other.wait_limit = None  # its waits are bounded here (answer(timeout)), and ended by close()
-    check = _Check(conn, other, pid, timeouts)
+    check = _Check(conn, other, pid, timeouts, connect)
     try:
         how = check.run()
     except SharesSessions as exc:
@@ -126,7 +130,7 @@ def require_session_pooling(conn: Any, pid: int, db: DatabaseConfig, timeouts: T
         if exc.sqlstate is not None and not conn.broken:
             check.clean_up(db)
             raise ConfigError(REFUSAL.format(db=db.description, why=f"it rejected the check's query: "
-                                                                     f"{database.reason(exc)}")) from None
+                                                                     f"{reason(exc)}")) from None
         raise ConnectionLost(f"{db.description} is reached through a connection pooler, and no answer came within "
                              f"{timeouts.stall:g}s while checking that it keeps sessions: the server, or a full "
                              "pool of a pooler in transaction mode") from None
@@ -138,7 +142,8 @@ def require_session_pooling(conn: Any, pid: int, db: DatabaseConfig, timeouts: T
 class _Check:
     """One run of the check: this session (`conn`, server pid `pid`) and a second client (`other`)."""
 
-    def __init__(self, conn: Any, other: Any, pid: int, timeouts: Timeouts) -> None:
+    def __init__(self, conn: Any, other: Any, pid: int, timeouts: Timeouts, connect: Connect) -> None:
+        self.connect = connect
         self.conn, self.other, self.pid, self.timeouts = conn, other, pid, timeouts
         self.channel = f"migrator_pooler_check_{secrets.token_hex(8)}"
         self.listening = False
@@ -269,10 +274,7 @@ class _Check:
             _end_pins(pins, self.conn)
 
     def _new_client(self, db: DatabaseConfig, deadline: float) -> Any:
-        from migrator import database  # noqa: PLC0415
-
-        client = database.connect(db, self.timeouts, autocommit=True, purpose="pooler check", first_answer=False,
-                                  connect_timeout=max(deadline - time.monotonic(), 1), quiet=True)
+        client = self.connect(max(deadline - time.monotonic(), 1), True)
         client.wait_limit = max(deadline - time.monotonic(), 1)
         return client
 

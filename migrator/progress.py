@@ -37,7 +37,6 @@ from migrator.logs import get_logger
 
 if TYPE_CHECKING:
     from migrator.config import Timeouts
-    from migrator.monitor import Monitor
 
 PREFIX = "... "  # a progress line continues the statement line above it
 
@@ -373,21 +372,6 @@ class Reporter:
         state, waiting, progress, locks = row
         blockers = tuple(blocking_backends(conn, self.pid)) if waiting else ()
         return Snapshot(state, bool(waiting), progress, tuple(locks or ()), blockers)
-
-
-# --- the statement hooks' call sites (migrator.statement_hooks) -----------------------------------------
-
-def began(monitor: Monitor | None, statement: str, fields: Mapping[str, Any]) -> None:
-    """A migration statement was sent: its progress is reported while it runs, if a monitor watches."""
-    if monitor is None:
-        unwatched()
-        return
-    monitor.progress.began(statement, fields)
-
-
-def ended(monitor: Monitor | None) -> None:
-    if monitor is not None:
-        monitor.progress.ended()
 
 
 @functools.lru_cache(maxsize=1)  # said once per process

@@ -132,3 +132,11 @@ def _line_end(text: str, at: int) -> int:
 
 def _inside_quotes(span: tuple[int, int]) -> tuple[int, int]:
     return span[0] + 1, span[1] - 1
+
+
+def reason(exc: BaseException) -> str:
+    """libpq's multi-line message as one redacted line (the driver's own words, without SQLAlchemy's
+    statement and parameters)."""
+    exc = getattr(exc, "orig", None) or exc
+    text = " ".join(str(exc).split()).removeprefix("connection failed: ")
+    return redact(text) or type(exc).__name__

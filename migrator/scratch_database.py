@@ -25,6 +25,7 @@ from migrator.config import DatabaseConfig, Timeouts, database_config
 from migrator.database import Connection
 from migrator.errors import ConfigError, DatabaseUnreachable
 from migrator.logs import get_logger
+from migrator.redaction import reason
 from migrator.repos import Repo
 
 EMBEDDED_DATABASE = "migrator_verify"
@@ -114,7 +115,7 @@ def _empty_again(db: DatabaseConfig, timeouts: Timeouts, extensions: set[str]) -
         with database.connect(db, timeouts, autocommit=True, purpose="verify") as conn:
             drop_everything(conn, keep_extensions=extensions)
     except (psycopg.Error, DatabaseUnreachable, ConfigError) as exc:
-        get_logger().warning(f"verify could not empty {db.description} again: {database.reason(exc)}; the next "
+        get_logger().warning(f"verify could not empty {db.description} again: {reason(exc)}; the next "
                              "verify on it needs --wipe")
 
 
@@ -174,4 +175,4 @@ def _drop(conn: Connection, kind: str, name: str) -> None:
         if database.is_connection_error(exc):
             raise
         raise ConfigError(f"verify could not empty the database: DROP {kind} {name} failed: "
-                          f"{database.reason(exc)}; drop it by hand or use another database") from None
+                          f"{reason(exc)}; drop it by hand or use another database") from None

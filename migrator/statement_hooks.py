@@ -6,9 +6,9 @@ refused or (a COMMIT in a migration) recorded as the boundary where the step bec
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -18,6 +18,9 @@ from migrator.logs import get_logger
 from migrator.session import MigrationSession
 from migrator.steps import Step
 from migrator.tables import history
+
+if TYPE_CHECKING:
+    from migrator.monitor import Monitor
 
 
 class StatementHooks:
@@ -47,7 +50,7 @@ class StatementHooks:
         (self._log.debug if op.quiet else self._log.info)(op.text, **fields)
         step.statements.append(op.text)
         self._running = op.text
-        progress.began(self.session.monitor, op.text, fields)
+        _began(self.session.monitor, op.text, fields)
         if op.index:
             step.indexes.add(op.index)
         if op.ends_transaction:
@@ -94,7 +97,7 @@ class StatementHooks:
             self.session.current.rollbacks += 1
 
     def after(self, *_: Any) -> None:
-        progress.ended(self.session.monitor)
+        _ended(self.session.monitor)
         step = self.session.current
         if step is not None:
             step.answered += 1
@@ -108,7 +111,7 @@ class StatementHooks:
             self._set_lock_timeout(self.session.settings.timeouts.ddl_lock)
 
     def failed(self, _context: Any) -> None:
-        progress.ended(self.session.monitor)
+        _ended(self.session.monitor)
         self._running = None
         if self._restore_lock_timeout:
             self._restore_lock_timeout = False
@@ -117,3 +120,16 @@ class StatementHooks:
 
     def _set_lock_timeout(self, seconds: float) -> None:
         self.session.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{round(seconds * 1000)}ms",))
+
+
+def _began(monitor: Monitor | None, statement: str, fields: Mapping[str, Any]) -> None:
+    """A migration statement was sent: its progress is reported while it runs, if a monitor watches."""
+    if monitor is None:
+        progress.unwatched()
+        return
+    monitor.progress.began(statement, fields)
+
+
+def _ended(monitor: Monitor | None) -> None:
+    if monitor is not None:
+        monitor.progress.ended()

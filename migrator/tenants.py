@@ -27,6 +27,7 @@ from migrator import database
 from migrator.config import DatabaseConfig, Settings, Timeouts, describe
 from migrator.errors import ConfigError
 from migrator.logs import get_logger
+from migrator.redaction import reason
 from migrator.repos import Tenants, check_tenant_names
 from migrator.targets import SharedConnection, Target, connection
 
@@ -72,7 +73,7 @@ def _query(conn: database.Connection, target: Target, query: str) -> tuple[str, 
         if database.is_connection_error(exc):
             raise
         # The server's own words without the LINE/caret lines, which would show the subquery wrapped around it.
-        why = exc.diag.message_primary or database.reason(exc)
+        why = exc.diag.message_primary or reason(exc)
         raise ConfigError(f"{what} failed on {target.db.description}: {type(exc).__name__}: {why} (it must be one "
                           "SELECT of the names: it runs read-only, as a subquery)") from None
     finally:
