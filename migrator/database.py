@@ -99,13 +99,19 @@ class Connection(psycopg.Connection[Any]):
 
 
 def lost(conn: psycopg.Connection[Any] | None, exc: BaseException, doing: str) -> ConnectionLost:
-    """A ConnectionLost for an error on an established connection: during what, and why when the watchdog
-    knows (it shut the connection down) rather than libpq's guess ("the server terminated abnormally")."""
+    """A ConnectionLost for an error on an established connection: during what, and why. The server's own words
+    when its message reached the client (an error with an SQLSTATE: "terminating connection due to
+    administrator command", "... due to idle-session timeout"), whoever noticed the loss first: the monitor
+    may have shut the connection down a moment before the client read that message, and the line must not
+    depend on which thread won. Otherwise why the watchdog shut the connection down (a deadline, the monitor,
+    a signal), rather than libpq's guess ("server closed the connection unexpectedly")."""
     orig = getattr(exc, "orig", None) or exc
     context = getattr(orig, "migrator_context", None)
     why = deadlines.lost_reason(conn) if conn is not None else None
     if context is not None:
         doing, why = context[0], why or context[1]
+    if getattr(orig, "sqlstate", None):
+        why = None  # the server said why
     return ConnectionLost(f"lost the connection to the server while {doing}: {why or reason(exc)}")
 
 

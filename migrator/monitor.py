@@ -184,8 +184,10 @@ class Monitor:
         """Shut the migration session down, unless the run already told the monitor to stop: the session is
         then in other hands (releasing the lock, reading the version), and a finished run is not undone."""
         with self._acting:
-            if not self._stop.is_set():
-                deadlines.WATCHDOG.shut_down(self.watched, why)
+            if self._stop.is_set():
+                return
+            deadlines.WATCHDOG.shut_down(self.watched, why)
+        get_logger().debug(f"the monitor shut the migration session down: {why}")
 
 
 def _no_answer(exc: BaseException) -> bool:

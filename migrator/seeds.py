@@ -93,8 +93,10 @@ def _run_one(session: MigrationSession, connection: sa.Connection, ledger: Ledge
     module = _load(path)
     step = Step(path.name, f"seed {path.name}", SEED, allow_commit=False)
     try:
+        # Settings and the lock, first, before the seed's transaction starts: a session lost here fails with
+        # the server's words, not with the rollback that a transaction begun around it would try.
+        session.start_step(step)
         with connection.begin():
-            session.start_step(step)  # settings and the lock, first, before the seed's transaction starts
             # A savepoint for the session: a seed that calls session.commit() cannot commit half of itself.
             with Session(bind=connection, join_transaction_mode="create_savepoint") as orm:
                 module.run(orm)

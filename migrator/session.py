@@ -94,7 +94,8 @@ class MigrationSession:
             try:
                 prepared = _reset_row(conn.execute(self.reset_sql))
             finally:
-                conn.autocommit = False
+                if not conn.broken:  # on a lost session, that would raise over the server's reason
+                    conn.autocommit = False
         started, owned = prepared
         if not owned:
             raise LockLost(f"the migration lock on {self.db.description} is no longer held by this session "

@@ -1,11 +1,10 @@
-"""Review findings (minor): exit codes that differ from the README's table.
+"""Two setup errors end with exit 2, as the README's table says, which the chart's Job does not retry.
 
-- A bad libpq setting in the URL (`sslmode=bogus`) is a bad URL (README: a bad URL or setting is exit 2, which
-  the chart does not retry); it exits 3 ("database unreachable"), which the Job retries.
+- A bad libpq setting in the URL (`sslmode=bogus`) is a bad URL, not an unreachable database (3, which the Job
+  retries).
 - A role that may not create migrator_history (PostgreSQL 15+ revokes CREATE on public; the version table
-  exists and the role may write it, as plain Alembic needs) fails with exit 1 and "database error: permission
-  denied for schema public ... CREATE TABLE IF NOT EXISTS "public"."migrator_history"", retried by the Job;
-  the plain `alembic` command migrates the same database fine.
+  exists and the role may write it, as plain Alembic needs) is refused before any migration runs, with one line
+  naming the table and the grant it needs, not as a failed migration ("database error: permission denied", 1).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ seed file. The test revision answers that read (a module `__getattr__`), and the
 writing a marker file and waiting for the test's "go" file: the fault strikes while the migration session
 is idle outside any transaction, the previous step committed and the next not begun. (Between migrations, the
 previous COMMIT carried the next step's reset and lock proof: the loss shows at the next one's first statement.)
+
+Two threads may notice such a loss: the monitor, which finds the session gone and shuts its connection down,
+and the migrator's next statement. The line does not depend on which comes first: it carries the server's own
+words (`SAYS`), which reached the client as the session ended. The test makes the monitor come first, the order
+in which the monitor's own reason is at hand as well: it releases the migrator only once the monitor has logged
+(at debug level) that it shut the session down.
 """
 
 from __future__ import annotations
@@ -128,7 +134,8 @@ class Between:
 
 
 def strike(fault: str, url: str, server: DebianServer | None, run: Migrator) -> None:
-    """Make the fault happen to `run`'s migration session, which sits idle between two steps."""
+    """Make the fault happen to `run`'s migration session, which sits idle between two steps, and wait until
+    `run`'s monitor has shut that session down (it looks once a second; after a restart, on a new connection)."""
     backend = migrator_backend(url, "%")
     assert backend is not None
     if fault == "pg_terminate_backend":
@@ -138,28 +145,39 @@ def strike(fault: str, url: str, server: DebianServer | None, run: Migrator) -> 
         restart(server)
     else:  # idle_session_timeout: the server ends the idle session by itself
         wait_until(lambda: backend_gone(url, backend.pid), 10, "idle_session_timeout to end the session")
+    run.wait_for_line(MONITOR_ACTED)
 
 
 FAULTS = ["pg_terminate_backend", "server restart", "idle_session_timeout"]
+# What the server tells the session's client as it ends it, fault by fault.
+SAYS = {"pg_terminate_backend": "terminating connection due to administrator command",
+        "server restart": "terminating connection due to administrator command",  # pg_ctl stop -m fast
+        "idle_session_timeout": "terminating connection due to idle-session timeout"}
+MONITOR_ACTED = "the monitor shut the migration session down"
 
 
 def _setup(fault: str, tcp_url: str, restartable_url: str, own_server: DebianServer
-           ) -> tuple[str, DebianServer | None]:
+           ) -> tuple[str, DebianServer | None, dict[str, str]]:
+    """The database to strike, the server to restart (if any), and the migrator's settings beyond `Between`'s."""
+    settings = {"MIGRATOR_LOG_LEVEL": "debug"}  # for MONITOR_ACTED
     if fault == "server restart":
-        return restartable_url, own_server
+        # The monitor loses its own connection too, and finds the session gone once it has a new one: its
+        # connect budget, min(MIGRATOR_CONNECT_TIMEOUT, MIGRATOR_STALL_TIMEOUT), must outlast the restart.
+        return restartable_url, own_server, {**settings, "MIGRATOR_CONNECT_TIMEOUT": "30",
+                                             "MIGRATOR_STALL_TIMEOUT": "30"}
     if fault == "idle_session_timeout":
         # Set on the database (as a DBA would): every new session of it gets it, the migrator's too. Longer than
         # the migrator's own idle moments before the pause (loading Alembic on a busy machine), shorter than it.
         query(tcp_url, f'ALTER DATABASE "{dbname(tcp_url)}" SET idle_session_timeout = \'3s\'')
-    return tcp_url, None
+    return tcp_url, None, settings
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_lost_between_migrations(three_migrations: Path, url: str, restartable_url: str,
                                  own_server: DebianServer, tmp_path: Path, fault: str) -> None:
-    target, server = _setup(fault, url, restartable_url, own_server)
+    target, server, settings = _setup(fault, url, restartable_url, own_server)
     between = Between(tmp_path)
-    run = Migrator(["migrate"], cwd=three_migrations, url=target, env=between.env)
+    run = Migrator(["migrate"], cwd=three_migrations, url=target, env={**between.env, **settings})
     between.wait_paused(run)
     strike(fault, target, server, run)
     released = between.release()
@@ -167,11 +185,11 @@ def test_lost_between_migrations(three_migrations: Path, url: str, restartable_u
 
     assert result.code == 3, result.err
     line = result.one_clean_error()
-    assert "lost the connection" in line or "no longer exists" in line, line
     # The loss shows at the next migration's first statement (the previous COMMIT carried its reset and lock
     # proof), and the line says that nothing of it committed.
-    assert f"migration {SECOND} (second) got no answer to its first statement, so nothing of it was committed" \
-        in line, line
+    assert f"[error] lost the connection to the server while running migration {SECOND} (second): {SAYS[fault]}; " \
+           f"migration {SECOND} (second) got no answer to its first statement, so nothing of it was committed" \
+           in line, line
     assert "== Migrated " + BASE in result.err
     assert versions(target) == [BASE]
     assert history(target) == [(BASE, "up", "applied")]
@@ -185,10 +203,10 @@ def test_lost_between_migrations(three_migrations: Path, url: str, restartable_u
 @pytest.mark.parametrize("fault", FAULTS)
 def test_lost_between_seeds(two_seeds: Path, url: str, restartable_url: str, own_server: DebianServer,
                             tmp_path: Path, fault: str) -> None:
-    target, server = _setup(fault, url, restartable_url, own_server)
+    target, server, settings = _setup(fault, url, restartable_url, own_server)
     at_base(target)
     between = Between(tmp_path)
-    run = Migrator(["seed"], cwd=two_seeds, url=target, env=between.env)
+    run = Migrator(["seed"], cwd=two_seeds, url=target, env={**between.env, **settings})
     between.wait_paused(run)
     strike(fault, target, server, run)
     released = between.release()
@@ -196,7 +214,8 @@ def test_lost_between_seeds(two_seeds: Path, url: str, restartable_url: str, own
 
     assert result.code == 3, result.err
     line = result.one_clean_error()
-    assert "lost the connection" in line or "no longer exists" in line, line
+    assert line.endswith(f"[error] lost the connection to the server while running seed 02_second.py: {SAYS[fault]}"), \
+        line
     assert "== Seeded 01_first.py" in result.err
     assert [r[0] for r in query(target, "SELECT name FROM migrator_seeds")] == ["01_first.py"]
     assert (ran(target, "seed 01"), ran(target, "seed 02")) == (1, 0)

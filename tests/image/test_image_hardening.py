@@ -23,17 +23,23 @@ def image(request):
     return request.getfixturevalue(f"{request.param}_image")
 
 
+# Each image's exec-form entrypoint (its process, Python, is PID 1 and gets SIGTERM) and the passwd name of uid
+# 10001 (libpq and getpass look it up), as image/*/Dockerfile write them.
+ENTRYPOINTS = {"migrator": ["migrator"], "app": ["python3", "-m", "users_app"]}
+USER_NAMES = {"migrator": "migrator", "app": "app"}
+
+
 def inspect(image: str) -> dict[str, Any]:
     info: dict[str, Any] = json.loads(docker("image", "inspect", image).stdout)[0]
     return info
 
 
-def test_image_config_runs_as_10001_in_exec_form(image):
-    config = inspect(image)["Config"]
+@pytest.mark.parametrize("kind", sorted(ENTRYPOINTS))
+def test_image_config_runs_as_10001_in_exec_form(kind: str, request: pytest.FixtureRequest) -> None:
+    config = inspect(request.getfixturevalue(f"{kind}_image"))["Config"]
     assert config["User"] == "10001:10001"
     assert config["WorkingDir"] == "/app"
-    assert isinstance(config["Entrypoint"], list)
-    assert config["Entrypoint"][0] in ("migrator", "python3"), "exec form: Python is PID 1 and gets SIGTERM"
+    assert config["Entrypoint"] == ENTRYPOINTS[kind]
     assert {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"} <= set(config["Env"])
     labels = config["Labels"]
     for key in ("source", "version", "revision", "base.name"):
@@ -46,12 +52,12 @@ def test_migrator_image_entrypoint_and_default_command(migrator_image):
     assert config["Cmd"] == ["migrate"]
 
 
-def test_runs_as_uid_and_gid_10001_without_being_told(image):
-    proc = run_container(image, ["-c", "id -u; id -g; id -un"], entrypoint="sh", hardening=False)
+@pytest.mark.parametrize("kind", sorted(USER_NAMES))
+def test_runs_as_uid_and_gid_10001_without_being_told(kind: str, request: pytest.FixtureRequest) -> None:
+    proc = run_container(request.getfixturevalue(f"{kind}_image"), ["-c", "id -u; id -g; id -un"], entrypoint="sh",
+                         hardening=False)
     assert proc.returncode == 0, proc.stderr
-    uid, gid, name = proc.stdout.split()
-    assert (uid, gid) == ("10001", "10001")
-    assert name in ("migrator", "app"), "the uid has a passwd entry (libpq and getpass look it up)"
+    assert proc.stdout.split() == ["10001", "10001", USER_NAMES[kind]]
 
 
 def test_no_compiler_and_no_pip(image):

@@ -1,8 +1,9 @@
-"""Review finding: when the monitoring connection is lost and the server refuses a new one (the role's
-CONNECTION LIMIT or max_connections reached by the application), the monitor shuts down the healthy migration
-session after MIGRATOR_STALL_TIMEOUT and the run fails with exit 3 and "no answer from the server for Ns (the
-monitoring connection got none either)", although the server answered every time (with a refusal) and the
-migration session was running normally. A long index build would be thrown away for that.
+"""A monitor whose reconnect the server refuses leaves a healthy migration alone.
+
+When the monitoring connection is lost and the server refuses a new one (the role's CONNECTION LIMIT or
+max_connections reached by the application), the server has answered: that is no stall. The migration session,
+running normally, finishes (exit 0) instead of being shut down after MIGRATOR_STALL_TIMEOUT with "no answer from
+the server for Ns (the monitoring connection got none either)": a long index build is not thrown away for that.
 """
 
 from __future__ import annotations

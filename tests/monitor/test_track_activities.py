@@ -1,8 +1,10 @@
-"""Review finding: with `track_activities = off` (server-wide, or for the database or role: a tuning some DBAs
-apply), pg_stat_activity shows the migration session's state as `disabled`. The monitor takes any state but
-`active` for "the server finished", so every migration statement that runs longer than MIGRATOR_STALL_TIMEOUT
-(an index build, a backfill) is shut down with "the server finished the running statement Ns ago but its
-answer never arrived" (exit 3), which is false; the Job retries it forever with the same result.
+"""A statement longer than MIGRATOR_STALL_TIMEOUT runs to its end under `track_activities = off`.
+
+With `track_activities = off` (server-wide, or for the database or role: a tuning some DBAs apply),
+pg_stat_activity shows the migration session's state as `disabled`, which does not say that the server
+finished the statement. The monitor takes only the idle states for that, so an index build or a backfill is not
+shut down with "the server finished the running statement Ns ago but its answer never arrived" (exit 3, which
+the Job would retry forever with the same result).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Review finding: a rollback (downgrade) left part-way is not stopped at by `migrate`.
+"""A rollback (downgrade) left part-way stops the next `migrate`, as the rollback's own line says.
 
 README: "The next `migrate` decides explicitly: [...] any other stops with exit 6 until an operator runs
-`migrator resolve`", and the rollback's own exit-6 line says "The next migrate stops here (exit 6)".
-On main, `migrate` after a part-way downgrade says "Migrations already up" and exits 0 (the hook Job
-succeeds) although `status` shows the migration left part-way and a table it dropped is gone.
+`migrator resolve`", and the rollback's exit-6 line says "The next migrate stops here (exit 6)". So `migrate`
+after a part-way downgrade exits 6, not 0 with "Migrations already up" (a hook Job would then succeed with a
+table the downgrade dropped gone). After `resolve --rerun`, the downgrade runs again on the next rollback, and
+the line does not promise that the next migrate runs it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
-"""Review finding: a version table set in migrator.toml is not seen by the plain `alembic` command.
+"""The plain `alembic` command uses the version table set in migrator.toml.
 
 README: "The plain `alembic` command keeps working on the same directory with `alembic.ini` (it connects from
 DATABASE_URL too, with the same timeouts, but without migrator's lock, logs and retries)", and migrator.toml
-takes `version_table` / `version_table_schema`. migrator.alembic_env reads them from alembic.ini only, so
-after `migrator migrate` with `version_table = "app_version"`, `alembic upgrade head` finds no version
-table, creates `alembic_version` and runs every migration again from base (here the first one fails on
-"relation users already exists"; a data-only migration would be applied twice). It also takes another lock
-(the key includes the table name), so it does not wait for a running migrator either.
+takes `version_table` / `version_table_schema`. So after `migrator migrate` with `version_table =
+"app_version"`, `alembic upgrade head` finds that table at head and succeeds without creating
+`alembic_version`: it runs no migration again from base (which would fail on a table that exists, or apply a
+data-only migration twice).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Review finding: a seed that commits through its session's connection commits part of itself, and the
-failure line then says "failed and was rolled back".
+"""A seed cannot commit half of itself through its session's connection.
 
 README: "A seed cannot end the transaction it runs in: COMMIT or ROLLBACK is refused before it is sent, and
-`session.commit()` only releases a savepoint." `session.connection().commit()` is neither refused nor
-contained: the first row stays, the ledger has no row, so the next `seed` runs the file again.
+`session.commit()` only releases a savepoint." That holds for `session.connection().commit()` too: the seed
+fails (exit 1) with a line that names the commit it attempted, and nothing it wrote stays.
 """
 
 from __future__ import annotations

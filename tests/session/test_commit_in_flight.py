@@ -1,14 +1,10 @@
-"""Review finding: a signal (or a lost connection) while the migration's COMMIT is in flight is reported as a
-rollback, and the migration is in fact applied.
+"""A signal while a migration's COMMIT is in flight is reported from the version table, never as a rollback.
 
 Reproduced deterministically with synchronous replication whose standby does not answer (a standby that is
 down or lagging; here `synchronous_standby_names` names one that does not exist): the COMMIT waits in SyncRep.
 On SIGTERM psycopg cancels it; PostgreSQL answers "canceling wait for synchronous replication ... The
-transaction has already committed locally" and the COMMIT succeeds. migrator then says "its running statement
-was cancelled and its transaction rolled back (confirmed by the server); run it again to resume", exits 143,
-and the history holds both `applied` and `interrupted` for the same revision. With MIGRATOR_STATEMENT_TIMEOUT
-set, the client gives up instead and says "the server rolls back its open transaction ... the next migrate
-runs it again from the start", and the migration commits as soon as the standby answers or the backend ends.
+transaction has already committed locally" and the COMMIT succeeds. The run exits 143 with a line that says
+the migration committed (the version table shows it), and the history holds one row for it: `applied`.
 """
 
 from __future__ import annotations

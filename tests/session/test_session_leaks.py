@@ -1,11 +1,10 @@
-"""Review finding: a session-level SET in one migration leaks into the next migrations of the same run.
+"""A session-level SET in one migration does not reach the next migrations of the same run.
 
-migrator resets lock_timeout, statement_timeout, idle_in_transaction_session_timeout and keepalives before
-every step, but not search_path, role or session_replication_role. So the schema a migration produces depends
-on whether it ran in the same `migrate` as an earlier one: one at a time (staging, release by release) the
-table below lands in public; in one batch (a fresh environment, or prod after skipped releases) it lands in
-`reporting`, and with `session_replication_role = replica` the next migration's writes skip foreign keys and
-triggers.
+Before every step the session goes back to its defaults and migrator's settings are applied again, search_path,
+role and session_replication_role included. So the schema a migration produces does not depend on whether it
+ran in the same `migrate` as an earlier one: one at a time (staging, release by release) or in one batch (a
+fresh environment, or prod after skipped releases), the table below lands in public, and the next migration's
+writes run with session_replication_role = origin (foreign keys and triggers fire).
 """
 
 from __future__ import annotations

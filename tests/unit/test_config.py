@@ -70,19 +70,35 @@ def test_every_duration_setting_has_its_documented_range() -> None:
     assert (WAIT_TIMEOUT.describe(), WAIT_INTERVAL.describe()) == ("100ms to 24h", "100ms to 1h")
 
 
+# The settings whose documented range says that 0 turns them off.
+ZERO_IS_OFF = sorted(var for var, described in RANGES.items() if described.startswith("0 (off)"))
+
+
+def _out_of_range(var: str) -> list[str]:
+    """Values outside `var`'s documented range: 0 (where 0 is not "off"), below its low end, above its high end."""
+    zero = [] if var in ZERO_IS_OFF else ["0"]
+    return [*zero, "0.0004", format_seconds(DURATIONS[var][1].high * 2), "99999999999999999999h"]
+
+
 @pytest.mark.parametrize("var", sorted(DURATIONS))
-def test_each_duration_setting_is_read_and_bounded(var: str) -> None:
+def test_each_duration_setting_is_read_at_both_ends_of_its_range(var: str) -> None:
     attribute, bounds = DURATIONS[var]
     for inside in (bounds.low, bounds.high):
         spelled = format_seconds(inside)
         assert getattr(load_settings({var: spelled}).timeouts, attribute) == pytest.approx(inside)
-    for outside in ("0", "0.0004", format_seconds(bounds.high * 2), "99999999999999999999h"):
-        if outside == "0" and bounds.off:
-            assert getattr(load_settings({var: outside}).timeouts, attribute) == 0
-            continue
-        with pytest.raises(ConfigError) as raised:
-            load_settings({var: outside})
-        assert str(raised.value) == f"{var}={outside!r} is out of range: use {RANGES[var]}"
+
+
+@pytest.mark.parametrize(("var", "outside"),
+                         [(var, outside) for var in sorted(DURATIONS) for outside in _out_of_range(var)])
+def test_each_duration_setting_refuses_a_value_out_of_its_range(var: str, outside: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({var: outside})
+    assert str(raised.value) == f"{var}={outside!r} is out of range: use {RANGES[var]}"
+
+
+@pytest.mark.parametrize("var", ZERO_IS_OFF)
+def test_zero_turns_a_setting_off_where_its_range_says_so(var: str) -> None:
+    assert getattr(load_settings({var: "0"}).timeouts, DURATIONS[var][0]) == 0
 
 
 @pytest.mark.parametrize("value", ["0", "0s", "0ms", "0.0", "0.4ms"])
