@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from migrator import revision_scan as heads
-from migrator.revision_scan import RevisionFile, Uncertain, parse_script, scan
+from migrator.revision_scan import parse_script, scan
+from migrator.revision_text import RevisionFile, Uncertain
 
 DOC = '"""add users\n\nRevision ID: b1\nRevises: a1\nthis revision adds a table; revision = "no"\n"""\n'
 IMPORTS = "from typing import Sequence, Union\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n"
