@@ -30,6 +30,7 @@ from migrator import alembic_ini, revision_scan, scripts
 from migrator.errors import ConfigError
 from migrator.logs import get_logger
 from migrator.repos import Repo
+from migrator.revision_file import read_script
 from migrator.revision_text import RevisionFile, Uncertain
 from migrator.tables.history import FileSums
 
@@ -129,7 +130,7 @@ def write(repo: Repo) -> Path:
     for real, shown in _files(where):
         status, data = os.stat(real), Path(real).read_bytes()
         try:
-            found: RevisionFile | None = revision_scan.read_script(real, shown)
+            found: RevisionFile | None = read_script(real, shown)
         except Uncertain as exc:
             found, uncertain = None, uncertain or str(exc)
         if found is not None:

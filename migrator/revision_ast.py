@@ -5,7 +5,7 @@ Where one of the four names, a dynamic word or `import *` occurs outside strings
 from a binding and a function's scope from the module's. It clears the file unless something in it could give
 the four names other values than their literal assignments, and raises Uncertain with the first such thing.
 
-parse_script (migrator.revision_scan) imports this module only when it needs it: the few files of a history
+parse_script (migrator.revision_file) imports this module only when it needs it: the few files of a history
 that need the parser pay for it, not every start-up.
 """
 
