@@ -17,22 +17,20 @@ ran. An alarm stops deployments, so it must mean that the code or its SQL text c
 
 Why not `ast.dump`: its output changes between Python versions (node types and fields come and go), so an
 image's Python upgrade would raise an alarm on every applied file. Why not the `tokenize` module: its tokens
-for f-strings changed in Python 3.12 (PEP 701). This module's own scanner reads source that compiles the
-same way on every Python version from 3.11 on, and its output depends on nothing else; the algorithm is
-named in the checksum (`t1:`), so a later one can be told apart.
+for f-strings changed in Python 3.12 (PEP 701). The checksum's own scanner (migrator.source_tokens) reads
+source that compiles the same way on every Python version from 3.11 on, and its output depends on nothing
+else; the algorithm is named in the checksum (`t1:`), so a later one can be told apart.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+from migrator.source_tokens import CLOSERS, OPENERS, SEPARATOR, Token, scan
 
 ALGORITHM = "t1"
-_SEPARATOR = "\x1f"  # between tokens in the hashed text: no token can contain it outside a string value
 
 # Hard keywords of Python 3.11 to 3.14 (the list has not changed since 3.7); fixed here so that it cannot
 # change under the checksum with the interpreter.
@@ -44,32 +42,6 @@ _COMPOUND = frozenset({"if", "elif", "else", "for", "while", "try", "except", "f
                        "async"})
 _AUGMENTED = frozenset({"+=", "-=", "*=", "/=", "//=", "%=", "**=", ">>=", "<<=", "&=", "^=", "|=", "@="})
 _WHOLE_VALUE = frozenset({"=", "return", "yield", "del"})  # what the rest of the statement follows, whole
-_CLOSERS = {"(": ")", "[": "]", "{": "}"}
-_OPENERS = {")": "(", "]": "[", "}": "{"}
-
-_STRING_BODY = (r"'''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''"
-                r'|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""'
-                r"|'(?:[^'\\\n]++|\\[\s\S])*+'"
-                r'|"(?:[^"\\\n]++|\\[\s\S])*+"')
-_NUMBER = (r"0[xX](?:_?[0-9a-fA-F])++|0[bB](?:_?[01])++|0[oO](?:_?[0-7])++"
-           r"|(?:(?:\d(?:_?\d)*+)?\.\d(?:_?\d)*+|\d(?:_?\d)*+\.?)(?:[eE][+-]?\d(?:_?\d)*+)?[jJ]?")
-_OPERATORS = (r"\*\*=|//=|>>=|<<=|\.\.\.|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|[-+*/%&|^@]="
-              r"|[-+*/%&|^~<>()\[\]{},:;.=@!]")
-# One token after whatever space, comment or backslash continuation precedes it (nothing at the end).
-_TOKEN = re.compile(
-    r"(?:[ \t\f]++|\\\n|\#[^\n]*+)*+(?:"
-    r"(?P<newline>\n)"
-    rf"|(?P<string>(?:[rR][bB]|[bB][rR]|[rRbBuU])?(?:{_STRING_BODY}))"
-    r"|(?P<fstring>(?:[fFtT][rR]?|[rR][fFtT])(?='|\"))"
-    rf"|(?P<number>{_NUMBER})"
-    r"|(?P<name>\w++)"
-    rf"|(?P<op>{_OPERATORS}|\S))?")
-_PLAIN_STRING = re.compile(rf"(?:[rR][bB]|[bB][rR]|[rRbBuU])?(?:{_STRING_BODY})")
-
-
-class _Token(NamedTuple):
-    kind: str  # name, number, string, fstring, op, NEWLINE, INDENT, DEDENT
-    text: str  # as hashed: a value's canonical form, an f-string's parts
 
 
 # --- decoding --------------------------------------------------------------------------------------------
@@ -96,13 +68,13 @@ def checksum(data: bytes) -> str:
 
 def checksum_of_text(text: str) -> str:
     tokens = normalized(text)
-    digest = hashlib.sha256(_SEPARATOR.join(tokens).encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(SEPARATOR.join(tokens).encode("utf-8", "surrogatepass")).hexdigest()
     return f"{ALGORITHM}:{digest}"
 
 
 def normalized(text: str) -> list[str]:
     """The tokens that count, as hashed (for tests and for saying what differs)."""
-    lines = _logical_lines(_scan(text))
+    lines = _logical_lines(scan(text))
     lines = _split_one_liners(lines)
     _drop_docstrings(lines)
     out: list[str] = []
@@ -111,213 +83,17 @@ def normalized(text: str) -> list[str]:
     return out
 
 
-# --- the scanner ----------------------------------------------------------------------------------------
-
-def _scan(text: str) -> Iterator[_Token]:
-    """Tokens with NEWLINE, INDENT and DEDENT as Python's tokenizer places them; whitespace and comments
-    dropped, literals in canonical form."""
-    pos, end, depth = 0, len(text), 0
-    indents = [0]
-    line_start = True
-    while pos < end:
-        if line_start and depth == 0:
-            pos, width, blank = _indentation(text, pos)
-            if blank:  # a blank or comment-only line: the next one starts a line too
-                continue
-            line_start = False
-            yield from _indent_tokens(indents, width)
-        match = _TOKEN.match(text, pos)
-        assert match is not None  # everything is optional
-        kind = match.lastgroup
-        pos = match.end()
-        if kind is None:
-            continue  # space or a comment up to the end of the text
-        value = match[kind]
-        if kind == "newline":
-            line_start = depth == 0  # inside brackets a line break is only space
-            if depth == 0:
-                yield _Token("NEWLINE", "NEWLINE")
-            continue
-        if kind == "fstring":
-            pos, parts = _fstring(text, pos, value)
-            yield _Token("fstring", "".join(parts))
-            continue
-        if kind == "op":
-            if value in _CLOSERS:
-                depth += 1
-            elif value in _OPENERS and depth > 0:
-                depth -= 1
-            yield _Token(kind, value)
-        else:
-            yield _Token(kind, _canonical(kind, value))
-    yield _Token("NEWLINE", "NEWLINE")
-    yield from _indent_tokens(indents, 0)
-
-
-def _indentation(text: str, pos: int) -> tuple[int, int, bool]:
-    """(position after the indentation, its width as Python counts it, whether the line is blank)."""
-    width = 0
-    while pos < len(text):
-        char = text[pos]
-        if char == " ":
-            width += 1
-        elif char == "\t":
-            width = (width // 8 + 1) * 8
-        elif char == "\f":
-            width = 0
-        else:
-            break
-        pos += 1
-    if pos >= len(text) or text[pos] == "\n":
-        return pos + 1, width, True
-    if text[pos] == "#":
-        newline = text.find("\n", pos)
-        return (len(text) if newline < 0 else newline + 1), width, True
-    if text.startswith("\\\n", pos):  # a continuation on a line of its own joins the next line
-        return pos + 2, width, True
-    return pos, width, False
-
-
-def _indent_tokens(indents: list[int], width: int) -> Iterator[_Token]:
-    if width > indents[-1]:
-        indents.append(width)
-        yield _Token("INDENT", "INDENT")
-    while width < indents[-1]:
-        indents.pop()
-        yield _Token("DEDENT", "DEDENT")
-
-
-def _canonical(kind: str, value: str) -> str:
-    if kind == "name":
-        return unicodedata.normalize("NFKC", value) if not value.isascii() else value
-    if kind in ("string", "number"):
-        return _literal(value)
-    return value
-
-
-def _literal(value: str) -> str:
-    """A string or number by its value: `'a'`, `"a"` and `u'\\x61'` are one string, `0xff` and `255` one number."""
-    if value.isdigit():
-        return repr(int(value))
-    if value[0] in "'\"" and "\\" not in value:  # no prefix, no escape: the body is the value (the usual case)
-        quote = 3 if value[:3] in ("'''", '"""') else 1
-        return repr(value[quote:-quote])
-    import ast  # noqa: PLC0415  (escapes, prefixes, floats: rarer)
-
-    try:
-        return repr(ast.literal_eval(value))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):  # an int too long to print, say
-        return value
-
-
-# --- f-strings (and t-strings): their extent by PEP 701's rules, their fields tokenised ---------------------
-
-def _fstring(text: str, pos: int, prefix: str) -> tuple[int, list[str]]:
-    """The end of the f-string whose quote starts at `pos`, and its parts: the prefix's letters (lower case,
-    sorted), each literal part as written, each replacement field's normalised tokens."""
-    quote = text[pos:pos + 3] if text[pos:pos + 3] in ("'''", '"""') else text[pos]
-    raw = "r" in prefix.lower()
-    parts = ["f:" + "".join(sorted(prefix.lower())) + ":"]
-    pos += len(quote)
-    literal_start = pos
-    while pos < len(text):
-        if text.startswith(quote, pos):
-            parts.append(text[literal_start:pos])
-            return pos + len(quote), parts
-        char = text[pos]
-        if char == "\\":
-            pos = _escape_end(text, pos, raw)
-        elif char in "{}" and text.startswith(char * 2, pos):
-            pos += 2
-        elif char == "{":
-            parts.append(text[literal_start:pos])
-            pos = _field(text, pos + 1, parts)
-            literal_start = pos
-        else:
-            pos += 1
-    return pos, parts  # unterminated: the file does not compile, and its text is all there is
-
-
-def _escape_end(text: str, pos: int, raw: bool) -> int:
-    if not raw and text.startswith("\\N{", pos):
-        close = text.find("}", pos)
-        return len(text) if close < 0 else close + 1
-    return pos + 2
-
-
-def _field(text: str, pos: int, parts: list[str]) -> int:
-    """One replacement field from after its `{`: its expression (tokenised, or as written when it ends in
-    `=`, whose text is printed), conversion and format spec; the position after its `}`."""
-    start, depth = pos, 0
-    while pos < len(text):
-        char = text[pos]
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            if depth == 0:
-                break
-            depth -= 1
-        elif depth == 0 and (char == ":" or (char == "!" and not text.startswith("!=", pos))):
-            break
-        elif char in "'\"":
-            pos = _nested_string_end(text, pos)
-            continue
-        elif char == "#":
-            newline = text.find("\n", pos)
-            pos = len(text) if newline < 0 else newline
-            continue
-        pos += 1
-    expression = text[start:pos]
-    if re.search(r"(?<![=!<>:])=\s*$", expression):  # f"{x = }" prints its expression's text
-        parts.append("{=" + expression)
-    else:
-        parts.append("{" + _SEPARATOR.join(t.text for t in _scan(expression) if t.kind not in
-                                           ("NEWLINE", "INDENT", "DEDENT")))
-    return _field_tail(text, pos, parts)
-
-
-def _field_tail(text: str, pos: int, parts: list[str]) -> int:
-    """After a field's expression: `!r`, `:spec` (which may hold nested fields), then `}`."""
-    if pos < len(text) and text[pos] == "!":
-        parts.append(text[pos:pos + 2])
-        pos += 2
-    if pos < len(text) and text[pos] == ":":
-        literal_start = pos
-        while pos < len(text) and text[pos] != "}":
-            if text[pos] == "{":
-                parts.append(text[literal_start:pos])
-                pos = _field(text, pos + 1, parts)
-                literal_start = pos
-            else:
-                pos += 1
-        parts.append(text[literal_start:pos])
-    parts.append("}")
-    return pos + 1
-
-
-def _nested_string_end(text: str, pos: int) -> int:
-    """The end of a string inside a replacement field: an f-string itself, or a plain one."""
-    start = pos
-    while start > 0 and text[start - 1].isalpha():
-        start -= 1
-    prefix = text[start:pos]
-    if "f" in prefix.lower() or "t" in prefix.lower():
-        return _fstring(text, pos, prefix)[0]
-    match = _PLAIN_STRING.match(text, pos)
-    return match.end() if match else pos + 1
-
-
 # --- logical lines and what reformatting changes ---------------------------------------------------------
 
 @dataclass
 class _Line:
     """One logical line: the INDENT/DEDENT tokens before it, its tokens, and its NEWLINE."""
 
-    before: list[_Token] = field(default_factory=list)
-    tokens: list[_Token] = field(default_factory=list)
+    before: list[Token] = field(default_factory=list)
+    tokens: list[Token] = field(default_factory=list)
 
 
-def _logical_lines(tokens: Iterator[_Token]) -> list[_Line]:
+def _logical_lines(tokens: Iterator[Token]) -> list[_Line]:
     lines: list[_Line] = []
     current = _Line()
     for token in tokens:
@@ -339,12 +115,12 @@ def _merge_strings(lines: list[_Line]) -> list[_Line]:
     import ast  # noqa: PLC0415
 
     for line in lines:
-        merged: list[_Token] = []
+        merged: list[Token] = []
         for token in line.tokens:
             if token.kind == "string" and merged and merged[-1].kind == "string":
                 try:
                     first, second = ast.literal_eval(merged[-1].text), ast.literal_eval(token.text)
-                    merged[-1] = _Token("string", repr(first + second))
+                    merged[-1] = Token("string", repr(first + second))
                     continue
                 except (ValueError, SyntaxError, TypeError):  # bytes next to str: a SyntaxError in Python anyway
                     pass
@@ -358,7 +134,7 @@ def _split_one_liners(lines: list[_Line]) -> list[_Line]:
     out: list[_Line] = []
     blocks: list[str] = []  # the kind of each open indented block, to tell `case` the keyword from a name
     opening = ""
-    closing: list[_Token] = []  # the DEDENT of a one-liner's body, placed as the block form places it
+    closing: list[Token] = []  # the DEDENT of a one-liner's body, placed as the block form places it
     for line in lines:
         line.before[:0], closing = closing, []
         for token in line.before:
@@ -372,18 +148,18 @@ def _split_one_liners(lines: list[_Line]) -> list[_Line]:
             out.extend(_statements(line.before, line.tokens))
             continue
         out.append(_Line(line.before, line.tokens[:colon + 1]))
-        out.extend(_statements([_Token("INDENT", "INDENT")], line.tokens[colon + 1:]))
-        closing = [_Token("DEDENT", "DEDENT")]
+        out.extend(_statements([Token("INDENT", "INDENT")], line.tokens[colon + 1:]))
+        closing = [Token("DEDENT", "DEDENT")]
         opening = ""
     if closing:
         out.append(_Line(closing, []))
     return out
 
 
-def _statements(before: list[_Token], tokens: list[_Token]) -> Iterator[_Line]:
+def _statements(before: list[Token], tokens: list[Token]) -> Iterator[_Line]:
     """`a; b` is `a` and `b` on lines of their own."""
     start = 0
-    for index, token in enumerate([*tokens, _Token("op", ";")]):
+    for index, token in enumerate([*tokens, Token("op", ";")]):
         if token.kind == "op" and token.text == ";":
             if index > start:
                 yield _Line(before, tokens[start:index])
@@ -393,7 +169,7 @@ def _statements(before: list[_Token], tokens: list[_Token]) -> Iterator[_Line]:
         yield _Line(before, [])
 
 
-def _header(tokens: list[_Token], *, in_match: bool) -> str:
+def _header(tokens: list[Token], *, in_match: bool) -> str:
     """The compound statement this line opens ('' when none): its keyword, or `match`."""
     if not tokens or tokens[0].kind != "name":
         return ""
@@ -409,7 +185,7 @@ def _header(tokens: list[_Token], *, in_match: bool) -> str:
     return ""
 
 
-def _header_colon(tokens: list[_Token]) -> int:
+def _header_colon(tokens: list[Token]) -> int:
     """The index of the colon that ends a compound statement's header: the first one outside brackets that
     no `lambda` takes."""
     depth, lambdas = 0, 0
@@ -418,7 +194,7 @@ def _header_colon(tokens: list[_Token]) -> int:
             continue
         if token.text == "lambda":
             lambdas += depth == 0
-        elif token.text in _CLOSERS:
+        elif token.text in CLOSERS:
             depth += 1
         elif token.text in (")", "]", "}"):
             depth -= 1
@@ -436,7 +212,7 @@ def _drop_docstrings(lines: list[_Line]) -> None:
         indented = any(t.kind == "INDENT" for t in line.before)
         if (previous_opens_body and (indented or line is lines[0]) and len(line.tokens) == 1
                 and line.tokens[0].kind == "string"):
-            line.tokens = [_Token("string", "DOCSTRING")]
+            line.tokens = [Token("string", "DOCSTRING")]
         first = line.tokens[0].text if line.tokens else ""
         previous_opens_body = first in ("def", "class", "async") and line.tokens[-1].text == ":"
 
@@ -452,7 +228,7 @@ class _Group:
     lambdas: int = 0  # lambdas at the group's own level whose `:` is still to come
 
 
-def _tidy(line: _Line) -> list[_Token]:
+def _tidy(line: _Line) -> list[Token]:
     tokens = line.tokens
     dropped: set[int] = set()
     groups = _groups(tokens)
@@ -467,18 +243,18 @@ def _tidy(line: _Line) -> list[_Token]:
                 dropped.update((group.opener, group.closer))
                 changed = True
     _class_parentheses(tokens, dropped)
-    end = [_Token("NEWLINE", "NEWLINE")] if tokens else []
+    end = [Token("NEWLINE", "NEWLINE")] if tokens else []
     return [*line.before, *(t for i, t in enumerate(tokens) if i not in dropped), *end]
 
 
-def _groups(tokens: list[_Token]) -> list[_Group]:
+def _groups(tokens: list[Token]) -> list[_Group]:
     stack: list[_Group] = []
     groups: list[_Group] = []
     for index, token in enumerate(tokens):
         group = stack[-1] if stack else None
-        if token.kind == "op" and token.text in _CLOSERS:
+        if token.kind == "op" and token.text in CLOSERS:
             stack.append(_Group(index, -1, [], False))
-        elif token.kind == "op" and token.text in _OPENERS and group is not None:
+        elif token.kind == "op" and token.text in OPENERS and group is not None:
             stack.pop()
             group.closer = index
             groups.append(group)
@@ -494,7 +270,7 @@ def _groups(tokens: list[_Token]) -> list[_Group]:
     return sorted(groups, key=lambda g: g.opener)
 
 
-def _ends_value(tokens: list[_Token], index: int) -> bool:
+def _ends_value(tokens: list[Token], index: int) -> bool:
     """Whether the token at `index` ends an operand, so that a bracket after it calls or subscripts."""
     if index < 0:
         return False
@@ -506,7 +282,7 @@ def _ends_value(tokens: list[_Token], index: int) -> bool:
     return token.text in (")", "]", "}")
 
 
-def _trailing_comma_neutral(tokens: list[_Token], group: _Group) -> bool:
+def _trailing_comma_neutral(tokens: list[Token], group: _Group) -> bool:
     """A trailing comma changes nothing in a call, a definition, a list, a set or a dict, nor after a
     second element; `(a,)` and `x[a,]` are tuples, `(a)` and `x[a]` are not."""
     opener = tokens[group.opener].text
@@ -516,7 +292,7 @@ def _trailing_comma_neutral(tokens: list[_Token], group: _Group) -> bool:
     return (opener == "(" and after_value) or (opener == "[" and not after_value)
 
 
-def _redundant(tokens: list[_Token], group: _Group, dropped: set[int]) -> bool:
+def _redundant(tokens: list[Token], group: _Group, dropped: set[int]) -> bool:
     """Parentheses around a statement's whole value, which black adds and removes."""
     if tokens[group.opener].text != "(" or group.closer == group.opener + 1 or group.generator:
         return False
@@ -527,7 +303,7 @@ def _redundant(tokens: list[_Token], group: _Group, dropped: set[int]) -> bool:
     return not _ends_value(tokens, before) and _whole(tokens, group, before, after)  # not a call
 
 
-def _whole(tokens: list[_Token], group: _Group, before: int, after: int) -> bool:
+def _whole(tokens: list[Token], group: _Group, before: int, after: int) -> bool:
     """Whether the parentheses between `before` and `after` hold all of what the statement's word before
     them takes."""
     previous = tokens[before].text
@@ -544,7 +320,7 @@ def _whole(tokens: list[_Token], group: _Group, before: int, after: int) -> bool
     return _loop_part(tokens, before, previous, following, header_end)
 
 
-def _loop_part(tokens: list[_Token], before: int, previous: str, following: str, header_end: bool) -> bool:
+def _loop_part(tokens: list[Token], before: int, previous: str, following: str, header_end: bool) -> bool:
     """`for (a, b) in (c):` is `for a, b in c:`."""
     loop = tokens[0].text == "for" or (tokens[0].text == "async" and len(tokens) > 1 and tokens[1].text == "for")
     if not loop:
@@ -554,27 +330,27 @@ def _loop_part(tokens: list[_Token], before: int, previous: str, following: str,
     return previous == "in" and before == _first(tokens, "in") and header_end  # the loop's `in`, not a test
 
 
-def _first(tokens: list[_Token], word: str) -> int:
+def _first(tokens: list[Token], word: str) -> int:
     """The index of the first `word` outside brackets."""
     depth = 0
     for index, token in enumerate(tokens):
-        if token.kind == "op" and token.text in _CLOSERS:
+        if token.kind == "op" and token.text in CLOSERS:
             depth += 1
-        elif token.kind == "op" and token.text in _OPENERS:
+        elif token.kind == "op" and token.text in OPENERS:
             depth -= 1
         elif depth == 0 and token.kind == "name" and token.text == word:
             return index
     return -1
 
 
-def _neighbour(tokens: list[_Token], index: int, step: int, dropped: set[int]) -> int:
+def _neighbour(tokens: list[Token], index: int, step: int, dropped: set[int]) -> int:
     index += step
     while 0 <= index < len(tokens) and index in dropped:
         index += step
     return index
 
 
-def _class_parentheses(tokens: list[_Token], dropped: set[int]) -> None:
+def _class_parentheses(tokens: list[Token], dropped: set[int]) -> None:
     """`class A():` is `class A:`."""
     if len(tokens) >= 4 and tokens[0].text == "class" and tokens[2].text == "(" and tokens[3].text == ")":
         dropped.update((2, 3))
