@@ -54,12 +54,14 @@ TIMEOUT = 1800.0  # seconds one command may take (applying a long history includ
 GRAPH = ("import json, sys; from alembic.config import Config; from alembic.script import ScriptDirectory\n"
          "s = ScriptDirectory.from_config(Config('alembic.ini'))\n"
          "print(json.dumps({'revisions': sum(1 for _ in s.walk_revisions()), 'heads': sorted(s.get_heads())}))\n")
-# (the scanner is being renamed from heads to revision_scan: either name)
+# (Uncertain moved from revision_scan to revision_text: either layout)
 SCAN = ("import json, sys; from pathlib import Path\n"
-        "try:\n    from migrator import revision_scan as heads\nexcept ImportError:\n    from migrator import heads\n"
-        "try:\n    g = heads.scan([Path(sys.argv[1])])\n"
+        "from migrator.revision_scan import scan\n"
+        "try:\n    from migrator.revision_text import Uncertain\nexcept ImportError:\n"
+        "    from migrator.revision_scan import Uncertain\n"
+        "try:\n    g = scan([Path(sys.argv[1])])\n"
         "    print(json.dumps({'heads': sorted(g.heads), 'revisions': len(g.parents)}))\n"
-        "except heads.Uncertain as e:\n    print(json.dumps({'defers': str(e)}))\n")
+        "except Uncertain as e:\n    print(json.dumps({'defers': str(e)}))\n")
 
 
 @dataclass

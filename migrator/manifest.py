@@ -30,6 +30,8 @@ from migrator import alembic_ini, revision_scan, scripts
 from migrator.errors import ConfigError
 from migrator.logs import get_logger
 from migrator.repos import Repo
+from migrator.revision_file import read_script
+from migrator.revision_text import RevisionFile, Uncertain
 from migrator.tables.history import FileSums
 
 NAME = ".migrator-manifest"
@@ -123,13 +125,13 @@ def write(repo: Repo) -> Path:
     written_ns = time.time_ns()
     directories = _directory_times(where, root)  # before the listing: a file added meanwhile changes them
     entries: list[Entry] = []
-    read: list[tuple[str, revision_scan.RevisionFile]] = []
+    read: list[tuple[str, RevisionFile]] = []
     uncertain = "alembic.ini sets sourceless: revision files are read by Alembic" if where.sourceless else ""
     for real, shown in _files(where):
         status, data = os.stat(real), Path(real).read_bytes()
         try:
-            found: revision_scan.RevisionFile | None = revision_scan.read_script(real, shown)
-        except revision_scan.Uncertain as exc:
+            found: RevisionFile | None = read_script(real, shown)
+        except Uncertain as exc:
             found, uncertain = None, uncertain or str(exc)
         if found is not None:
             read.append((shown, found))
@@ -141,7 +143,7 @@ def write(repo: Repo) -> Path:
     if not uncertain:
         try:
             heads = " ".join(sorted(revision_scan.graph(read).heads))
-        except revision_scan.Uncertain as exc:
+        except Uncertain as exc:
             uncertain = str(exc)
     pairs = [(e.revision, e.sums.file_hash) for e in entries if e.revision]
     entries.sort(key=lambda e: e.path)
@@ -178,7 +180,7 @@ def _save(path: Path, text: str) -> Path:
 def _files(where: Locations) -> list[tuple[str, str]]:
     try:
         return revision_scan.script_files(where.dirs, recursive=where.recursive)
-    except revision_scan.Uncertain as exc:
+    except Uncertain as exc:
         raise ConfigError(f"cannot list the revision files: {exc}") from None
 
 
@@ -272,7 +274,7 @@ def _stale(repo: Repo, manifest: Manifest) -> str:
         else:  # a file added, removed or renamed, or a directory touched within the racy window: list them
             files = revision_scan.script_files(where.dirs, recursive=where.recursive)
             pairs = sorted((_relative(real, root), os.stat(real)) for real, _ in files)
-    except (revision_scan.Uncertain, OSError) as exc:
+    except (Uncertain, OSError) as exc:
         return f"the files cannot be listed: {exc}"
     if "\n".join(f"{path}\t{s.st_size}\t{s.st_mtime_ns}" for path, s in pairs) != manifest.stats:
         return "a revision file was added, removed or changed since it was written"

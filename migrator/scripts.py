@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from migrator import alembic_ini, revision_scan
 from migrator.logs import get_logger
 from migrator.repos import Repo
+from migrator.revision_text import Uncertain
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,7 +41,7 @@ def fast_graph(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> 
     `hashes` receives each revision's file and sha256 (revision_scan.scan)."""
     try:
         return _scan(repo, hashes)
-    except revision_scan.Uncertain as exc:
+    except Uncertain as exc:
         if repo.name not in _deferred:  # once per repo and process
             _deferred.add(repo.name)
             get_logger().info(f"fast path not taken, Alembic reads the scripts: {exc}", repo=repo.name)
@@ -51,7 +52,7 @@ def _scan(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> revis
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
     ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     if ini is not None and ini.sourceless:
-        raise revision_scan.Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
+        raise Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")
     dirs = list(ini.version_locations) if ini is not None and ini.version_locations else [repo.versions_dir]
     return revision_scan.scan(dirs, recursive=bool(ini and ini.recursive), hashes=hashes)
 

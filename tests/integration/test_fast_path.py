@@ -20,6 +20,7 @@ from migrator import revision_scan as heads
 from migrator.alembic_internals import alembic_config, load_script
 from migrator.lock import lock_key
 from migrator.repos import load_repos
+from migrator.revision_text import Uncertain
 from tests.conftest import FIRST, HEAD, add_revision, dbname, migrator_env, query, run_migrator
 
 # Runs what `python -m migrator ARGS` runs (cli.main; entrypoint only adds the exit), then prints the exit code
@@ -33,7 +34,7 @@ def fast(project: Path, current: tuple[str, ...] | None) -> bool | None:
     """The fast path's verdict: True/False, or None when it steps aside."""
     try:
         graph = heads.scan([project / "migrations" / "versions"])
-    except heads.Uncertain:
+    except Uncertain:
         return None
     return heads.at_head(graph, current)
 

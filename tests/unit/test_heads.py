@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from migrator import revision_scan as heads
-from migrator.revision_scan import RevisionFile, Uncertain, parse_script, scan
+from migrator import revision_file
+from migrator.revision_file import parse_script
+from migrator.revision_scan import scan
+from migrator.revision_text import RevisionFile, Uncertain
 
 DOC = '"""add users\n\nRevision ID: b1\nRevises: a1\nthis revision adds a table; revision = "no"\n"""\n'
 IMPORTS = "from typing import Sequence, Union\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n"
@@ -283,7 +285,7 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         compiled.append(Path(filename).name)
         return compile(source, filename, "exec", dont_inherit=True)
 
-    monkeypatch.setattr(heads, "compile", spy, raising=False)
+    monkeypatch.setattr(revision_file, "compile", spy, raising=False)
     return compiled
 
 
@@ -341,7 +343,7 @@ def test_a_pyc_under_pycache_prefix_is_found(tmp_path: Path, compiles: list[str]
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """PYTHONPYCACHEPREFIX moves the .pyc files out of __pycache__; scan looks where import looks."""
     monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))
-    monkeypatch.setattr(heads, "_PLAIN_CACHE", False)
+    monkeypatch.setattr(revision_file, "_PLAIN_CACHE", False)
     path = write(tmp_path / "versions", "a1", None)
     assert str(py_compile.compile(str(path), doraise=True)).startswith(str(tmp_path / "prefix"))
     assert scan([tmp_path / "versions"]).heads == {"a1"}
