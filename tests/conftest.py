@@ -65,7 +65,8 @@ def tcp_server() -> Iterator[DebianServer]:
     server.destroy()
 
 
-def _fresh_database(server: Server) -> Iterator[str]:
+def fresh_database(server: Server) -> Iterator[str]:
+    """A new empty database's URL on `server`, dropped after the test (for fixtures: `yield from`)."""
     name = server.create_database()
     yield server.url_for(name)
     server.drop_database(name)
@@ -74,13 +75,13 @@ def _fresh_database(server: Server) -> Iterator[str]:
 @pytest.fixture
 def database_url(pg_server: Server) -> Iterator[str]:
     """A URL for a new empty database on the default server, dropped after the test."""
-    yield from _fresh_database(pg_server)
+    yield from fresh_database(pg_server)
 
 
 @pytest.fixture
 def tcp_database_url(tcp_server: DebianServer) -> Iterator[str]:
     """A URL (with a password) for a new empty database on the TCP server."""
-    yield from _fresh_database(tcp_server)
+    yield from fresh_database(tcp_server)
 
 
 # --- the project and the migrator process ---------------------------------------------------------------

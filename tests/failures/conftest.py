@@ -1,3 +1,3 @@
 """The failure tests reuse the fault tests' fixtures (the TCP server, a project with a base migration)."""
 
-from tests.faults.conftest import _no_migrator_survives, fault_project, url  # noqa: F401  (fixtures)
+from tests.faults.conftest import *  # noqa: F403  (the fixtures its __all__ names)

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import add_revision
+from tests.conftest import add_revision, fresh_database
 from tests.faults.helpers import BASE, BASE_MIGRATION, LIVE, via
 from tests.faults.pgbouncer import PGBOUNCER, PgBouncer
 from tests.faults.proxy import FaultProxy
 from tests.postgres import DebianServer
+
+# The fixtures that other test folders reuse: their conftest.py star-imports exactly these.
+__all__ = ["_no_migrator_survives", "fault_project", "own_server", "proxied", "proxy", "url"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,9 +99,7 @@ def configured_server(request: pytest.FixtureRequest) -> Iterator[DebianServer]:
 @pytest.fixture
 def configured_url(configured_server: DebianServer) -> Iterator[str]:
     """A fresh database on the module's configured server."""
-    name = configured_server.create_database()
-    yield configured_server.url_for(name)
-    configured_server.drop_database(name)
+    yield from fresh_database(configured_server)
 
 
 def restart(server: DebianServer) -> None:

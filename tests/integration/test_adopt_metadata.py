@@ -28,7 +28,7 @@ from tests.alembic_projects import (
     write_convention_in_env_project,
     write_named_project,
 )
-from tests.conftest import migrator_env, query, run_migrator
+from tests.conftest import fresh_database, migrator_env, query, run_migrator
 from tests.postgres import Server
 
 BIN = Path(sys.executable).parent
@@ -37,9 +37,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def second_url(pg_server: Server) -> Iterator[str]:
     """Another empty database on the same server: where the reference (plain Alembic) run goes."""
-    name = pg_server.create_database()
-    yield pg_server.url_for(name)
-    pg_server.drop_database(name)
+    yield from fresh_database(pg_server)
 
 
 def sqlalchemy_url(url: str) -> str:

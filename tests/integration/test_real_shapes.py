@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEAD, add_revision, migrator_env, query, run_migrator, running_lines
+from tests.conftest import HEAD, add_revision, fresh_database, migrator_env, query, run_migrator, running_lines
 from tests.postgres import Server
 
 NEXT = "20220101000000"
@@ -25,9 +25,7 @@ LEFT, RIGHT, MIDDLE, MERGE = "20220102000001", "20220102000002", "20220102000003
 @pytest.fixture
 def other_url(pg_server: Server) -> Iterator[str]:
     """A second fresh database on the same server, for the plain `alembic` command."""
-    name = pg_server.create_database()
-    yield pg_server.url_for(name)
-    pg_server.drop_database(name)
+    yield from fresh_database(pg_server)
 
 
 def alembic(args: list[str], *, cwd: Path, database_url: str | None,

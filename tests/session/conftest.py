@@ -1,10 +1,3 @@
 """These tests reuse the fault tests' fixtures (the TCP server, the fault proxy, a project with a base migration)."""
 
-from tests.faults.conftest import (  # noqa: F401  (fixtures)
-    _no_migrator_survives,
-    fault_project,
-    own_server,
-    proxied,
-    proxy,
-    url,
-)
+from tests.faults.conftest import *  # noqa: F403  (the fixtures its __all__ names)

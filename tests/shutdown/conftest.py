@@ -1,9 +1,3 @@
 """The shutdown tests reuse the fault tests' fixtures (the TCP server, the fault proxy, a project)."""
 
-from tests.faults.conftest import (  # noqa: F401  (fixtures)
-    _no_migrator_survives,
-    fault_project,
-    proxied,
-    proxy,
-    url,
-)
+from tests.faults.conftest import *  # noqa: F403  (the fixtures its __all__ names)
