@@ -238,7 +238,6 @@ def child_migrator(p: Profiler) -> int:
         manifest,
         migrations,
         monitor,
-        progress,
         scripts,
         session,
         shutdown,
@@ -301,8 +300,8 @@ def child_migrator(p: Profiler) -> int:
     for name in ("before", "after", "failed", "committing", "rolling_back"):
         p.wrap(statement_hooks.StatementHooks, name, step + "statement hooks (bookkeeping)")
     p.wrap(statements, "describe", step + "statement hooks: describe (Ecto's words)")
-    p.wrap(progress, "began", step + "statement hooks: progress (tell the monitor)")
-    p.wrap(progress, "ended", step + "statement hooks: progress (tell the monitor)")
+    p.wrap(statement_hooks, "_began", step + "statement hooks: progress (tell the monitor)")
+    p.wrap(statement_hooks, "_ended", step + "statement hooks: progress (tell the monitor)")
     original_deferred = engine._deferred
     engine._deferred = lambda hook: p.timed(step + "statement hooks: signal deferral", original_deferred(hook))
     original_before = engine._before
@@ -467,10 +466,9 @@ def main() -> int:
     if args.child:
         child(args.child[0], Path(args.child[1]))
     import shutil
-    import subprocess
     import tempfile
 
-    from bench.run import BIN, compile_all, generated, plain_alembic
+    from bench.run import compile_all, generated, plain_alembic, write_manifest_as_the_image_does
     from bench.tenants import postmaster_pid
     from tests.postgres import EmbeddedServer
 
@@ -482,8 +480,7 @@ def main() -> int:
             plain_alembic(base, path / "migrations" / "versions", per_migration)
         image = shutil.copytree(path, base / f"{path.name}-image")  # migrator's side, as the image ships it
         if not args.no_manifest:
-            subprocess.run([str(BIN / "migrator"), "manifest"], cwd=image, check=True, stderr=subprocess.DEVNULL)
-            os.utime(image / "migrations" / "versions", ns=(time.time_ns() - 3600 * 10**9,) * 2)
+            write_manifest_as_the_image_does(image)
         compile_all(base, Path(__file__).resolve().parent)
         postmaster = postmaster_pid(server.admin_url)
         sides = args.sides.split(",")

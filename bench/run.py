@@ -270,9 +270,21 @@ def as_in_the_image(bench: Bench, base: Path, revisions: int) -> Path:
     path = base / f"n{revisions}-image"
     if not path.exists():
         shutil.copytree(generated(base, revisions), path)
-        assert run([str(BIN / "migrator"), "manifest"], bench.env(""), path).code == 0, "setup: manifest"
-        os.utime(path / "migrations" / "versions", ns=(time.time_ns() - 3600 * 10**9,) * 2)
+        write_manifest_as_the_image_does(path)
     return path
+
+
+IMAGE_MTIME = 315532800  # image/migrator/Dockerfile sets every file of /app to it before writing the manifest
+
+
+def write_manifest_as_the_image_does(path: Path) -> None:
+    """The image build's last steps on its project directory: every mtime set to one old time, then
+    `migrator manifest` (so no file lies within the manifest's racy window)."""
+    for directory, _, files in os.walk(path):
+        for name in [*files, "."]:
+            os.utime(os.path.join(directory, name), (IMAGE_MTIME, IMAGE_MTIME))
+    subprocess.run([str(BIN / "migrator"), "manifest"], check=True, cwd=path, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def b3_b5_apply(bench: Bench, base: Path) -> None:
@@ -358,7 +370,7 @@ def b7_validated_noop(bench: Bench, base: Path) -> None:
         bare = base / f"n{n}-no-manifest"
         if not bare.exists():
             shutil.copytree(path, bare)
-        assert run([str(BIN / "migrator"), "manifest"], bench.env(""), path).code == 0, "setup: manifest"
+        write_manifest_as_the_image_does(path)
         url = bench.database()
         head = f"2024{(n - 1) // 86400:04d}{(n - 1) % 86400:06d}"
         with psycopg.connect(url, autocommit=True) as conn:
@@ -367,8 +379,8 @@ def b7_validated_noop(bench: Bench, base: Path) -> None:
         assert bench.migrator(path, url).code == 0, f"setup: first sight N={n}"
         with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum leaves it after thousands of inserts
             conn.execute("VACUUM ANALYZE migrator_history")
-        for directory in (path, bare):  # as in an image layer: written before the manifest, not within seconds
-            os.utime(directory / "migrations" / "versions", ns=(time.time_ns() - 3600 * 10**9,) * 2)
+        for directory, _, _ in os.walk(bare):  # as old as the manifest side's (as in an image layer)
+            os.utime(directory, (IMAGE_MTIME, IMAGE_MTIME))
         found = interleave(bench.runs, {
             "manifest": partial(bench.migrator, path, url), "scan": partial(bench.migrator, bare, url),
             "floor": partial(run, [sys.executable, "-c", FLOOR], bench.env(url), path)})
