@@ -10,6 +10,7 @@ against the installed Alembic, so an upgrade that changes one fails there first.
 from __future__ import annotations
 
 import argparse
+import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -93,7 +94,7 @@ def _failing_file(exc: BaseException, script: ScriptDirectory) -> str:
 
 def module_name(script: Script) -> str:
     """The revision file's name without `<rev>_`: Ecto shows CreateUsers, we show create_users."""
-    stem = Path(script.path).stem
+    stem = os.path.splitext(os.path.basename(script.path))[0]  # not pathlib: once per step, pathlib costs more
     return stem.removeprefix(f"{script.revision}_") or stem
 
 

@@ -125,9 +125,14 @@ def exists(conn: psycopg.Connection[Any], schema: str) -> bool:
 
 def who(env: Mapping[str, str] = os.environ) -> dict[str, str | None]:
     """Who runs this migrator: the pod and image the chart passes through the downward API, and the host."""
-    host = socket.gethostname()
     return {"pod": env.get("MIGRATOR_POD_NAME") or None, "namespace": env.get("MIGRATOR_POD_NAMESPACE") or None,
-            "image": env.get("MIGRATOR_IMAGE") or None, "host": host}
+            "image": env.get("MIGRATOR_IMAGE") or None, "host": _host()}
+
+
+@functools.cache
+def _host() -> str:
+    """The host name, asked once: every history row carries it."""
+    return socket.gethostname()
 
 
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, (
