@@ -278,8 +278,11 @@ IMAGE_MTIME = 315532800  # image/migrator/Dockerfile sets every file of /app to 
 
 
 def write_manifest_as_the_image_does(path: Path) -> None:
-    """The image build's last steps on its project directory: every mtime set to one old time, then
-    `migrator manifest` (so no file lies within the manifest's racy window)."""
+    """The image build's last steps on its project directory: byte-compiled (unchecked-hash .pyc files, valid
+    whatever the sources' mtimes), every mtime set to one old time, then `migrator manifest` (so no file lies
+    within the manifest's racy window)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-f", "--invalidation-mode", "unchecked-hash",
+                    str(path)], check=True, stdout=subprocess.DEVNULL)
     for directory, _, files in os.walk(path):
         for name in [*files, "."]:
             os.utime(os.path.join(directory, name), (IMAGE_MTIME, IMAGE_MTIME))
