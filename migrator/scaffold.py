@@ -28,12 +28,12 @@ from migrator.env_adoption import (
     VERSION_OPTIONS,
     carry_options,
     find_models,
-    leftovers,
     metadata_block,
     python_literal,
     refuse_failures,
     wrap,
 )
+from migrator.env_notes import leftovers
 from migrator.errors import ConfigError
 from migrator.metadata_capture import capture
 from migrator.redaction import redact

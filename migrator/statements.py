@@ -19,9 +19,9 @@ from typing import Any
 from migrator import read_only, sql_tokens
 from migrator.logs import get_logger
 from migrator.redaction import redact
+from migrator.statement_actions import TAIL_CAP, actions, alter_table
 
 EXECUTE_PREVIEW = 60  # `execute "..."` shows at most this much of the statement
-TAIL_CAP = 120  # all actions of an ALTER, rendered; more become `, ...`
 
 
 _BEFORE_KIND = {"OR", "REPLACE", "UNIQUE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "RECURSIVE",
@@ -36,7 +36,6 @@ _TABLES = {"TABLE", "FOREIGN TABLE"}
 _ROUTINES = {"FUNCTION", "PROCEDURE", "AGGREGATE", "ROUTINE", "OPERATOR"}  # named with an argument list
 _ON_TABLE = {"TRIGGER", "POLICY", "RULE"}  # `create trigger t on users`
 _NAMELESS = {"DEFAULT PRIVILEGES", "USER MAPPING", "OWNED BY", "CAST"}  # described by what follows the kind
-_CONSTRAINTS = {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"}
 _DML = {"INSERT": "INTO", "MERGE": "INTO", "DELETE": "FROM", "UPDATE": None, "TRUNCATE": None}
 _RENDERED = {"GRANT", "REVOKE", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REFRESH", "LOCK", "SECURITY",
              "REASSIGN", "IMPORT"}  # described by their own words
@@ -90,22 +89,6 @@ def describe(sql: str) -> Operation:
     return Operation(text, tables.pop() if len(tables) == 1 else None, quiet=all(op.quiet for op in ops),
                      concurrent=any(op.concurrent for op in ops), ends_transaction=ending is not None,
                      index=next((op.index for op in ops if op.index is not None), None), ending=ending)
-
-
-# --- the words of a statement's head -------------------------------------------------------------------------
-
-def _join_actions(w: sql_tokens.Words, actions: list[str]) -> str:
-    """`add column a, drop column b`; what the head cut off or what would make it long becomes `, ...`."""
-    if w.cut and len(actions) > 1:
-        actions[-1] = "..."
-    elif w.cut and actions and not actions[-1].endswith("..."):
-        actions[-1] += " ..."
-    text = ""
-    for k, action in enumerate(actions):
-        if k and len(text) + len(action) > TAIL_CAP:
-            return text + ", ..."
-        text += (", " if k else "") + action
-    return text
 
 
 # --- describing -----------------------------------------------------------------------------------------------
@@ -214,7 +197,7 @@ def _ddl(w: sql_tokens.Words) -> Operation | None:
     if verb == "create" and kind in _TABLES and w.up(i) == "PARTITION" and w.up(i + 1) == "OF":
         text += f" partition of {w.name(i + 2)}"
     if verb == "alter":
-        tail, concurrent = _alter_table(w, i) if kind in _TABLES else (_actions(w, i), False)
+        tail, concurrent = alter_table(w, i) if kind in _TABLES else (actions(w, i), False)
         text += f" {tail}" if tail else ""
     return Operation(text, table, concurrent=concurrent)
 
@@ -263,81 +246,8 @@ def _index(w: sql_tokens.Words, verb: str, i: int, concurrent: bool) -> Operatio
     name = index = w.name(i)
     if w.up(i + 1) == "RENAME" and w.up(i + 2) == "TO":  # the index keeps its schema under its new name
         index = ".".join([*sql_tokens.name_parts(w.word(i))[:-1], w.name(i + 3)])
-    tail = _actions(w, i + 1)
+    tail = actions(w, i + 1)
     return Operation(f"alter index {name}{' ' + tail if tail else ''}", None, index=index)
-
-
-def _actions(w: sql_tokens.Words, i: int) -> str:
-    return _join_actions(w, [w.render(a, b) for a, b in sql_tokens.split_parts(w, i)])
-
-
-def _alter_table(w: sql_tokens.Words, i: int) -> tuple[str, bool]:
-    """Each action of an ALTER TABLE (`add column age, drop constraint users_email_key`); CONCURRENTLY?"""
-    concurrent = False
-    actions = []
-    for a, b in sql_tokens.split_parts(w, i):
-        if w.up(a) == "DETACH" and w.find(a, "CONCURRENTLY", b) is not None:
-            concurrent = True
-        actions.append(_table_action(w, a, b))
-    return _join_actions(w, actions), concurrent
-
-
-def _table_action(w: sql_tokens.Words, a: int, b: int) -> str:
-    """One action of an ALTER TABLE; a column's name where PostgreSQL lets the word COLUMN be left out."""
-    action = _TABLE_ACTIONS.get(w.up(a))
-    return (action(w, a, b) if action is not None else None) or w.render(a, b)
-
-
-def _add(w: sql_tokens.Words, a: int, b: int) -> str:
-    sub = w.up(a + 1)
-    if sub == "CONSTRAINT":
-        return f"add constraint {w.name(a + 2)} {_constraint(w, a + 3, b)}".rstrip()
-    if sub in _CONSTRAINTS:
-        return f"add {_constraint(w, a + 1, b)}"
-    k = w.skip(a + 2 if sub == "COLUMN" else a + 1, {"IF", "NOT", "EXISTS"})
-    return f"add column {w.name(k)}".rstrip()
-
-
-def _drop(w: sql_tokens.Words, a: int, b: int) -> str:
-    sub = w.up(a + 1)
-    subject = sub.lower() if sub in ("COLUMN", "CONSTRAINT") else "column"
-    k = w.skip(a + 2 if sub in ("COLUMN", "CONSTRAINT") else a + 1, {"IF", "EXISTS"})
-    return f"drop {subject} {w.name(k)}".rstrip()
-
-
-def _alter_column(w: sql_tokens.Words, a: int, b: int) -> str | None:
-    sub = w.up(a + 1)
-    if sub == "CONSTRAINT":
-        return None
-    k = a + 2 if sub == "COLUMN" else a + 1
-    end = w.find(k + 1, "USING", b) or b  # TYPE ... USING <expression>
-    return f"alter column {w.name(k)} {w.render(k + 1, end)}".rstrip()
-
-
-def _rename(w: sql_tokens.Words, a: int, b: int) -> str | None:
-    sub = w.up(a + 1)
-    if sub == "TO":
-        return None
-    subject = sub.lower() if sub in ("COLUMN", "CONSTRAINT") else "column"
-    k = a + 2 if sub in ("COLUMN", "CONSTRAINT") else a + 1
-    return f"rename {subject} {w.name(k)} to {w.name(k + 2)}".rstrip()
-
-
-_TABLE_ACTIONS: dict[str, Callable[[sql_tokens.Words, int, int], str | None]] = {
-    "ADD": _add, "DROP": _drop, "ALTER": _alter_column, "RENAME": _rename,
-}
-
-
-def _constraint(w: sql_tokens.Words, k: int, b: int) -> str:
-    """`unique (email)`, `check (age > 0)`, `foreign key (user_id) references users not valid`."""
-    if w.up(k) != "FOREIGN":
-        return w.render(k, b)
-    references = w.find(k, "REFERENCES", b)
-    if references is None or w.up(k + 1) != "KEY" or w.word(k + 2) != "(":
-        return w.render(k, b)
-    text = f"foreign key {w.render(k + 2, w.close(k + 2))} references {w.name(references + 1)}"
-    not_valid = any(w.up(j) == "NOT" and w.up(j + 1) == "VALID" for j in range(references + 2, b))
-    return text + (" not valid" if not_valid else "")
 
 
 def _dml(w: sql_tokens.Words, i: int = 0) -> Operation | None:

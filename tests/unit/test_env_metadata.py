@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator import env_adoption
+from migrator import env_adoption, env_notes
 from migrator.errors import ConfigError
 from migrator.metadata_capture import Captured, capture
 
@@ -84,7 +84,7 @@ def test_a_convention_env_py_sets_is_carried_with_the_statements_that_set_it() -
         "    from tracker import models  # noqa: F401  (it adds the table(s) projects, tasks to the metadata)\n\n"
         "    return target_metadata")
     assert found.notes == []
-    notes = env_adoption.leftovers(tree, found.carried)
+    notes = env_notes.leftovers(tree, found.carried)
     assert [note for note in notes if "naming_convention" in note or "line 15" in note] == []
 
 

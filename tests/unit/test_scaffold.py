@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator import alembic_ini, env_adoption, revision_imports, scaffold
+from migrator import alembic_ini, env_adoption, env_notes, revision_imports, scaffold
 from migrator.errors import ConfigError
 from migrator.metadata_capture import Captured
 from tests.alembic_projects import ALEMBIC_INI, STOCK_ENV, write_stock_project
@@ -105,7 +105,7 @@ def test_the_async_template_imports_the_models_and_lists_the_rest() -> None:
         "from sqlalchemy.engine import Connection", "from sqlalchemy.ext.asyncio import async_engine_from_config",
         "from apps import settings", "from apps.todos.models import Todo", "from core.db import Base",
         "target_metadata = Base.metadata"]
-    notes = env_adoption.leftovers(ast.parse(ASYNC_TEMPLATE))
+    notes = env_notes.leftovers(ast.parse(ASYNC_TEMPLATE))
     assert notes == [
         "env.py.orig line 17: `config.set_main_option('sqlalchemy.url', settings.SQLALCHEMY_DATABASE_URL)` is not "
         "carried over: it set an Alembic option at run time",
@@ -119,7 +119,7 @@ def test_the_sqlmodel_template() -> None:
     assert models is not None and models.shown == "SQLModel.metadata"
     assert sources(models.needed) == ["from app.models import SQLModel", "target_metadata = SQLModel.metadata"]
     tree = ast.parse(SQLMODEL_TEMPLATE)
-    assert env_adoption.leftovers(tree) == [
+    assert env_notes.leftovers(tree) == [
         "env.py.orig line 8: `sys.path.append(os.path.dirname(os.path.dirname(__file__)))` is not carried over: "
         "migrator's run_migrations() does not do this"]
     options = env_adoption.carry_options(tree, {})
@@ -196,7 +196,7 @@ def test_what_the_original_functions_did_is_listed() -> None:
                 with context.begin_transaction():
                     context.run_migrations()
         """)
-    notes = env_adoption.leftovers(ast.parse(source))
+    notes = env_notes.leftovers(ast.parse(source))
     assert notes == [
         "env.py.orig line 5 (in run_migrations_online()): `create_engine(URL, echo=True, connect_args={'sslmode': "
         "'require'})` is not carried over: it created the engine with echo=, connect_args= (MIGRATOR_LOG_LEVEL=debug "
@@ -376,7 +376,7 @@ def test_each_call_left_out_is_noted_once_with_what_it_did() -> None:
             with engine.connect() as connection:
                 context.configure(connection=connection, target_metadata=None)
         """)
-    assert env_adoption.leftovers(ast.parse(source)) == [
+    assert env_notes.leftovers(ast.parse(source)) == [
         "env.py.orig line 5 (in configure_logging()): `logging.getLogger('sqlalchemy.engine').setLevel(logging.INFO)` "
         "is not carried over: migrator's run_migrations() does not do this",
         "env.py.orig line 10 (in run_migrations_online()): `DB.engine_sync()` is not carried over: it made the engine "
@@ -413,7 +413,7 @@ def test_each_top_level_statement_left_out_says_what_it_set() -> None:
         config.compare_type = True
         UNUSED = 1
         """)
-    assert env_adoption.leftovers(ast.parse(source)) == [
+    assert env_notes.leftovers(ast.parse(source)) == [
         "env.py.orig line 5: `URL = str(settings.DATABASE_URL)` is not carried over: it set URL, which lines 6, 7, 8 "
         "read",
         "env.py.orig line 6: `if '+' in URL:` is not carried over: it set URL, which line 8 reads",
