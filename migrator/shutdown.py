@@ -52,8 +52,8 @@ class Shutdown:
         self._finished: tuple[int, str | None] | None = None
         self._installed = False
         self._main = threading.main_thread()
-        # Reusable context managers (no state of their own): they run around every statement a step sends,
-        # where a generator-based one would cost several times as much.
+        # Reusable context managers without state of their own: they run around every statement and every
+        # wait for the server, where a generator-based one would build a generator each time.
         self._wait = _Waiting(self)
         self._deferral = _Deferral(self)
 
@@ -170,7 +170,6 @@ class Shutdown:
         return code
 
 
-
 class _Waiting:
     """Shutdown.waiting(): counted on the main thread only; a signal that came before is raised on entry."""
 
@@ -215,5 +214,6 @@ class _Deferral:
         shutdown._deferred -= 1
         if exc_type is None and shutdown._interruptible():
             shutdown.check()
+
 
 SHUTDOWN = Shutdown()

@@ -13,7 +13,7 @@ TAIL_CAP = 120  # all actions of an ALTER, rendered; more become `, ...`
 _CONSTRAINTS = {"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"}
 
 
-def join_actions(w: sql_tokens.Words, actions: list[str]) -> str:
+def _join(w: sql_tokens.Words, actions: list[str]) -> str:
     """`add column a, drop column b`; what the head cut off or what would make it long becomes `, ...`."""
     if w.cut and len(actions) > 1:
         actions[-1] = "..."
@@ -29,7 +29,7 @@ def join_actions(w: sql_tokens.Words, actions: list[str]) -> str:
 
 def actions(w: sql_tokens.Words, i: int) -> str:
     """The comma-separated actions from i on, each rendered as written (names folded)."""
-    return join_actions(w, [w.render(a, b) for a, b in sql_tokens.split_parts(w, i)])
+    return _join(w, [w.render(a, b) for a, b in sql_tokens.split_parts(w, i)])
 
 
 def alter_table(w: sql_tokens.Words, i: int) -> tuple[str, bool]:
@@ -40,7 +40,7 @@ def alter_table(w: sql_tokens.Words, i: int) -> tuple[str, bool]:
         if w.up(a) == "DETACH" and w.find(a, "CONCURRENTLY", b) is not None:
             concurrent = True
         parts.append(_table_action(w, a, b))
-    return join_actions(w, parts), concurrent
+    return _join(w, parts), concurrent
 
 
 def _table_action(w: sql_tokens.Words, a: int, b: int) -> str:
