@@ -76,7 +76,7 @@ def load_script(config: Config) -> ScriptDirectory:
         except Exception as exc:  # a revision file that does not compile, or raises at import
             raise RevisionError(f"cannot load revision file {_failing_file(exc, script)}: "
                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
-    for revision in script.walk_revisions():
+    for revision in revisions(script):
         if not callable(getattr(revision.module, "upgrade", None)):
             raise RevisionError(f"revision file {revision.path} has no upgrade() function: every revision "
                                 "defines upgrade() and downgrade() (`pass` when there is nothing to do)")
@@ -105,7 +105,14 @@ def parents(script: Script) -> tuple[str, ...]:
 
 def known_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
     """Every revision this image knows, with its parents."""
-    return {s.revision: parents(s) for s in script.walk_revisions()}
+    return {s.revision: parents(s) for s in revisions(script)}
+
+
+def revisions(script: ScriptDirectory) -> list[Script]:
+    """Every revision of the loaded `script`, in no particular order: its revision map's entries, which
+    walk_revisions() would sort from the heads down at the cost of a graph walk (one per call)."""
+    return [s for key, s in script.revision_map._revision_map.items()
+            if isinstance(s, Script) and key == s.revision]  # not the None, () and branch-label keys
 
 
 def rerunnable(script: Script) -> bool:

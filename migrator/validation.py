@@ -240,7 +240,7 @@ def from_script(script: ScriptDirectory, current: tuple[str, ...],
     revision the files have."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
 
-    known = {s.revision: s for s in script.walk_revisions()}
+    known = {s.revision: s for s in internals.revisions(script)}
     applied = script.iterate_revisions(current, "base") if current else []
     expected = {s.revision: RevisionSource(s.revision, s.path, internals.parents(s), sums.hash_of(s.path))
                 for s in applied if s is not None and s.revision in known}

@@ -75,6 +75,18 @@ def test_step_plans_and_their_fields(merged: ScriptDirectory) -> None:
     assert internals.known_parents(merged)["a"] == ()
 
 
+def test_revisions_are_every_loaded_revision_once(tmp_path: Path) -> None:
+    """alembic_internals.revisions reads the revision map's entries: each revision once, whatever else the map
+    keys (None, (), branch labels), the same set walk_revisions() walks."""
+    config = write_history(tmp_path, {"a": None, "b": "a", "c": "a", "m": ("b", "c")})
+    labelled = tmp_path / "versions" / "b_x.py"
+    labelled.write_text(labelled.read_text().replace("branch_labels = None", "branch_labels = ('feature',)"))
+    script = ScriptDirectory.from_config(config)
+    found = [s.revision for s in internals.revisions(script)]
+    assert sorted(found) == ["a", "b", "c", "m"]
+    assert set(found) == {s.revision for s in script.walk_revisions()}
+
+
 def test_relative_downgrade_is_alembics_own(merged: ScriptDirectory) -> None:
     """`rollback --steps N` is Alembic's `downgrade -N`: what it walks, migrator walks; what it refuses, too."""
     assert [internals.step_script(s).revision for s in internals.downgrade_plan(merged, "-2", ("e",))] == ["e", "d"]
