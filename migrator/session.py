@@ -127,7 +127,8 @@ def locked(target: Target, settings: Settings, conn: Connection,
 
 def _reset_row(cur: psycopg.Cursor[Any]) -> tuple[datetime, bool]:
     """The reset's SELECT row (clock, lock held), past the RESETs' results before it."""
-    while cur.description is None:
+    # The result's status, not cur.description: that builds the columns' descriptions at each reading.
+    while cur.pgresult is None or cur.pgresult.status != psycopg.pq.ExecStatus.TUPLES_OK:
         if not cur.nextset():
             raise AssertionError("the session reset returned no row")
     row = cur.fetchone()

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from contextlib import suppress
+from threading import get_ident
 from types import FrameType
 
 from migrator import deadlines, errors, logs, termination
@@ -44,6 +45,7 @@ class Shutdown:
         self.exit_code = 0
         self.received_at = 0.0
         self.grace_passed = False  # the grace ended: every connection was shut down
+        self._signalled = False  # first.is_set(), read where a signal may be raised: without a call
         self._delivered = False  # Interrupted was raised for the first signal
         self._waiting = 0  # the main thread waits for the database, or sleeps
         self._in_step = False  # a migration's or seed's own code runs (set by the migration session)
@@ -51,9 +53,10 @@ class Shutdown:
         self._finish_lock = threading.Lock()
         self._finished: tuple[int, str | None] | None = None
         self._installed = False
-        self._main = threading.main_thread()
+        self._main = threading.main_thread().ident  # compared at every statement: an int, not current_thread()
         # Reusable context managers without state of their own: they run around every statement and every
-        # wait for the server, where a generator-based one would build a generator each time.
+        # wait for the server, where a generator-based one would build a generator each time. For the same
+        # reason they compare thread idents and read _signalled inline.
         self._wait = _Waiting(self)
         self._deferral = _Deferral(self)
 
@@ -75,6 +78,7 @@ class Shutdown:
         self.signal_name, self.exit_code = (("SIGTERM", errors.INTERRUPTED_SIGTERM) if signum == signal.SIGTERM
                                             else ("SIGINT", errors.INTERRUPTED_SIGINT))
         self.received_at = time.monotonic()
+        self._signalled = True
         self.first.set()
         if self._interruptible():
             self._deliver()
@@ -92,11 +96,11 @@ class Shutdown:
 
     def check(self) -> None:
         """A place where the run may stop: raise Interrupted for a signal that came and was not raised yet."""
-        if self.first.is_set() and not self._delivered and self._deferred == 0:
+        if self._signalled and not self._delivered and self._deferred == 0:
             self._deliver()
 
     def _on_main(self) -> bool:
-        return threading.current_thread() is self._main
+        return get_ident() == self._main
 
     def waiting(self) -> _Waiting:
         """The main thread waits for the database (or sleeps): a signal interrupts the wait."""
@@ -180,17 +184,18 @@ class _Waiting:
 
     def __enter__(self) -> None:
         shutdown = self._shutdown
-        if not shutdown._on_main():
+        if get_ident() != shutdown._main:
             return
         shutdown._waiting += 1
-        try:
-            shutdown.check()
-        except BaseException:
-            shutdown._waiting -= 1
-            raise
+        if shutdown._signalled:
+            try:
+                shutdown.check()
+            except BaseException:
+                shutdown._waiting -= 1
+                raise
 
     def __exit__(self, *exc: object) -> None:
-        if self._shutdown._on_main():
+        if get_ident() == self._shutdown._main:
             self._shutdown._waiting -= 1
 
 
@@ -204,15 +209,15 @@ class _Deferral:
         self._shutdown = shutdown
 
     def __enter__(self) -> None:
-        if self._shutdown._on_main():
+        if get_ident() == self._shutdown._main:
             self._shutdown._deferred += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         shutdown = self._shutdown
-        if not shutdown._on_main():
+        if get_ident() != shutdown._main:
             return
         shutdown._deferred -= 1
-        if exc_type is None and shutdown._interruptible():
+        if exc_type is None and shutdown._signalled and shutdown._interruptible():
             shutdown.check()
 
 
