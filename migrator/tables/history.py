@@ -214,10 +214,12 @@ _QUOTERS: weakref.WeakKeyDictionary[psycopg.Connection[Any], tuple[tuple[str, st
     weakref.WeakKeyDictionary()
 
 
-def quoter(conn: psycopg.Connection[Any]) -> Quoter:
-    """The connection's Quoter, made again when the settings its quoting depends on changed (a migration may
-    SET client_encoding or standard_conforming_strings in the transaction the row is written in)."""
-    settings = (conn.info.encoding, conn.info.parameter_status("standard_conforming_strings"))
+def quoter(conn: psycopg.Connection[Any], info: psycopg.ConnectionInfo | None = None) -> Quoter:
+    """The connection's Quoter (`info`: its conn.info, when read already), made again when the settings its
+    quoting depends on changed (a migration may SET client_encoding or standard_conforming_strings in the
+    transaction the row is written in)."""
+    info = info or conn.info
+    settings = (info.encoding, info.parameter_status("standard_conforming_strings"))
     found = _QUOTERS.get(conn)
     if found is None or found[0] != settings:
         found = _QUOTERS[conn] = (settings, Quoter(conn))
@@ -250,38 +252,39 @@ def insert_statement(conn: psycopg.Connection[Any], schema: str, *, version_tabl
     values is composed once (quoting its identifiers costs more than the values do)."""
     values = _values(version_table=version_table, revision=revision, parents=parents, direction=direction,
                      outcome=outcome, started_at=started_at, detail=None, sums=sums)
-    quoting = quoter(conn)
-    parts = _finished_row(conn, schema, sums is not None)
-    quoted = {part.name: quoting.literal(values[part.name]) for part in parts if isinstance(part, _Value)}
-    return "".join(quoted[part.name] if isinstance(part, _Value) else part for part in parts)
+    info = conn.info  # a new object at each access: read once
+    quoting = quoter(conn, info)
+    template, names = _finished_row(conn, schema, sums is not None, info.encoding)
+    return template.format_map({name: quoting.literal(values[name]) for name in names})
 
 
-@dataclass(frozen=True)
-class _Value:
-    name: str  # the key in _values()
+_FINISHED_ROWS: dict[tuple[str, bool, str], tuple[str, tuple[str, ...]]] = {}
 
 
-_FINISHED_ROWS: dict[tuple[str, bool, str], tuple[str | _Value, ...]] = {}
+def _finished_row(conn: psycopg.Connection[Any], schema: str, sums: bool, encoding: str
+                  ) -> tuple[str, tuple[str, ...]]:
+    """insert_statement's INSERT as a str.format template, with `{name}` where each value of _values() goes,
+    and those names; made once per schema, checksum columns and client encoding (what its identifiers'
+    quoting depends on)."""
+    key = (schema, sums, encoding)
+    found = _FINISHED_ROWS.get(key)
+    if found is None:
+        parts = list(_text_parts(_insert_sql(schema, True, returning=False, sums=sums), conn))
+        template = "".join("{" + part[1] + "}" if part[0] else part[1].replace("{", "{{").replace("}", "}}")
+                           for part in parts)
+        found = _FINISHED_ROWS[key] = (template, tuple(part[1] for part in parts if part[0]))
+    return found
 
 
-def _finished_row(conn: psycopg.Connection[Any], schema: str, sums: bool) -> tuple[str | _Value, ...]:
-    """insert_statement's INSERT as text with a _Value where each value goes, made once per schema, checksum
-    columns and client encoding (what its identifiers' quoting depends on)."""
-    key = (schema, sums, conn.info.encoding)
-    parts = _FINISHED_ROWS.get(key)
-    if parts is None:
-        parts = _FINISHED_ROWS[key] = tuple(_text_parts(_insert_sql(schema, True, returning=False, sums=sums), conn))
-    return parts
-
-
-def _text_parts(composed: sql.Composable, conn: psycopg.Connection[Any]) -> Iterable[str | _Value]:
+def _text_parts(composed: sql.Composable, conn: psycopg.Connection[Any]) -> Iterable[tuple[bool, str]]:
+    """(True, a value's name) for each placeholder, (False, SQL text) for the rest."""
     if isinstance(composed, sql.Composed):
         for part in composed:
             yield from _text_parts(part, conn)
     elif isinstance(composed, sql.Placeholder):
-        yield _Value(composed.as_string(conn)[2:-2])  # %(name)s
+        yield True, composed.as_string(conn)[2:-2]  # %(name)s
     else:
-        yield composed.as_string(conn)
+        yield False, composed.as_string(conn)
 
 
 def finish(conn: psycopg.Connection[Any], schema: str, row_id: int, outcome: str, detail: str | None = None, *,
