@@ -44,6 +44,11 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+class Uncertain(Exception):
+    """The revision files' text alone cannot answer (migrator.revision_text); Alembic's full path must. The
+    message names the file and the reason. Not a failure: the caller takes Alembic's path."""
+
+
 class MigratorError(Exception):
     """Base class: a failure the user can act on, with its exit code."""
 

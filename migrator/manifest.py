@@ -25,14 +25,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from migrator import alembic_ini, revision_scan, scripts
-from migrator.errors import ConfigError
+from migrator import alembic_ini, scripts
+from migrator.errors import ConfigError, Uncertain
 from migrator.logs import get_logger
 from migrator.repos import Repo
-from migrator.revision_file import read_script
-from migrator.revision_text import RevisionFile, Uncertain
 from migrator.tables.history import FileSums
+
+if TYPE_CHECKING:
+    from migrator.revision_text import RevisionFile
 
 NAME = ".migrator-manifest"
 FORMAT = "migrator-manifest 1"
@@ -119,6 +121,8 @@ def digest(pairs: Iterable[tuple[str, str]]) -> str | None:
 
 def write(repo: Repo) -> Path:
     """Read every revision file and write the manifest next to them (atomically); its path."""
+    from migrator import revision_scan  # noqa: PLC0415  (the scanner: see _listed)
+    from migrator.revision_file import read_script  # noqa: PLC0415
     from migrator.source_checksum import checksum  # noqa: PLC0415
 
     root, where = repo.script_location, Locations.of(repo)
@@ -177,9 +181,18 @@ def _save(path: Path, text: str) -> Path:
     return path
 
 
+def _listed(where: Locations) -> list[tuple[str, str]]:
+    """The revision files (real path, as shown); Uncertain when they cannot be listed as Alembic would."""
+    # The scanner is imported where a listing or a scan is needed: a start whose manifest is trusted (the
+    # image's every start) needs neither, and the scanner's modules cost it more than the check itself.
+    from migrator import revision_scan  # noqa: PLC0415
+
+    return revision_scan.script_files(where.dirs, recursive=where.recursive)
+
+
 def _files(where: Locations) -> list[tuple[str, str]]:
     try:
-        return revision_scan.script_files(where.dirs, recursive=where.recursive)
+        return _listed(where)
     except Uncertain as exc:
         raise ConfigError(f"cannot list the revision files: {exc}") from None
 
@@ -272,7 +285,7 @@ def _stale(repo: Repo, manifest: Manifest) -> str:
             paths = [line.partition("\t")[0] for line in manifest.stats.split("\n")] if manifest.stats else []
             pairs = list(zip(paths, _stat_all(root, paths), strict=True))
         else:  # a file added, removed or renamed, or a directory touched within the racy window: list them
-            files = revision_scan.script_files(where.dirs, recursive=where.recursive)
+            files = _listed(where)
             pairs = sorted((_relative(real, root), os.stat(real)) for real, _ in files)
     except (Uncertain, OSError) as exc:
         return f"the files cannot be listed: {exc}"

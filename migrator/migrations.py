@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import ScriptDirectory
 
 from migrator import alembic_internals as internals
-from migrator import failures, partway, retries
+from migrator import partway, retries
 from migrator.blocking import describe_all
 from migrator.database import rolled_back
 from migrator.engine import running
@@ -40,6 +40,9 @@ from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 from migrator.steps import FORWARD, INVALID_INDEXES, Step, check_indexes, refuse_own_rollback
 from migrator.tables import history
+
+if TYPE_CHECKING:
+    from migrator import failures
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -70,6 +73,8 @@ class Migrations:
                 try:
                     self._once(sa_conn, plan, destination)
                 except sa.exc.DBAPIError as exc:
+                    from migrator import failures  # noqa: PLC0415  (see _fail)
+
                     step = session.current
                     if step is None or failures.sqlstate(exc) != LOCK_NOT_AVAILABLE or step.partial:
                         raise self._fail(exc) from None
@@ -201,6 +206,9 @@ class Migrations:
     def _fail(self, exc: BaseException) -> failures.Failure:
         """The one error the run ends with (migrator.failures), and the failed step's history row. A signal
         does not interrupt this: what the server confirmed is asked under bounds of its own."""
+        # Imported by the runs that fail: its explanations (and their classes) cost every start otherwise.
+        from migrator import failures  # noqa: PLC0415
+
         with SHUTDOWN.deferred():
             step, self.session.current = self.session.current, None
             said = failures.confirm(self.session, step, exc, self.version_table, self.direction)
@@ -210,6 +218,8 @@ class Migrations:
             return verdict.error
 
     def _run(self) -> failures.Run:
+        from migrator import failures  # noqa: PLC0415  (see _fail)
+
         return failures.Run.of(self.session, earlier=bool(self.done))
 
     def _retry_or_give_up(self, step: Step, attempt: int, who: str) -> None:

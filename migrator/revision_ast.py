@@ -15,7 +15,8 @@ import ast
 from collections.abc import Iterator
 from typing import Any
 
-from migrator.revision_text import DYNAMIC, NAMES, TOKEN, WATCHED, Uncertain, line_of
+from migrator.errors import Uncertain
+from migrator.revision_text import DYNAMIC, NAMES, TOKEN, WATCHED, line_of
 
 # The parser's statements whose bodies run as module-level code, and what a reason calls them.
 _BLOCKS = {"If": "an if block", "For": "a loop", "AsyncFor": "a loop", "While": "a loop", "Try": "a try statement",

@@ -17,7 +17,8 @@ import stat
 import sys
 from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
 
-from migrator.revision_text import RevisionFile, Uncertain, checked_revision, read_assignments
+from migrator.errors import Uncertain
+from migrator.revision_text import RevisionFile, checked_revision, read_assignments
 
 # Compiled when first needed (re caches it): only a file that mentions an encoding needs it.
 _COOKIE = rb"(?m)^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)"

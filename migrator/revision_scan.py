@@ -25,8 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from migrator.errors import Uncertain
 from migrator.revision_file import read_script
-from migrator.revision_text import RevisionFile, Uncertain
+from migrator.revision_text import RevisionFile
 
 # Alembic's file selection without `sourceless` (script/base.py `_only_source_rev_file`, used with .match).
 _SCRIPT_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from migrator.errors import Uncertain  # defined there: callers catch it without loading the scanner
+
 # Revision ids Alembic refuses (revision.py `_revision_illegal_chars`) and names it resolves symbolically.
 _ILLEGAL_ID = re.compile(r"[@\-+:]")
 _SYMBOLIC = frozenset({"head", "heads", "base", "current"})
@@ -71,10 +73,6 @@ class RevisionFile(NamedTuple):
     revision: str
     parents: tuple[str, ...]
     branch_labels: tuple[str, ...]
-
-
-class Uncertain(Exception):
-    """The text alone cannot answer; Alembic's full path must. The message names the file and the reason."""
 
 
 # --- the text -------------------------------------------------------------------------------------------

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from migrator import alembic_ini, revision_scan
+from migrator import alembic_ini
+from migrator.errors import Uncertain
 from migrator.logs import get_logger
 from migrator.repos import Repo
-from migrator.revision_text import Uncertain
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+    from migrator.revision_scan import ScriptGraph
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Known:
 _deferred: set[str] = set()
 
 
-def fast_graph(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> revision_scan.ScriptGraph | None:
+def fast_graph(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> ScriptGraph | None:
     """The scripts' graph from their text, or None when only Alembic can tell (the fast path steps aside);
     `hashes` receives each revision's file and sha256 (revision_scan.scan)."""
     try:
@@ -48,8 +50,10 @@ def fast_graph(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> 
         return None
 
 
-def _scan(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> revision_scan.ScriptGraph:
+def _scan(repo: Repo, hashes: dict[str, tuple[str, str]] | None = None) -> ScriptGraph:
     """Read the version locations alembic.ini names (or migrations/versions), as Alembic would."""
+    from migrator import revision_scan  # noqa: PLC0415  (a trusted manifest spares a start the scanner)
+
     ini = alembic_ini.read(repo.project_dir, repo.alembic_ini)
     if ini is not None and ini.sourceless:
         raise Uncertain("alembic.ini sets sourceless: revision files are read by Alembic")

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from migrator import failures
 from migrator.engine import running
 from migrator.errors import ConfigError, ConnectionLost, LockLost, MigrationFailed
 from migrator.logs import get_logger
@@ -29,6 +29,9 @@ from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks
 from migrator.steps import SEED, Step, refuse_own_rollback
 from migrator.tables import seed_ledger
+
+if TYPE_CHECKING:
+    from migrator import failures
 
 LEDGER_TABLE = seed_ledger.TABLE
 
@@ -117,6 +120,8 @@ def _run_one(session: MigrationSession, connection: sa.Connection, ledger: Ledge
 def _failed(session: MigrationSession, step: Step, exc: BaseException) -> failures.Failure:
     """The one error a failed seed ends the run with (migrator.failures). A signal before the seed's
     transaction began interrupted nothing of it."""
+    from migrator import failures  # noqa: PLC0415  (as in migrator.migrations: only a failure needs it)
+
     with SHUTDOWN.deferred():
         if isinstance(exc, KeyboardInterrupt) and session.current is None:
             step_or_none: Step | None = None

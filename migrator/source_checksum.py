@@ -30,10 +30,6 @@ from __future__ import annotations
 
 import hashlib
 
-from migrator.source_brackets import tidy
-from migrator.source_lines import drop_docstrings, logical_lines, split_one_liners
-from migrator.source_tokens import SEPARATOR, scan
-
 ALGORITHM = "t1"
 
 
@@ -60,6 +56,8 @@ def checksum(data: bytes) -> str:
 
 
 def checksum_of_text(text: str) -> str:
+    from migrator.source_tokens import SEPARATOR  # noqa: PLC0415  (see normalized)
+
     tokens = normalized(text)
     digest = hashlib.sha256(SEPARATOR.join(tokens).encode("utf-8", "surrogatepass")).hexdigest()
     return f"{ALGORITHM}:{digest}"
@@ -67,6 +65,12 @@ def checksum_of_text(text: str) -> str:
 
 def normalized(text: str) -> list[str]:
     """The tokens that count, as hashed (for tests and for saying what differs)."""
+    # The passes are imported here, when a checksum is computed (a file new to the manifest, or changed):
+    # every migrate reads ALGORITHM (migrator.validation), and the scanners cost a start more than that.
+    from migrator.source_brackets import tidy  # noqa: PLC0415
+    from migrator.source_lines import drop_docstrings, logical_lines, split_one_liners  # noqa: PLC0415
+    from migrator.source_tokens import scan  # noqa: PLC0415
+
     lines = logical_lines(scan(text))
     lines = split_one_liners(lines)
     drop_docstrings(lines)

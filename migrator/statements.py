@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from migrator import read_only, sql_tokens
+from migrator import sql_tokens
 from migrator.logs import get_logger
 from migrator.redaction import redact
 from migrator.statement_actions import TAIL_CAP, actions, alter_table
@@ -141,7 +141,9 @@ def _mask(text: str) -> str:
 def _quiet(verb: str, w: sql_tokens.Words) -> bool:
     if verb in _SETTINGS:
         return not (verb == "SET" and w.up(1) == "CONSTRAINTS")  # checking deferred constraints runs triggers
-    if verb in _READS:
+    if verb in _READS:  # rare in migrations: its reader is loaded by the first one
+        from migrator import read_only  # noqa: PLC0415
+
         return read_only.reads_only(w.sql)
     if verb == "EXPLAIN":
         options = range(1, w.close(1)) if w.word(1) == "(" else range(1, 3)

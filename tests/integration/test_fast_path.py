@@ -18,9 +18,9 @@ import pytest
 
 from migrator import revision_scan as heads
 from migrator.alembic_internals import alembic_config, load_script
+from migrator.errors import Uncertain
 from migrator.lock import lock_key
 from migrator.repos import load_repos
-from migrator.revision_text import Uncertain
 from tests.conftest import FIRST, HEAD, add_revision, dbname, migrator_env, query, run_migrator
 
 # Runs what `python -m migrator ARGS` runs (cli.main; entrypoint only adds the exit), then prints the exit code

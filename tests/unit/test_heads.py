@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from migrator import revision_file
+from migrator.errors import Uncertain
 from migrator.revision_file import parse_script
 from migrator.revision_scan import scan
-from migrator.revision_text import RevisionFile, Uncertain
+from migrator.revision_text import RevisionFile
 
 DOC = '"""add users\n\nRevision ID: b1\nRevises: a1\nthis revision adds a table; revision = "no"\n"""\n'
 IMPORTS = "from typing import Sequence, Union\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n"

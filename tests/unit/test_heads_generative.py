@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from migrator import revision_scan as heads
-from migrator.revision_text import Uncertain
+from migrator.errors import Uncertain
 
 IDS = ["1a2b3c4d5e6f", "20240101000000", "ae1027a6acf", "3f9e0c1b", "c0ffee", "deadbeef01", "bead5", "00f1"]
 # What a file may do to the plain template: shapes the text can read, and shapes it must defer on (at most
