@@ -8,12 +8,14 @@ that keeps a file's size and sets its mtime back to the recorded nanosecond.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from migrator import manifest
 from migrator.repos import Repo, load_repos
-from tests.conftest import FIRST, HEAD, add_revision, run_migrator
+from tests.conftest import FIRST, HEAD, add_revision, migrator_env, run_migrator
 
 HOUR_NS = 3600 * 10**9
 
@@ -148,3 +150,23 @@ def test_new_writes_the_manifest(project: Path) -> None:
     revision = Path(proc.stdout.strip()).name.split("_", 1)[0]
     found = manifest.trusted(repo_of(project))
     assert found is not None and found[1].heads == frozenset({revision})
+
+
+# What an image start reads when its manifest is trusted: the scanner, the checksum's passes and the failure
+# explanations are imported only by the runs that need them (a start pays for every module it imports).
+LOADED = ("import sys\nfrom migrator.cli import main\ncode = main(['migrate'])\n"
+          "print(code, ' '.join(sorted(m for m in sys.modules if m.startswith('migrator.'))))\n")
+NOT_ON_THE_START_PATH = {"migrator.revision_scan", "migrator.revision_text", "migrator.revision_file",
+                         "migrator.source_tokens", "migrator.source_lines", "migrator.source_brackets",
+                         "migrator.failures"}
+
+
+def test_a_migrate_with_a_trusted_manifest_loads_no_scanner(project: Path, database_url: str) -> None:
+    age(project)
+    assert run_migrator(["manifest"], cwd=project, database_url=None).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", LOADED], cwd=project, capture_output=True, text=True, timeout=120,
+                          env=migrator_env(database_url), check=False)
+    code, loaded = proc.stdout.split(" ", 1)
+    assert code == "0", proc.stderr
+    assert "migrator.migrations" in loaded.split()  # it applied the migrations (validated, checksums recorded)
+    assert NOT_ON_THE_START_PATH.isdisjoint(loaded.split())
