@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from migrator.errors import ConfigError
 
@@ -22,8 +22,7 @@ LOCATION_KEYS = ("script_location", "version_locations", "recursive_version_loca
                  "path_separator", "version_path_separator", "version_table", "version_table_schema")
 
 
-@dataclass(frozen=True)
-class AlembicIni:
+class AlembicIni(NamedTuple):
     """What alembic.ini says about script locations (paths absolute); None when it does not say."""
 
     path: Path

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 
@@ -61,8 +60,7 @@ _PREPARED_ON_TABLE = _PREPARED.replace(
                  "AND held.mode = 'AccessExclusiveLock'")
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """One PostgreSQL backend, as pg_stat_activity shows it."""
 
     pid: int
@@ -83,8 +81,7 @@ class Backend:
         return redact(", ".join(parts))
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A prepared transaction, as pg_prepared_xacts shows it: it holds its locks until it is decided."""
 
     gid: str
@@ -99,8 +96,7 @@ class Prepared:
                 f"PREPARED {gid} decides it (in database {self.database})")
 
 
-@dataclass(frozen=True)
-class Unknown:
+class Unknown(NamedTuple):
     """Blockers that could not be looked at: `why`."""
 
     why: str

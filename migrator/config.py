@@ -13,9 +13,9 @@ import re
 import socket
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from migrator import database_url
 from migrator.errors import ConfigError
@@ -72,8 +72,7 @@ WAIT_TIMEOUT = Bounds(100 * MS, DAY)
 WAIT_INTERVAL = Bounds(100 * MS, HOUR)
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """How long to wait for what, in seconds (statement: None leaves the server's own setting, 0 turns it off),
     and when to report the progress of a long statement (progress_interval 0: never)."""
 
@@ -113,19 +112,17 @@ class Shard:
         return f"shard {self.index} of {self.count}"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Process-wide settings: timeouts, logging, and the tenants' shard."""
 
-    timeouts: Timeouts = field(default_factory=Timeouts)
+    timeouts: Timeouts = Timeouts()
     log_format: str = "console"
     log_level: str = "info"
     validate: str | None = None  # MIGRATOR_VALIDATE: error, warn or off; None: each repo's own (default error)
-    shard: Shard = field(default_factory=Shard)
+    shard: Shard = Shard()
 
 
-@dataclass(frozen=True)
-class DatabaseConfig:
+class DatabaseConfig(NamedTuple):
     """libpq connection keywords for one database (the password included) and a printable description."""
 
     params: dict[str, str]
@@ -176,7 +173,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     if env.get("MIGRATOR_DDL_RETRIES", "").strip():
         values["ddl_retries"] = parse_count("MIGRATOR_DDL_RETRIES", env["MIGRATOR_DDL_RETRIES"])
     log_format, log_level = log_options(env)
-    return Settings(timeouts=replace(Timeouts(), **values), log_format=log_format, log_level=log_level,
+    return Settings(timeouts=Timeouts()._replace(**values), log_format=log_format, log_level=log_level,
                     validate=validate_option("MIGRATOR_VALIDATE", env.get("MIGRATOR_VALIDATE", "")),
                     shard=shard(env))
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -308,8 +307,7 @@ def _no_first_answer(db: DatabaseConfig, budget: float) -> DatabaseUnreachable:
 
 # --- the migration session ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ServerSession:
+class ServerSession(NamedTuple):
     """The migration session as the server sees it."""
 
     pid: int  # pg_backend_pid(): a pooler's BackendKeyData pid is not the server's

@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import psycopg
 
@@ -98,8 +98,7 @@ def release(conn: Connection, key: int, counts: int = 1) -> bool:
     return row is not None and all(row)
 
 
-@dataclass(frozen=True)
-class Held:
+class Held(NamedTuple):
     """The lock this process holds: on which server session, under which key."""
 
     server: ServerSession

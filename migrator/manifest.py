@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from migrator import alembic_ini, scripts
 from migrator.errors import ConfigError, Uncertain
@@ -42,8 +42,7 @@ RACY_SECONDS = 2  # coarser than any file system's timestamp granularity (FAT: 2
 _BODY = "\n--\n"
 
 
-@dataclass(frozen=True)
-class Locations:
+class Locations(NamedTuple):
     """Alembic's version locations of a repo, as the scanner reads them (migrator.scripts)."""
 
     dirs: tuple[Path, ...]
@@ -62,8 +61,7 @@ class Locations:
         return json.dumps([[os.path.relpath(d, root) for d in self.dirs], self.recursive])
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One revision file as the manifest recorded it."""
 
     path: str  # relative to the script directory
@@ -75,8 +73,7 @@ class Entry:
     labels: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RevisionSource:
+class RevisionSource(NamedTuple):
     """One revision as this image's files have it."""
 
     revision: str
@@ -85,8 +82,7 @@ class RevisionSource:
     file_hash: str  # sha256 of the file's bytes
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):
     """What the revision files say, for the no-op path: their heads and the digest of (revision, sha256) over
     every revision (all are applied at head). From a trusted manifest, or from the scanner."""
 

@@ -28,7 +28,7 @@ import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
@@ -41,8 +41,7 @@ if TYPE_CHECKING:
 PREFIX = "... "  # a progress line continues the statement line above it
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):
     """A progress view, the PostgreSQL version that has it, and the counter each of its phases advances."""
 
     name: str
@@ -116,8 +115,7 @@ def report_sql(server_version: int) -> str:
             "FROM pg_stat_activity a WHERE a.pid = %(pid)s")  # (constants only; values are bound)
 
 
-@dataclass(frozen=True)
-class Counter:
+class Counter(NamedTuple):
     """What the current phase has done of its total (None: the server reports no total for it)."""
 
     done: int
@@ -169,8 +167,7 @@ def seconds_text(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """What the server showed of the migration session at one look."""
 
     state: str | None
@@ -236,8 +233,7 @@ class Running:
         return left, f"about {seconds_text(left)} left in this phase"
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """One progress line: its text for the console, its fields for JSON."""
 
     running: Running

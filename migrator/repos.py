@@ -31,9 +31,8 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from migrator import alembic_ini
 from migrator.config import read_text_file, validate_option
@@ -54,8 +53,7 @@ TENANT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$", re.ASCII)
 TENANT_KINDS = ("schema", "database")
 
 
-@dataclass(frozen=True)
-class Tenants:
+class Tenants(NamedTuple):
     """How a repo's tenants are found: listed in the config (`names`), or by `query` on the repo's database.
 
     `kind` "schema": each tenant is a schema of the repo's database, migrated with search_path set to it (then
@@ -70,8 +68,7 @@ class Tenants:
         return f"{self.kind}s"
 
 
-@dataclass(frozen=True)
-class Repo:
+class Repo(NamedTuple):
     """One database: where its URL comes from, its scripts, its seeds and its version table."""
 
     name: str

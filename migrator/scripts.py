@@ -6,8 +6,7 @@ Alembic's ScriptDirectory. The fast path may defer to Alembic, never disagree wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from migrator import alembic_ini
 from migrator.errors import Uncertain
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
     from migrator.revision_scan import ScriptGraph
 
 
-@dataclass(frozen=True)
-class Known:
+class Known(NamedTuple):
     """The revisions this image's scripts know, with their parents, and their heads."""
 
     parents: dict[str, tuple[str, ...]]

@@ -18,7 +18,6 @@ JOB_COMPLETION_INDEX): see migrator.config.Shard.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import psycopg
 from psycopg import sql
@@ -106,8 +105,8 @@ def target_for(target: Target, name: str, shared: SharedConnection | None = None
         return Target(target.repo, DatabaseConfig(params, describe(params, os.environ)), tenant=name)
     # Names are checked (TENANT_NAME, plain identifiers): quoting cannot be escaped from.
     path = ", ".join(f'"{schema}"' for schema in (name, *tenants.shared))
-    repo = replace(target.repo, version_table_schema=name)
-    db = replace(target.db, description=f"{target.db.description} schema {name}")
+    repo = target.repo._replace(version_table_schema=name)
+    db = target.db._replace(description=f"{target.db.description} schema {name}")
     return Target(repo, db, tenant=name, search_path=path, shared=shared)
 
 

@@ -31,9 +31,8 @@ import os
 import socket
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -144,8 +143,7 @@ _FIELDS = ("vt", "rev", "parents", "direction", "outcome", "started", "version",
 _ENDED = sql.SQL("clock_timestamp(), (extract(epoch FROM clock_timestamp() - {started}) * 1000)::bigint")
 
 
-@dataclass(frozen=True)
-class FileSums:
+class FileSums(NamedTuple):
     """A revision file's checksum (migrator.source_checksum) and the sha256 of its bytes."""
 
     checksum: str
@@ -305,8 +303,7 @@ def resolve_open(conn: psycopg.Connection[Any], schema: str, version_table: str,
     return cur.rowcount
 
 
-@dataclass(frozen=True)
-class OpenRow:
+class OpenRow(NamedTuple):
     """A migration left part-way."""
 
     id: int
@@ -355,8 +352,7 @@ def recent(conn: psycopg.Connection[Any], schema: str, version_table: str, limit
 
 # --- checksums: what each applied revision's file was when it ran ----------------------------------------
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     """A revision the history shows applied, and its file's checksums as recorded (None: not recorded yet)."""
 
     revision: str

@@ -5,8 +5,7 @@ part-way (open rows in the migration history). Read with psycopg alone, in one q
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -16,8 +15,7 @@ from migrator.tables import history, naming
 from migrator.tables.naming import qualified
 
 
-@dataclass(frozen=True)
-class DbState:
+class DbState(NamedTuple):
     """The version table's revisions (sorted; empty at base) and whether some migration is left part-way;
     when asked for, the digest of the applied revisions' file hashes (history.digest_sql), read in the same
     round trip: None when nothing is recorded, or when it could not be read (`digest_read` False)."""
