@@ -1,5 +1,5 @@
 """The history row that travels with a step's COMMIT has its values quoted on the client (psycopg's quoting, through
-history.Quoter), not bound by the server: whatever it quotes must read back exactly, under either
+literals.Quoter), not bound by the server: whatever it quotes must read back exactly, under either
 standard_conforming_strings and client encoding."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrator.tables import history
-from migrator.tables.history import literal
+from migrator.tables.literals import literal
 
 # Quoting's special characters often, among any others (lone surrogates cannot be sent as UTF-8 at all).
 TEXT = st.text(st.one_of(st.sampled_from("\\'\"$%{}\n"),
