@@ -234,11 +234,12 @@ def child_migrator(p: Profiler) -> int:
         database,
         deadlines,
         engine,
+        file_sums,
         lock,
-        manifest,
         migrations,
         monitor,
         scripts,
+        server_session,
         session,
         shutdown,
         statement_hooks,
@@ -258,15 +259,15 @@ def child_migrator(p: Profiler) -> int:
     p.wrap(validation.Fast, "read", "read the version table")
     p.wrap(commands, "state", "read the version table")
     p.wrap(database, "connect", "connect (+ first answer, pooler check)")
-    p.wrap(database, "identify", "lock: identify, standby and pooler checks, acquire")
-    p.wrap(database, "require_session_pooling", "lock: identify, standby and pooler checks, acquire")
+    p.wrap(server_session, "identify", "lock: identify, standby and pooler checks, acquire")
+    p.wrap(server_session, "require_session_pooling", "lock: identify, standby and pooler checks, acquire")
     p.wrap(lock, "acquire", "lock: identify, standby and pooler checks, acquire")
     p.wrap(lock, "_end", "teardown: unlock")
     p.wrap(scripts, "load", "load scripts (ScriptDirectory, revision files)")
     p.wrap(validation, "before_upgrade", "validation before the steps (history table, applied checksums)")
     p.wrap(migrations, "prepare_history", "history table: create or check")
-    p.wrap(manifest, "sums_for", "checksums: the files' sums (manifest or computed)")
-    p.wrap(manifest.Sums, "of", step + "checksums of the file (sums_of)")
+    p.wrap(file_sums, "sums_for", "checksums: the files' sums (manifest or computed)")
+    p.wrap(file_sums.Sums, "of", step + "checksums of the file (sums_of)")
     p.wrap(engine, "_engine", "engine over the session (SQLAlchemy create_engine, events)")
     p.wrap(monitor.Monitor, "__init__", "monitor: start and stop (main thread)")
     p.wrap(monitor.Monitor, "__enter__", "monitor: start and stop (main thread)")

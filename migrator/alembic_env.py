@@ -26,7 +26,7 @@ import structlog
 from alembic import context
 
 from migrator import config as settings_config
-from migrator import database, lock, logs
+from migrator import database, lock, logs, server_session
 from migrator.alembic_internals import CONFIGURED_BY_MIGRATOR, ENV_FLAG, autogenerating
 from migrator.errors import ConfigError, LockLost, MigratorError
 
@@ -211,12 +211,13 @@ def _run_standalone(options: dict[str, Any], file_config: bool) -> None:
     db = settings_config.database_config(os.environ)
     raw = database.connect(db, settings.timeouts, autocommit=True, purpose="alembic")
     try:
-        server = database.identify(raw, options["version_table_schema"], options["version_table"])
-        database.require_primary(server, db)
-        database.require_session_pooling(raw, server, db, settings.timeouts)
+        server = server_session.identify(raw, options["version_table_schema"], options["version_table"])
+        server_session.require_primary(server, db)
+        server_session.require_session_pooling(raw, server, db, settings.timeouts)
         key = lock.lock_key(server.database, server.schema, options["version_table"])
         lock.acquire(raw, key, settings.timeouts.lock, db.description)
-        query, params = database.set_config_sql(database.session_settings(settings.timeouts, server.server_version))
+        wanted = server_session.session_settings(settings.timeouts, server.server_version)
+        query, params = server_session.set_config_sql(wanted)
         raw.execute(query, params)
         raw.autocommit = False
         raw.wait_limit = settings.timeouts.statement + settings.timeouts.stall if settings.timeouts.statement else None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator import database, manifest, scripts, tenants, validation
+from migrator import file_sums, manifest, scripts, server_session, tenants, validation
 from migrator.config import Settings
 from migrator.errors import MigrationFailed, NotAtHead, RevisionError
 from migrator.logs import get_logger
@@ -81,7 +81,7 @@ def _upgrade(target: Target, session: MigrationSession, to: str | None, *, allow
     destination = internals.resolve(script, to) if to is not None else "head"
     validation.before_upgrade(target, session.settings, session, script, before.versions)
     run = Migrations(session, config, script, target.repo.version_table, FORWARD,
-                     sums=manifest.sums_for(target.repo))
+                     sums=file_sums.sums_for(target.repo))
     done = run.run(lambda current: internals.upgrade_plan(script, destination, current), destination)
     after = state(session.conn, target).versions
     _check_stamped(target, done, after, forward=True)
@@ -200,7 +200,7 @@ def wait(target: Target, settings: Settings, timeout: float, *, allow_newer: boo
 def history_rows(target: Target, settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     """The newest `limit` rows of the migration history, oldest first (none when it does not exist yet)."""
     with connection(target, settings, purpose="history") as conn:
-        schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
+        schema = server_session.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
         if not history.exists(conn, schema):
             return []
         return history.recent(conn, schema, target.repo.version_table, limit)

@@ -3,7 +3,7 @@
 It is held by the very session that runs the migrations, so that it shares their fate: when that session
 ends (pg_terminate_backend, idle_session_timeout, a reset, a failover, SIGKILL of the client) the lock and
 the migration's open transaction end together, and nothing can go on without the lock. A pooler that does not
-keep sessions is refused before the lock is taken (database.require_session_pooling).
+keep sessions is refused before the lock is taken (server_session.require_session_pooling).
 
 It is taken by polling `pg_try_advisory_lock` in autocommit mode, so waiting never happens inside a
 transaction (a `CREATE INDEX CONCURRENTLY` waits for every older transaction; it runs on this same session,
@@ -22,12 +22,13 @@ from typing import NamedTuple
 
 import psycopg
 
-from migrator import database, retries
+from migrator import retries, server_session
 from migrator.blocking import advisory_lock_holders, describe_all
 from migrator.config import DatabaseConfig, Timeouts
-from migrator.database import Connection, ServerSession
+from migrator.database import Connection
 from migrator.errors import LockLost, LockTimeout, MigratorError
 from migrator.logs import get_logger
+from migrator.server_session import ServerSession
 from migrator.shutdown import SHUTDOWN
 
 NAMESPACE = b"migrator/v1"
@@ -114,9 +115,9 @@ def held(db: DatabaseConfig, timeouts: Timeouts, conn: Connection, *, version_ta
 
     Nothing here imports SQLAlchemy or Alembic: replicas that wait and then find the work done never load
     them (a second of CPU each, which several pods starting on one node would pay at once)."""
-    server = database.identify(conn, schema, version_table)
-    database.require_primary(server, db)
-    database.require_session_pooling(conn, server, db, timeouts)
+    server = server_session.identify(conn, schema, version_table)
+    server_session.require_primary(server, db)
+    server_session.require_session_pooling(conn, server, db, timeouts)
     key = lock_key(server.database, server.schema, version_table)
     # Twice over, in one statement on the identified backend: OWNED takes the second count back and adds it again.
     if not acquire(conn, key, timeouts.lock, db.description, satisfied, pid=server.pid, counts=2):

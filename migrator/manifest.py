@@ -135,7 +135,7 @@ def write(repo: Repo) -> Path:
             found, uncertain = None, uncertain or str(exc)
         if found is not None:
             read.append((shown, found))
-        entries.append(Entry(_relative(real, root), status.st_size, status.st_mtime_ns,
+        entries.append(Entry(relative(real, root), status.st_size, status.st_mtime_ns,
                              FileSums(checksum(data), hashlib.sha256(data).hexdigest()),
                              found.revision if found else None, found.parents if found else (),
                              found.branch_labels if found else ()))
@@ -162,7 +162,7 @@ def _directory_times(where: Locations, root: Path) -> list[tuple[str, int]] | No
     what spares the no-op path the listing. None for recursive locations (their subdirectories are listed)."""
     if where.recursive:
         return None
-    return [(_relative(os.path.realpath(d), root), os.stat(d).st_mtime_ns) for d in where.dirs if os.path.isdir(d)]
+    return [(relative(os.path.realpath(d), root), os.stat(d).st_mtime_ns) for d in where.dirs if os.path.isdir(d)]
 
 
 def _save(path: Path, text: str) -> Path:
@@ -193,7 +193,7 @@ def _files(where: Locations) -> list[tuple[str, str]]:
         raise ConfigError(f"cannot list the revision files: {exc}") from None
 
 
-def _relative(real: str, root: Path) -> str:
+def relative(real: str, root: Path) -> str:
     """`real` relative to the script directory: a prefix cut in the common case (relpath costs microseconds,
     thousands of times on the no-op path)."""
     prefix = f"{root}{os.sep}"
@@ -282,13 +282,13 @@ def _stale(repo: Repo, manifest: Manifest) -> str:
             pairs = list(zip(paths, _stat_all(root, paths), strict=True))
         else:  # a file added, removed or renamed, or a directory touched within the racy window: list them
             files = _listed(where)
-            pairs = sorted((_relative(real, root), os.stat(real)) for real, _ in files)
+            pairs = sorted((relative(real, root), os.stat(real)) for real, _ in files)
     except (Uncertain, OSError) as exc:
         return f"the files cannot be listed: {exc}"
     if "\n".join(f"{path}\t{s.st_size}\t{s.st_mtime_ns}" for path, s in pairs) != manifest.stats:
         return "a revision file was added, removed or changed since it was written"
-    for file_hash, path in manifest.racy:  # written within a clock tick of the manifest: their content tells
-        if _hash_of(manifest.root / path) != file_hash:
+    for recorded, path in manifest.racy:  # written within a clock tick of the manifest: their content tells
+        if file_hash(manifest.root / path) != recorded:
             return f"{path} changed since it was written"
     return ""
 
@@ -322,7 +322,7 @@ def _same_directories(manifest: Manifest, where: Locations) -> bool:
             and all(mtime < racy_ns for _, mtime in now))
 
 
-def _hash_of(path: Path) -> str | None:
+def file_hash(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -336,61 +336,6 @@ def _debug_once(repo_name: str, message: str) -> None:
 
 def _debug(repo: Repo, message: str) -> None:
     _debug_once(repo.name, message)
-
-
-# --- each file's sums, for the runs that load Alembic -------------------------------------------------------
-
-class Sums:
-    """Each revision file's checksum and sha256: the manifest's, for a file still as recorded, else computed."""
-
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
-        self._manifest = read(repo)
-        self._cache: dict[str, FileSums] = {}
-
-    def of(self, path: str | os.PathLike[str]) -> FileSums:
-        real = os.path.realpath(path)
-        if real not in self._cache:
-            self._cache[real] = self._recorded(real) or _compute(real)
-        return self._cache[real]
-
-    def hash_of(self, path: str | os.PathLike[str]) -> str:
-        return self.of(path).file_hash
-
-    def _recorded(self, real: str) -> FileSums | None:
-        manifest = self._manifest
-        if manifest is None:
-            return None
-        entry = manifest.entries.get(_relative(real, manifest.root))
-        try:
-            status = os.stat(real)
-        except OSError:
-            return None
-        if entry is None or (entry.size, entry.mtime_ns) != (status.st_size, status.st_mtime_ns):
-            return None
-        racy = entry.mtime_ns >= manifest.written_ns - RACY_SECONDS * 10**9
-        if racy and _hash_of(Path(real)) != entry.sums.file_hash:
-            return None
-        return entry.sums
-
-
-def _compute(real: str) -> FileSums:
-    from migrator.source_checksum import checksum  # noqa: PLC0415
-
-    data = Path(real).read_bytes()
-    return FileSums(checksum(data), hashlib.sha256(data).hexdigest())
-
-
-_SUMS: dict[Path, Sums] = {}
-
-
-def sums_for(repo: Repo) -> Sums:
-    """One per script directory: a repo's tenants, each a Repo of its own (migrator.tenants), share the files,
-    and a Sums each would keep the manifest in memory once per tenant."""
-    found = _SUMS.get(repo.script_location)
-    if found is None:
-        found = _SUMS[repo.script_location] = Sums(repo)
-    return found
 
 
 def write_all(repos: Sequence[Repo]) -> list[Path]:

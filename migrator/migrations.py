@@ -33,8 +33,8 @@ from migrator.blocking import describe_all
 from migrator.database import rolled_back
 from migrator.engine import running
 from migrator.errors import MigrationFailed
+from migrator.file_sums import Sums
 from migrator.logs import get_logger
-from migrator.manifest import Sums
 from migrator.session import MigrationSession, prepare_history
 from migrator.shutdown import SHUTDOWN
 from migrator.statement_hooks import StatementHooks

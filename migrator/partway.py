@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from alembic.script import ScriptDirectory
 
 from migrator import alembic_internals as internals
-from migrator import database, scripts
+from migrator import scripts, server_session
 from migrator.config import Settings
 from migrator.database import Connection
 from migrator.errors import PartiallyApplied, RevisionError
@@ -27,7 +27,7 @@ from migrator.targets import Outcome, Target, connection, state
 
 def refuse(target: Target, conn: Connection) -> None:
     """A migration left part-way needs a decision; name it (exit 6)."""
-    schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
+    schema = server_session.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
     rows = history.open_rows(conn, schema, target.repo.version_table)
     if rows:
         raise PartiallyApplied(f"{target.db.description}: migration {rows[-1].describe()}; decide with `migrator "

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql as psql
 
-from migrator import database, lock
+from migrator import lock, server_session
 from migrator.config import DatabaseConfig, Settings
-from migrator.database import Connection, ServerSession
+from migrator.database import Connection
 from migrator.errors import ConfigError, LockLost
 from migrator.logs import get_logger
+from migrator.server_session import ServerSession
 from migrator.shutdown import SHUTDOWN
 from migrator.steps import Step
 from migrator.tables import history
@@ -72,7 +73,7 @@ class MigrationSession:
         SET search_path, SET ROLE or session_replication_role included), then migrator's settings, the
         server's clock, and whether this session still holds the lock. The same text for every step of the
         session: composed once."""
-        settings = database.session_settings(self.settings.timeouts, self.server.server_version)
+        settings = server_session.session_settings(self.settings.timeouts, self.server.server_version)
         if self.search_path is not None:  # after RESET ALL, so that a migration's SET search_path cannot leak
             settings["search_path"] = self.search_path
         calls = psql.SQL(", ").join(psql.SQL("set_config({}, {}, false)").format(psql.Literal(k), psql.Literal(v))

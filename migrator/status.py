@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrator import database, scripts, validation, version_skew
+from migrator import scripts, server_session, validation, version_skew
 from migrator.config import Settings
 from migrator.database import Connection
 from migrator.logs import get_logger
@@ -95,7 +95,7 @@ def read(target: Target, conn: Connection, settings: Settings | None = None) -> 
                    for step in internals.upgrade_plan(script, "heads", found.versions)]
     partial: list[str] = []
     if found.partial:
-        schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
+        schema = server_session.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
         partial = [row.describe() for row in history.open_rows(conn, schema, target.repo.version_table)]
     where = Status(target.repo.name, target.db.description, found.versions, tuple(sorted(known.heads)), pending,
                    unknown, partial)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from migrator import database, manifest
+from migrator import database, file_sums, manifest, server_session
 from migrator.config import Settings
 from migrator.database import Connection
 from migrator.errors import ConfigError, RevisionError
@@ -124,7 +124,7 @@ def short(path: str) -> str:
 
 
 def compare(expected: dict[str, RevisionSource], known: Collection[str], recorded: dict[str, history.Recorded],
-            sums: manifest.Sums) -> Drift:
+            sums: file_sums.Sums) -> Drift:
     """`expected`: the revisions applied according to the files (all of them at head); `known`: every revision
     the files have; `recorded`: what the history says is applied, with its checksums."""
     from migrator.source_checksum import ALGORITHM  # noqa: PLC0415
@@ -143,7 +143,7 @@ def compare(expected: dict[str, RevisionSource], known: Collection[str], recorde
 
 def _recorded(conn: Connection, target: Target) -> tuple[str, dict[str, history.Recorded]]:
     """The history's schema, and what it says is applied (nothing when there is no history yet)."""
-    schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
+    schema = server_session.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
     if not history.exists(conn, schema):
         return schema, {}
     return schema, history.applied(conn, schema, target.repo.version_table)
@@ -153,7 +153,7 @@ def at_head(conn: Connection, target: Target, view: View) -> Drift:
     """At head every revision of the files is applied: compare them all."""
     revisions = view.revisions()
     _, recorded = _recorded(conn, target)
-    return compare(revisions, revisions.keys(), recorded, manifest.sums_for(target.repo))
+    return compare(revisions, revisions.keys(), recorded, file_sums.sums_for(target.repo))
 
 
 def judge(target: Target, drift: Drift, rule: str) -> None:
@@ -229,13 +229,13 @@ def _one_transaction(conn: Connection, doing: str) -> Iterator[None]:
 
 
 def session_sums(target: Target, source: RevisionSource) -> history.FileSums:
-    return manifest.sums_for(target.repo).of(source.path)
+    return file_sums.sums_for(target.repo).of(source.path)
 
 
 # --- the runs that load Alembic -----------------------------------------------------------------------------
 
 def from_script(script: ScriptDirectory, current: tuple[str, ...],
-                sums: manifest.Sums) -> tuple[dict[str, RevisionSource], set[str]]:
+                sums: file_sums.Sums) -> tuple[dict[str, RevisionSource], set[str]]:
     """The revisions applied according to Alembic's view of the files (the ancestors of `current`), and every
     revision the files have."""
     from migrator import alembic_internals as internals  # noqa: PLC0415
@@ -253,7 +253,7 @@ def before_upgrade(target: Target, settings: Settings, session: MigrationSession
     rule = policy(target, settings)
     if rule == OFF or not prepare(session, target):
         return
-    sums = manifest.sums_for(target.repo)
+    sums = file_sums.sums_for(target.repo)
     expected, known = from_script(script, current, sums)
     recorded = history.applied(session.conn, session.history_schema, target.repo.version_table)
     drift = compare(expected, known, recorded, sums)
@@ -266,7 +266,7 @@ def for_status(conn: Connection, target: Target, settings: Settings, script: Scr
     """What `status` shows (None when validation is off); reads only."""
     if policy(target, settings) == OFF:
         return None
-    sums = manifest.sums_for(target.repo)
+    sums = file_sums.sums_for(target.repo)
     expected, known = from_script(script, current, sums)
     _, recorded = _recorded(conn, target)
     return compare(expected, known, recorded, sums)
@@ -289,7 +289,7 @@ def accept(target: Target, settings: Settings, revision: str) -> Outcome:
             raise ConfigError(f"the migration history on {target.db.description} is busy (its checksum columns "
                               "could not be added within MIGRATOR_DDL_LOCK_TIMEOUT); try again")
         current = versions.read(conn, target.repo.version_table, target.repo.version_table_schema).versions
-        sums = manifest.sums_for(target.repo)
+        sums = file_sums.sums_for(target.repo)
         expected, known = from_script(script, current, sums)
         drift = compare(expected, known, history.applied(conn, session.history_schema, target.repo.version_table),
                         sums)

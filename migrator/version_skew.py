@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-from migrator import database
+from migrator import server_session
 from migrator.database import Connection
 from migrator.errors import RevisionError
 from migrator.logs import get_logger
@@ -45,7 +45,7 @@ def accept_newer(target: Target, conn: Connection, state: versions.DbState, know
 
 def descends(conn: Connection, target: Target, current: tuple[str, ...], known: Known) -> tuple[bool, str]:
     """Whether the history proves that `current` descends from every head this image knows."""
-    schema = database.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
+    schema = server_session.identify(conn, target.repo.version_table_schema, target.repo.version_table).schema
     if not history.exists(conn, schema):
         return False, "there is no migration history to prove its ancestry"
     recorded = history.applied_parents(conn, schema, target.repo.version_table)

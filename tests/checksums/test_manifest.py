@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from migrator import manifest
+from migrator import file_sums, manifest
 from migrator.repos import Repo, load_repos
 from tests.conftest import FIRST, HEAD, add_revision, migrator_env, run_migrator
 
@@ -170,3 +170,18 @@ def test_a_migrate_with_a_trusted_manifest_loads_no_scanner(project: Path, datab
     assert code == "0", proc.stderr
     assert "migrator.migrations" in loaded.split()  # it applied the migrations (validated, checksums recorded)
     assert NOT_ON_THE_START_PATH.isdisjoint(loaded.split())
+
+
+def test_file_sums_resolve_paths_as_realpath_does(project: Path, tmp_path: Path) -> None:
+    """file_sums.Sums resolves a revision file's directory once per run, not each path component per step: the
+    path it keys by is still os.path.realpath's, through a linked directory and for a file that is a link."""
+    outside = tmp_path / "outside.py"
+    outside.write_text("# kept elsewhere\n")
+    (versions(project) / "linked_file.py").symlink_to(outside)
+    link = tmp_path / "project_link"
+    link.symlink_to(project)
+    sums = file_sums.Sums(repo_of(project))
+    for path in [versions(project) / f"{FIRST}_create_users.py", link / "migrations" / "versions" / f"{HEAD}_x.py",
+                 link / "migrations" / "versions" / "linked_file.py", versions(project) / "linked_file.py"]:
+        assert sums._real(str(path)) == os.path.realpath(path)
+    assert sums._real(str(versions(project) / "linked_file.py")) == str(outside.resolve())

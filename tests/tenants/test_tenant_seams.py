@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator import manifest, tenants
+from migrator import file_sums, manifest, tenants
 from migrator.config import database_config
 from migrator.repos import Repo, load_repos
 from migrator.targets import Target
@@ -77,6 +77,6 @@ def test_a_repos_tenants_share_the_files_checksums(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(manifest, "read", read)
     target = Target(repo, database_config({"DATABASE_URL": "postgresql://u@h/db"}))
     path = next((project / "migrations" / "versions").glob(f"{REVISIONS[0]}_*.py"))
-    sums = [manifest.sums_for(tenants.target_for(target, name).repo).of(path) for name in ("a1", "b2")]
-    assert sums[0] == sums[1] == manifest.Sums(repo).of(path)
+    sums = [file_sums.sums_for(tenants.target_for(target, name).repo).of(path) for name in ("a1", "b2")]
+    assert sums[0] == sums[1] == file_sums.Sums(repo).of(path)
     assert reads == [repo.script_location] * 2, "once for the tenants, once for the Sums made here"
