@@ -73,11 +73,11 @@ class Migrations:
                 try:
                     self._once(sa_conn, plan, destination)
                 except sa.exc.DBAPIError as exc:
-                    from migrator import failures  # noqa: PLC0415  (see _fail)
-
                     step = session.current
-                    if step is None or failures.sqlstate(exc) != LOCK_NOT_AVAILABLE or step.partial:
+                    if step is None or step.partial or getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                         raise self._fail(exc) from None
+                    with SHUTDOWN.deferred():  # a signal waits for the import (see _fail), as for any bookkeeping
+                        from migrator import failures  # noqa: PLC0415
                     blockers = session.monitor.blockers_since(step.started) if session.monitor else []
                     if not rolled_back(session.conn):
                         raise failures.lost(step, exc, self._run()) from None
@@ -206,10 +206,11 @@ class Migrations:
     def _fail(self, exc: BaseException) -> failures.Failure:
         """The one error the run ends with (migrator.failures), and the failed step's history row. A signal
         does not interrupt this: what the server confirmed is asked under bounds of its own."""
-        # Imported by the runs that fail: its explanations (and their classes) cost every start otherwise.
-        from migrator import failures  # noqa: PLC0415
-
         with SHUTDOWN.deferred():
+            # Imported by the runs that fail, inside the deferral (a signal must not cut the import short and
+            # leave the failure unexplained): its explanations and their classes would cost every start.
+            from migrator import failures  # noqa: PLC0415
+
             step, self.session.current = self.session.current, None
             said = failures.confirm(self.session, step, exc, self.version_table, self.direction)
             verdict = failures.explain(step, exc, said, self._run())

@@ -120,9 +120,9 @@ def _run_one(session: MigrationSession, connection: sa.Connection, ledger: Ledge
 def _failed(session: MigrationSession, step: Step, exc: BaseException) -> failures.Failure:
     """The one error a failed seed ends the run with (migrator.failures). A signal before the seed's
     transaction began interrupted nothing of it."""
-    from migrator import failures  # noqa: PLC0415  (as in migrator.migrations: only a failure needs it)
-
     with SHUTDOWN.deferred():
+        from migrator import failures  # noqa: PLC0415  (as in migrator.migrations: only a failure needs it)
+
         if isinstance(exc, KeyboardInterrupt) and session.current is None:
             step_or_none: Step | None = None
         else:
