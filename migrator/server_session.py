@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from migrator import database
 from migrator.config import DatabaseConfig, Timeouts
-from migrator.database import Connection, connect
+from migrator.database import Connection
 from migrator.errors import DatabaseUnreachable
 
 SERVER_VERSION_TCP_USER_TIMEOUT = 120000  # the server-side tcp_user_timeout setting exists from PostgreSQL 12
@@ -62,7 +63,7 @@ def require_session_pooling(conn: Connection, session: ServerSession, db: Databa
         return
 
     def another_client(connect_timeout: float, quiet: bool) -> Connection:
-        return connect(db, timeouts, autocommit=True, purpose="pooler check", first_answer=False,
+        return database.connect(db, timeouts, autocommit=True, purpose="pooler check", first_answer=False,
                        connect_timeout=connect_timeout, quiet=quiet)
 
     pooler.require_session_pooling(conn, session.pid, db, timeouts, another_client)
