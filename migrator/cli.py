@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code if isinstance(exc, Interrupted) else errors.INTERRUPTED_SIGINT
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         detail = exc.detail if isinstance(exc, Interrupted) else None
-        return _fail(command, code, detail or _interrupted_after(name, exc.__context__))
+        return _fail(command, code, detail or f"interrupted by {name}; no migration or seed was running")
     except Exception as exc:
         from migrator import database  # noqa: PLC0415  (loaded already by any command that reached a database)
 
@@ -363,14 +363,6 @@ def _output_closed() -> int:
         os.close(devnull)
     logs.get_logger().debug("standard output was closed by its reader; stopped writing")
     return SHUTDOWN.finish(errors.OUTPUT_CLOSED, None)
-
-
-def _interrupted_after(name: str, earlier: BaseException | None) -> str:
-    """A signal raised while an error was already on its way out (a failed migration, explained and recorded,
-    then the connections closed): the line says what ended the run first, not that nothing was running."""
-    if isinstance(earlier, MigratorError):
-        return f"interrupted by {name} while stopping after this failure: {earlier}"
-    return f"interrupted by {name}; no migration or seed was running"
 
 
 def _fail(command: str, code: int, message: str) -> int:

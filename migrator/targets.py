@@ -14,6 +14,7 @@ import psycopg
 from migrator import database
 from migrator.config import DatabaseConfig, Settings
 from migrator.database import Connection
+from migrator.errors import MigratorError
 from migrator.repos import Repo
 from migrator.tables import versions
 
@@ -65,7 +66,14 @@ def connection(target: Target, settings: Settings, purpose: str = "migrations") 
         return
     with database.connect(target.db, settings.timeouts, autocommit=True, purpose=purpose) as conn:
         conn.doing = "reading the version table"
-        yield conn
+        try:
+            yield conn
+        except MigratorError:
+            # A failure on its way out, explained (and recorded) already: closed without psycopg's rollback,
+            # whose wait a signal that came meanwhile would interrupt, making it the outcome instead of the
+            # failure. The server ends whatever the session still had open.
+            conn.close()
+            raise
 
 
 class SharedConnection:
