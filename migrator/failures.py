@@ -263,10 +263,6 @@ def record(session: MigrationSession, step: Step, version_table: str, outcome: s
         database.rolled_back(conn)
 
 
-def sqlstate(exc: sa.exc.DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
-
-
 def first_line(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"

@@ -214,9 +214,9 @@ def _finished_row(conn: psycopg.Connection[Any], schema: str, sums: bool, encodi
     found = _FINISHED_ROWS.get(key)
     if found is None:
         parts = list(_text_parts(_insert_sql(schema, True, returning=False, sums=sums), conn))
-        template = "".join("{" + part[1] + "}" if part[0] else part[1].replace("{", "{{").replace("}", "}}")
-                           for part in parts)
-        found = _FINISHED_ROWS[key] = (template, tuple(part[1] for part in parts if part[0]))
+        template = "".join("{" + text + "}" if is_value else text.replace("{", "{{").replace("}", "}}")
+                           for is_value, text in parts)
+        found = _FINISHED_ROWS[key] = (template, tuple(text for is_value, text in parts if is_value))
     return found
 
 
