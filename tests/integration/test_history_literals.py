@@ -72,3 +72,18 @@ def test_a_steps_row_reads_back_exactly_as_the_session_changes_its_quoting_setti
                          "FROM migrator_history ORDER BY id").fetchall()
     assert rows == [(odd, f"{odd}{n}", [odd, f"{odd}{n}"], datetime(2026, 12, 7, 12, n, tzinfo=UTC), odd, f"{odd}{n}")
                     for n in range(4)]
+
+
+def test_a_row_is_written_in_a_schema_whose_name_has_braces_and_quotes(database_url: str) -> None:
+    """insert_statement's text is a str.format template around the values: the schema's quoted name, braces
+    included, must come out as it went in."""
+    schema = 'odd "sch{e}ma}'
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+        history.ensure(c, schema)
+        c.execute(history.insert_statement(c, schema, version_table="v{0}", revision="r{x}", parents=["{}"],
+                                           direction="up", outcome="applied",
+                                           started_at=datetime(2026, 12, 8, tzinfo=UTC)))
+        rows = c.execute(psycopg.sql.SQL("SELECT version_table, revision, parents FROM {}").format(
+            history.qualified(schema))).fetchall()
+    assert rows == [("v{0}", "r{x}", ["{}"])]
